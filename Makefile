@@ -1,0 +1,37 @@
+# Two commands matter: `make run` (Airflow with the sandbox) and `make test`. Everything installs itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench format clean
+
+install: $(STAMP)
+
+# Re-installs only when a requirements file changed, so repeated `make test` runs start at once.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (the HTTP provider 6.3.0 requires it); set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: install
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_sandbox.py
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	@echo "No benchmarks yet: the benchmark suite lands with the benchmark issue. DAG parse times:"
+	@$(BIN)/python scripts/parse_times.py
+
+clean:
+	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results

@@ -1,0 +1,128 @@
+"""Test harness: an isolated Airflow per test session, a real metadata DB, and helpers to run DAGs.
+
+Environment is set at import time, before anything imports Airflow, because Airflow reads its
+configuration once on import. ``AIRFLOW__CORE__UNIT_TEST_MODE`` is never set: it would load Airflow's
+own test configuration and make the tests diverge from production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kandji-oomnitza-airflow-home-"))
+ARTIFACTS = ROOT / "artifacts"
+
+os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+    }
+)
+# Mirror production: Astro puts the project root on PYTHONPATH, Airflow puts plugins/ on sys.path.
+for path in (ROOT / "plugins", ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")) if p
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the session's metadata DB once; return AIRFLOW_HOME."""
+    from airflow.utils.db import initdb
+
+    initdb()
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dag_bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+
+
+@pytest.fixture
+def airflow_connections(monkeypatch):
+    """Set Airflow connections through ``AIRFLOW_CONN_<ID>`` JSON variables for one test."""
+
+    def set_connection(conn_id: str, *, conn_type: str = "http", **fields: Any) -> None:
+        value = {"conn_type": conn_type, **{k: v for k, v in fields.items() if v is not None}}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+
+    return set_connection
+
+
+@dataclass
+class DagRunResult:
+    """What a finished ``dag.test()`` run left behind: its state, task states, XComs and log text."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str]
+    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
+    log: str = ""
+
+    def xcom(self, task_id: str, key: str = "return_value") -> Any:
+        return self.xcoms[(task_id, key)]
+
+
+@pytest.fixture
+def run_dag(airflow_db, dag_bag, capfd, caplog):
+    """Run a DAG with ``dag.test(run_conf=...)`` and read back states, XComs and the logs it printed.
+
+    ``dag.test()`` runs each task in-process: task logs reach Python logging (pytest's ``caplog``) and
+    Airflow's own structured logs reach stdout/stderr, so both are collected; the streams are echoed
+    back for pytest's failure report.
+    """
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    def run(dag_id: str, conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
+        assert dag_id in dag_bag.dags, f"{dag_id} not in dags/; import errors: {dag_bag.import_errors}"
+        capfd.readouterr()
+        caplog.clear()
+        dag_run = dag_bag.dags[dag_id].test(run_conf=conf, **test_kwargs)
+        captured = capfd.readouterr()
+        sys.stdout.write(captured.out)
+        sys.stderr.write(captured.err)
+        with create_session() as session:
+            task_states = {
+                ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+                for ti in dag_run.get_task_instances(session=session)
+            }
+            rows = session.query(XComModel).filter(
+                XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id
+            )
+            xcoms = {(x.task_id, x.key): XComModel.deserialize_value(x) for x in rows}
+        return DagRunResult(
+            dag_id=dag_id,
+            run_id=dag_run.run_id,
+            state=str(dag_run.state),
+            task_states=task_states,
+            xcoms=xcoms,
+            log=caplog.text + captured.out + captured.err,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
