@@ -126,3 +126,37 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# -- emulators ------------------------------------------------------------------------------------
+KANDJI_TOKEN = "test-kandji-token-5f1c2a"
+OOMNITZA_TOKEN = "test-oomnitza-token-9b7e4d"
+
+
+@pytest.fixture(scope="session")
+def kandji_process():
+    from include.emulators.client import EmulatorProcess
+
+    process = EmulatorProcess("include.emulators.kandji", "--devices", "10", "--token", KANDJI_TOKEN)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def kandji_emulator(kandji_process, airflow_connections):
+    """The Kandji emulator, reset to a fresh 120-device fleet, with ``kandji_default`` pointing at it."""
+    admin = kandji_process.admin
+    admin.post(
+        "reset",
+        {
+            "devices": 120,
+            "users": 80,
+            "seed": 42,
+            "tokens": [KANDJI_TOKEN],
+            "rate_limit": {"per_second": None, "per_hour": None},
+        },
+    )
+    airflow_connections(
+        "kandji_default", host=kandji_process.url, password=KANDJI_TOKEN, extra={"backoff_seconds": 0.01}
+    )
+    return admin

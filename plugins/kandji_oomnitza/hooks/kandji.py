@@ -1,0 +1,356 @@
+"""The Kandji (Iru Endpoint Management) API hook. Facts: shared/reference/kandji-api.md."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import requests
+
+from kandji_oomnitza.hooks.base import ApiError, RestApiHook, RetryMode
+from kandji_oomnitza.pagination import (
+    NextLinkCursorPaginator,
+    OffsetArrayPaginator,
+    PrismCursorPaginator,
+    UnexpectedPageError,
+    paginate,
+)
+from kandji_oomnitza.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUBDOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+REGION_HOSTS = {"us": "https://{sub}.api.kandji.io", "eu": "https://{sub}.api.eu.kandji.io"}
+API = "api/v1"
+
+
+class DeviceNotFoundError(ApiError):
+    """No Kandji device has exactly this serial number."""
+
+
+class AmbiguousDeviceError(ApiError):
+    """More than one Kandji device has exactly this serial number."""
+
+
+class PrismExportError(ApiError):
+    """The asynchronous Prism export failed, timed out, or produced a CSV we cannot use."""
+
+
+def normalise_column(name: str) -> str:
+    """'Serial Number' / 'serial_number' / ' Device ID ' → 'serial_number' / 'device_id'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+class KandjiHook(RestApiHook):
+    """Talks to one Kandji tenant with the token from an Airflow connection (default ``kandji_default``).
+
+    The token goes only to the tenant's API base URL, as ``Authorization: Bearer``; never Basic auth,
+    even if the connection has a login; never to the host of a ``next`` link or a signed export URL.
+    """
+
+    conn_name_attr = "kandji_conn_id"
+    default_conn_name = "kandji_default"
+    conn_type = "http"
+    hook_name = "Kandji API"
+    service_name = "Kandji"
+    own_extra_keys = (
+        *RestApiHook.own_extra_keys,
+        "subdomain",
+        "region",
+        "requests_per_hour",
+        "requests_per_second",
+    )
+
+    def __init__(self, kandji_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(kandji_conn_id, **kwargs)
+        self.kandji_conn_id = kandji_conn_id
+        self._limiter: RateLimiter | None = None
+        self.duplicates_dropped = 0
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def api_base_url(self) -> str:
+        """The tenant's API URL from ``host``, or from extra ``subdomain`` + ``region``; validated."""
+        host = (self.connection.host or "").strip()
+        if host:
+            if "://" not in host:
+                host = f"{self.connection.schema or 'https'}://{host}"
+            parsed = urlparse(host)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise self._config_error(
+                    "host",
+                    f"is {self.connection.host!r}, not a URL",
+                    "Use the API URL shown in Kandji under Settings > Access, e.g. https://acme.api.kandji.io.",
+                )
+            if self.connection.port:
+                host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
+            return re.sub(r"/api(/v1)?/?$", "", host.rstrip("/"))
+        subdomain = str(self.extra.get("subdomain", "")).strip()
+        region = str(self.extra.get("region", "us")).strip().lower()
+        if not subdomain:
+            raise self._config_error(
+                "host",
+                "is empty and extra has no 'subdomain'",
+                "Set host to your API URL (https://acme.api.kandji.io) or extra "
+                '{"subdomain": "acme", "region": "us"}.',
+            )
+        if not SUBDOMAIN_PATTERN.match(subdomain):
+            raise self._config_error(
+                "extra 'subdomain'",
+                f"is {subdomain!r}",
+                "Use only the first label of your API URL: letters, digits and hyphens (acme in acme.api.kandji.io).",
+            )
+        if region not in REGION_HOSTS:
+            raise self._config_error(
+                "extra 'region'", f"is {region!r}", 'Use "us" or "eu" (the region in your API URL).'
+            )
+        return REGION_HOSTS[region].format(sub=subdomain)
+
+    def url_from_endpoint(self, endpoint: str | None) -> str:
+        return f"{self.api_base_url}/{(endpoint or '').lstrip('/')}"
+
+    def apply_credentials(self, session: requests.Session, token: str) -> None:
+        session.headers["Authorization"] = f"Bearer {token}"
+        session.headers["Content-Type"] = "application/json;charset=utf-8"
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            self._limiter = RateLimiter(
+                per_second=self._setting("requests_per_second", None, 50, float),
+                per_hour=self._setting("requests_per_hour", None, 10_000, int),
+            )
+        return self._limiter
+
+    def before_request(self) -> None:
+        self.limiter.acquire()
+
+    def after_response(self, response: requests.Response) -> None:
+        self.limiter.observe(response.headers)
+
+    def describe_error(self, status: int, endpoint: str, api_message: str) -> str:
+        conn = f"connection '{self.kandji_conn_id}'"
+        if status == 401:
+            return (
+                f"Kandji rejected the API token of {conn} (HTTP 401 on {endpoint}): it is wrong, revoked or "
+                "expired. Create a token in Kandji (Settings > Access > API Token) and put it in the "
+                "connection's password."
+            )
+        if status == 403:
+            return (
+                f"The Kandji API token of {conn} lacks the permission for {endpoint} (HTTP 403: {api_message}). "
+                "Tick that endpoint in the token's permissions in Kandji (Settings > Access > API Token)."
+            )
+        return super().describe_error(status, endpoint, api_message)
+
+    # -- listings -----------------------------------------------------------------------------
+    def _fetch_page(self, endpoint: str, params: dict[str, Any]) -> Any:
+        return self.get_json(endpoint, params)
+
+    def _pages(self, endpoint: str, paginator, params: dict[str, Any] | None = None) -> Iterator[list]:
+        try:
+            yield from paginate(self._fetch_page, endpoint, paginator, params)
+        except UnexpectedPageError as exc:
+            raise ApiError(
+                f"Kandji API GET {endpoint} returned an unexpected page: {exc}", endpoint=endpoint
+            ) from None
+
+    def iter_device_pages(
+        self, *, page_size: int = 300, ordering: str = "device_id", **filters: Any
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Device records page by page, in a stable order; a device seen twice (inserted mid-walk,
+        shifting the offsets) is yielded once."""
+        seen: set[str] = set()
+        params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
+        for page in self._pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
+            fresh = [d for d in page if d.get("device_id") not in seen]
+            self.duplicates_dropped += len(page) - len(fresh)
+            seen.update(d.get("device_id") for d in fresh)
+            if fresh:
+                yield fresh
+
+    def iter_devices(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        for page in self.iter_device_pages(**filters):
+            yield from page
+
+    def iter_prism_pages(
+        self,
+        category: str,
+        *,
+        device_families: list[str] | None = None,
+        filter_json: str | None = None,
+        page_size: int = 300,
+    ) -> Iterator[list[dict[str, Any]]]:
+        params: dict[str, Any] = {}
+        if device_families:
+            params["device_families"] = ",".join(device_families)
+        if filter_json:
+            params["filter"] = filter_json
+        yield from self._pages(f"{API}/prism/{category}", PrismCursorPaginator(page_size), params)
+
+    def iter_user_pages(self, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        yield from self._pages(f"{API}/users", NextLinkCursorPaginator(), params)
+
+    # -- single reads -------------------------------------------------------------------------
+    def get_device(self, device_id: str) -> dict[str, Any]:
+        return self.get_json(f"{API}/devices/{_path_id(device_id)}")
+
+    def get_device_details(self, device_id: str) -> dict[str, Any]:
+        return self.get_json(f"{API}/devices/{_path_id(device_id)}/details")
+
+    def get_device_apps(self, device_id: str) -> list[dict[str, Any]]:
+        """Installed apps of one device (no paging parameters exist on this endpoint)."""
+        body = self.get_json(f"{API}/devices/{_path_id(device_id)}/apps")
+        if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
+            raise ApiError(f"Kandji API GET devices/{device_id}/apps returned no 'apps' list")
+        return body["apps"]
+
+    def get_device_commands(self, device_id: str, limit: int = 300) -> list[dict[str, Any]]:
+        body = self.get_json(f"{API}/devices/{_path_id(device_id)}/commands", {"limit": limit})
+        return body.get("commands", {}).get("results", [])
+
+    def prism_count(self, category: str) -> int:
+        return int(self.get_json(f"{API}/prism/count", {"category": category})["count"])
+
+    def find_device_by_serial(self, serial_number: str) -> dict[str, Any]:
+        """The one device whose serial number equals ``serial_number`` (Kandji's filter matches substrings)."""
+        wanted = serial_number.strip().upper()
+        candidates = [d for page in self.iter_device_pages(serial_number=wanted) for d in page]
+        exact = [d for d in candidates if str(d.get("serial_number", "")).strip().upper() == wanted]
+        if not exact:
+            similar = ", ".join(sorted(d.get("serial_number", "?") for d in candidates)[:5])
+            hint = f" ({len(candidates)} serial numbers contain it: {similar})" if candidates else ""
+            raise DeviceNotFoundError(
+                f"No Kandji device has serial number {wanted!r}{hint}. Check the serial number "
+                "(Kandji shows it on the device's page) and that the device is enrolled in this tenant.",
+                status=404,
+                endpoint="GET devices?serial_number",
+            )
+        if len(exact) > 1:
+            ids = ", ".join(d.get("device_id", "?") for d in exact)
+            raise AmbiguousDeviceError(
+                f"{len(exact)} Kandji devices have serial number {wanted!r} (device ids {ids}); "
+                "remove the stale record in Kandji, then run again.",
+                endpoint="GET devices?serial_number",
+            )
+        return exact[0]
+
+    # -- Prism export -------------------------------------------------------------------------
+    def export_prism(
+        self,
+        category: str,
+        *,
+        device_families: list[str] | None = None,
+        required_columns: tuple[str, ...] = (),
+        poll_seconds: float = 2.0,
+        timeout_seconds: float = 900.0,
+    ) -> pd.DataFrame:
+        """Run an asynchronous Prism export and return its CSV as a DataFrame of strings.
+
+        Column names are normalised (``Serial Number`` → ``serial_number``). The CSV is downloaded from
+        the signed URL without any Kandji credential.
+        """
+        import pandas as pd
+
+        body = {
+            "blueprint_ids": [],
+            "device_families": device_families or [],
+            "category": category,
+            "filter": {},
+            "sort_by": "",
+        }
+        # Starting an export twice only costs a second export, never wrong data: safe to retry.
+        job = self.request("POST", f"{API}/prism/export", json_body=body, decode=lambda r: r.json())
+        export_id = job.get("id")
+        if not export_id:
+            raise PrismExportError(f"Kandji did not return an export id for category {category!r}: {job}")
+        deadline = time.monotonic() + timeout_seconds
+        wait = poll_seconds
+        while job.get("status") != "success":
+            status = job.get("status")
+            if status not in (None, "pending", "processing", "in_progress", "running"):
+                raise PrismExportError(
+                    f"Kandji's Prism export {export_id} ({category}) ended with status {status!r}: "
+                    f"{job.get('error_msg') or 'no message'}"
+                )
+            if time.monotonic() > deadline:
+                raise PrismExportError(
+                    f"Kandji's Prism export {export_id} ({category}) was not ready after {timeout_seconds:.0f}s"
+                )
+            time.sleep(wait)
+            wait = min(wait * 1.5, 30.0)
+            job = self.get_json(f"{API}/prism/export/{_path_id(export_id)}")
+        signed_url = job.get("signed_url")
+        if not signed_url:
+            raise PrismExportError(f"Kandji's Prism export {export_id} succeeded without a download URL")
+        frame = self._download_csv(signed_url)
+        missing = [c for c in required_columns if c not in frame.columns]
+        if missing:
+            raise PrismExportError(
+                f"Kandji's Prism export {export_id} ({category}) lacks columns {missing}; "
+                f"it has {list(frame.columns)[:20]}"
+            )
+        return pd.DataFrame(frame)
+
+    def _download_csv(self, signed_url: str) -> pd.DataFrame:
+        import pandas as pd
+
+        # A bare session: the signed URL carries its own authorisation, and no Kandji token may leave.
+        with requests.Session() as bare:
+            self.calls += 1
+            try:
+                response = bare.get(signed_url, timeout=max(self.timeout, 300.0))
+            except requests.RequestException as exc:
+                raise PrismExportError(
+                    f"Could not download the Prism export CSV: {type(exc).__name__}"
+                ) from None
+        if response.status_code >= 400:
+            raise PrismExportError(
+                f"Downloading the Prism export CSV failed with HTTP {response.status_code}"
+            )
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(response.content), dtype=str, keep_default_na=False, on_bad_lines="warn"
+            )
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise PrismExportError(f"The Prism export CSV could not be parsed: {exc}") from None
+        frame.columns = [normalise_column(str(c)) for c in frame.columns]
+        return frame
+
+    # -- actions ------------------------------------------------------------------------------
+    def device_action(
+        self, device_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Queue one MDM command. Sent at most once: an action is retried only when Kandji certainly did
+        not receive it (429, connection refused), never after a timeout or a 5xx.
+
+        Returns the decoded body (``{}`` for Kandji's usual empty 200; ``{"PIN": ...}`` for a Mac lock).
+        """
+        if not re.fullmatch(r"[a-z]+", action):
+            raise ValueError(f"not a Kandji action name: {action!r}")
+        response = self.request(
+            "POST",
+            f"{API}/devices/{_path_id(device_id)}/action/{action}",
+            json_body=body if body else None,
+            retry=RetryMode.UNSENT_ONLY,
+        )
+        if not response.content:
+            return {}
+        try:
+            decoded = response.json()
+        except ValueError:
+            return {}
+        return decoded if isinstance(decoded, dict) else {"message": decoded}
+
+
+def _path_id(value: str) -> str:
+    """Ids go into URL paths; refuse anything that could change the path."""
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value or ""):
+        raise ValueError(f"not a valid Kandji id: {value!r}")
+    return value

@@ -1,0 +1,100 @@
+"""Lenient readers for Kandji's value quirks (shared/reference/kandji-api.md §2.2–2.5, §4.2).
+
+- ``user`` is an object on an assigned device and ``""`` on an unassigned one;
+- booleans arrive as JSON booleans or as ``"True"``/``"False"``/``"Yes"``/``"No"`` strings;
+- timestamps mix ``T`` and space separators, ``Z`` and ``+00:00``, with or without microseconds, or ``""``;
+- ``/apps`` records differ by platform (Apple, Windows, Android); Prism rows name fields differently.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pendulum
+import pendulum.parsing.exceptions
+
+TRUE_STRINGS = {"true", "yes", "1", "y", "on"}
+FALSE_STRINGS = {"false", "no", "0", "n", "off"}
+
+
+def is_empty(value: Any) -> bool:
+    """Kandji's ways of saying "nothing": None, "", whitespace, an empty list or object."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, dict, tuple, set)):
+        return len(value) == 0
+    return False
+
+
+def parse_bool(value: Any) -> bool | None:
+    """True/False from a JSON boolean or a "True"/"Yes"/"1" style string; None when empty or unknown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in TRUE_STRINGS:
+            return True
+        if text in FALSE_STRINGS:
+            return False
+    return None
+
+
+def parse_timestamp(value: Any) -> pendulum.DateTime | None:
+    """An aware UTC datetime from any of Kandji's timestamp formats; None for empty values.
+
+    Naive timestamps are taken as UTC. Raises ValueError for a non-empty value that is not a
+    timestamp, so callers can report the record instead of guessing.
+    """
+    if is_empty(value):
+        return None
+    if isinstance(value, datetime):
+        parsed = pendulum.instance(value, tz="UTC")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        parsed = pendulum.from_timestamp(value, tz="UTC")
+    else:
+        try:
+            parsed = pendulum.parse(str(value).strip(), strict=False, tz="UTC")
+        except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
+            raise ValueError(f"not a timestamp: {value!r}") from exc
+        if not isinstance(parsed, pendulum.DateTime):
+            raise ValueError(f"not a timestamp: {value!r}")
+    return parsed.in_timezone("UTC")
+
+
+def to_iso_utc(value: Any) -> str | None:
+    """'2024-07-23T14:11:37Z' (UTC, whole seconds), or None for an empty value."""
+    parsed = parse_timestamp(value)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
+
+
+def assigned_user(device: dict[str, Any]) -> dict[str, Any] | None:
+    """The device's user object (``user`` on list/get records, ``general.assigned_user`` in details)."""
+    user = device.get("user")
+    if user is None and isinstance(device.get("general"), dict):
+        user = device["general"].get("assigned_user")
+    return user if isinstance(user, dict) and user else None
+
+
+def software_entry(app: dict[str, Any]) -> dict[str, Any] | None:
+    """One installed app as Oomnitza's ``{name, version, path}``, from any record shape Kandji sends:
+    Apple ``/apps`` (``app_name``), Windows (``display_name``/``name``, ``installed_path``), Android
+    (``display_name``/``package_name``, ``version_name``) and Prism rows (``name``)."""
+    name = _first(app, "app_name", "display_name", "name", "bundle_name", "package_name")
+    if name is None:
+        return None
+    version = _first(app, "version", "version_name", "short_version")
+    path = _first(app, "path", "installed_path")
+    return {"name": name, "version": version, "path": path}
+
+
+def _first(record: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = record.get(key)
+        if not is_empty(value):
+            return value.strip() if isinstance(value, str) else value
+    return None

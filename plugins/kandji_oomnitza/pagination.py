@@ -1,0 +1,109 @@
+"""Kandji's paging styles as small interchangeable strategies behind one ``paginate()`` loop.
+
+Each strategy says what the first request sends, where a page's records are, and what the next
+request sends (``None`` when the listing is complete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
+
+
+class Paginator(Protocol):
+    def first_params(self) -> dict[str, Any]: ...
+
+    def records(self, body: Any) -> list[dict[str, Any]]: ...
+
+    def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None: ...
+
+
+class UnexpectedPageError(ValueError):
+    """A page did not have the shape the strategy expects."""
+
+
+class OffsetArrayPaginator:
+    """``/devices``: ``limit`` (≤ 300) + ``offset``, bare JSON arrays, the end is an empty page."""
+
+    def __init__(self, limit: int = 300) -> None:
+        self.limit = min(limit, 300)
+        self.offset = 0
+
+    def first_params(self) -> dict[str, Any]:
+        return {"limit": self.limit, "offset": 0}
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, list):
+            raise UnexpectedPageError(f"expected a JSON array of records, got {type(body).__name__}")
+        return body
+
+    def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not records:
+            return None
+        self.offset += len(records)
+        return {"limit": self.limit, "offset": self.offset}
+
+
+class PrismCursorPaginator:
+    """Prism categories: always ``limit=300``; follow the opaque ``cursor`` until it is null or empty.
+
+    A short page does not end the listing (Kandji's cursors continue after short pages). Responses
+    without a ``cursor`` key (the older API) fall back to ``offset`` paging until an empty page.
+    """
+
+    def __init__(self, limit: int = 300) -> None:
+        self.limit = min(limit, 300)
+        self.offset = 0
+
+    def first_params(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise UnexpectedPageError("expected a Prism page with a 'data' list")
+        return body["data"]
+
+    def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if "cursor" in body:
+            cursor = body["cursor"]
+            return {"limit": self.limit, "cursor": cursor} if cursor else None
+        if not records:
+            return None
+        self.offset += len(records)
+        return {"limit": self.limit, "offset": self.offset}
+
+
+class NextLinkCursorPaginator:
+    """``/users``: ``{"next", "previous", "results"}``. The ``next`` URL may name another host (the
+    web app's), so only its ``cursor`` is taken and requested from our own base URL."""
+
+    def first_params(self) -> dict[str, Any]:
+        return {}
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise UnexpectedPageError("expected a page with a 'results' list")
+        return body["results"]
+
+    def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        next_link = body.get("next")
+        if not next_link:
+            return None
+        cursor = parse_qs(urlparse(next_link).query).get("cursor")
+        if not cursor:
+            raise UnexpectedPageError(f"the 'next' link has no cursor to follow: {next_link!r}")
+        return {"cursor": cursor[0]}
+
+
+def paginate(
+    fetch, endpoint: str, paginator: Paginator, params: dict[str, Any] | None = None
+) -> Iterator[list]:
+    """Yield the records of each page. ``fetch(endpoint, params)`` returns a decoded page body."""
+    base = dict(params or {})
+    step: dict[str, Any] | None = paginator.first_params()
+    while step is not None:
+        body = fetch(endpoint, {**base, **step})
+        records = paginator.records(body)
+        yield records
+        step = paginator.next_params(body, records)
