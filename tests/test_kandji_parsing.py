@@ -1,0 +1,198 @@
+"""Parsers for Kandji's quirks, checked on Kandji's official example payloads; emulator fidelity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from kandji_oomnitza.kandji_values import (
+    assigned_user,
+    is_empty,
+    parse_bool,
+    parse_timestamp,
+    software_entry,
+    to_iso_utc,
+)
+from kandji_oomnitza.pagination import NextLinkCursorPaginator, PrismCursorPaginator
+from kandji_oomnitza.ratelimit import RateLimiter
+
+EXAMPLES = ROOT.parent / "shared" / "reference" / "kandji-examples"
+
+
+def example(name: str):
+    path = EXAMPLES / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"Kandji example payloads not found at {EXAMPLES}")
+    body = json.loads(path.read_text())["body"]
+    return json.loads(body) if isinstance(body, str) else body
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-07-23T14:11:37.150080Z", "2024-07-23T14:11:37Z"),
+        ("2024-01-26 16:15:36.087016+00:00", "2024-01-26T16:15:36Z"),
+        ("2024-07-23 12:43:15.675470+00:00", "2024-07-23T12:43:15Z"),
+        ("2024-05-13 20:09:23 +0000", "2024-05-13T20:09:23Z"),
+        ("2024-07-23T16:11:37+02:00", "2024-07-23T14:11:37Z"),
+        ("2024-06-17 11:32:35+00:00", "2024-06-17T11:32:35Z"),
+        ("", None),
+        ("   ", None),
+        (None, None),
+    ],
+)
+def test_timestamps_in_every_kandji_format(value, expected):
+    assert to_iso_utc(value) == expected
+
+
+def test_a_non_timestamp_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="not a timestamp"):
+        parse_timestamp("last tuesday-ish")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("True", True), ("False", False), ("Yes", True), ("No", False),
+     ("", None), (None, None), ("maybe", None), (1, True), (0, False)],
+)  # fmt: skip
+def test_booleans_and_string_booleans(value, expected):
+    assert parse_bool(value) is expected
+
+
+def test_empty_values():
+    assert all(is_empty(v) for v in (None, "", " ", [], {}))
+    assert not any(is_empty(v) for v in (0, False, "x", [1]))
+
+
+def test_user_object_or_empty_string_on_official_examples():
+    mac, iphone = example("get_device_get_mac"), example("list_devices_list_iphone_only")[0]
+    assert assigned_user(mac)["email"]
+    assert iphone["user"] == "" and assigned_user(iphone) is None
+    never_checked_in = example("get_device_get_ipad")
+    assert never_checked_in["last_check_in"] == "" and to_iso_utc(never_checked_in["last_check_in"]) is None
+    details = example("get_device_details_get_mac_details")
+    assert assigned_user(details)["id"]
+    assert parse_bool(details["mdm"]["mdm_enabled"]) is True
+    assert to_iso_utc(details["mdm"]["last_check_in"]).endswith("Z")
+
+
+def test_software_entries_from_every_record_shape():
+    mac_apps = example("get_device_apps_mac_apps")["apps"]
+    ipad_apps = example("get_device_apps_ipad_apps")["apps"]
+    prism_rows = example("applications_success")["data"]
+    for app in mac_apps + ipad_apps + prism_rows:
+        entry = software_entry(app)
+        assert entry and entry["name"]
+    assert software_entry(mac_apps[0])["path"].endswith(".app")
+    assert software_entry(ipad_apps[0])["path"] is None  # iPad apps have path ""
+    windows = {
+        "name": "Microsoft.Copilot",
+        "display_name": "Copilot",
+        "version": "1.2",
+        "installed_path": "C:\\x",
+    }
+    android = {"display_name": "Slack", "package_name": "com.Slack", "version_name": "25.10"}
+    assert software_entry(windows) == {"name": "Copilot", "version": "1.2", "path": "C:\\x"}
+    assert software_entry(android) == {"name": "Slack", "version": "25.10", "path": None}
+    assert software_entry({"bundle_id": "x"}) is None
+
+
+def test_paginators_on_official_envelopes():
+    users = example("list_users_success")
+    assert NextLinkCursorPaginator().next_params(users, users["results"]) == {"cursor": "cD0yOTE0Mw=="}
+    prism = example("applications_success")
+    paginator = PrismCursorPaginator()
+    # This envelope has "cursor": null: the listing is complete even though total (165) > 25 rows.
+    assert paginator.next_params(prism, prism["data"]) is None
+
+
+# -- the emulator matches Kandji's own examples ---------------------------------------------------
+def test_emulator_records_have_the_official_keys():
+    from include.emulators.kandji_fleet import Fleet
+
+    fleet = Fleet(seed=1, device_count=60)
+    official_device = example("list_devices_list_devices")[0]
+    mac = next(d for d in fleet.devices if d["platform"] == "Mac")
+    public = {k for k in mac if not k.startswith("_")}
+    assert set(official_device) <= public
+    official_app = example("get_device_apps_mac_apps")["apps"][0]
+    assert set(official_app) == set(fleet.device_apps_payload(mac)[0])
+    official_row = example("applications_success")["data"][0]
+    emulated_row = fleet.prism_app_rows(0, 1)[0]
+    assert set(emulated_row) <= set(official_row)
+    assert set(official_row) & set(emulated_row) >= {"device_id", "serial_number", "name", "version", "path"}
+    iphone = next(d for d in fleet.devices if d["platform"] == "iPhone")
+    assert iphone["user"] == ""
+
+
+def test_fleets_are_deterministic_and_large_ones_are_fast():
+    import time
+
+    from include.emulators.kandji_fleet import Fleet
+
+    a, b = Fleet(seed=5, device_count=50), Fleet(seed=5, device_count=50)
+    assert [d["serial_number"] for d in a.devices] == [d["serial_number"] for d in b.devices]
+    assert a.apps(a.devices[0]["device_id"]) == b.apps(b.devices[0]["device_id"])
+    started = time.perf_counter()
+    big = Fleet(seed=1, device_count=20_000)
+    elapsed = time.perf_counter() - started
+    print(f"\n[fleet] 20,000 devices generated in {elapsed:.2f}s")
+    platforms = {d["platform"] for d in big.devices}
+    assert platforms == {"Mac", "iPhone", "iPad", "AppleTV", "Windows", "Android"}
+    assert any(u["archived"] for u in big.users) and any(u["device_count"] == 0 for u in big.users)
+
+
+# -- rate limiter ---------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter(per_second, per_hour, clock):
+    return RateLimiter(per_second, per_hour, clock=clock.time, wall_clock=clock.time, sleep=clock.sleep)
+
+
+def test_limiter_spaces_requests_under_the_per_second_rate():
+    clock = FakeClock()
+    rl = limiter(50, None, clock)
+    for _ in range(101):
+        rl.acquire()
+    assert clock.now - 1000.0 == pytest.approx(2.0)
+
+
+def test_limiter_holds_the_hourly_budget():
+    clock = FakeClock()
+    rl = limiter(None, 10, clock)
+    for _ in range(10):
+        rl.acquire()
+    assert clock.slept == []
+    rl.acquire()
+    assert clock.slept == [pytest.approx(3600.0)]
+
+
+def test_limiter_backs_off_when_the_server_says_the_budget_is_low():
+    clock = FakeClock()
+    clock.now = 3600 * 100 + 1800.0  # half an hour left in Kong's window
+    rl = limiter(50, 10_000, clock)
+    rl.observe({"X-RateLimit-Remaining-Second": "1"})
+    rl.acquire()
+    assert clock.slept == [pytest.approx(1.0)]
+    rl.observe({"X-RateLimit-Remaining-Hour": "100", "X-RateLimit-Limit-Hour": "10000"})
+    assert rl.paced_interval == pytest.approx((1800.0 - 1.0) / 100)
+    rl.observe({"X-RateLimit-Remaining-Hour": "0"})
+    assert rl.paused_until > clock.now + 1700
+
+
+def test_examples_folder_is_where_the_tests_expect_it():
+    assert Path(EXAMPLES).exists(), "shared/reference/kandji-examples should sit beside the repository"
