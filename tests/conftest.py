@@ -160,3 +160,31 @@ def kandji_emulator(kandji_process, airflow_connections):
         "kandji_default", host=kandji_process.url, password=KANDJI_TOKEN, extra={"backoff_seconds": 0.01}
     )
     return admin
+
+
+@pytest.fixture(scope="session")
+def oomnitza_process(tmp_path_factory):
+    from include.emulators.client import EmulatorProcess
+
+    state = tmp_path_factory.mktemp("oomnitza") / "state.json"
+    process = EmulatorProcess(
+        "include.emulators.oomnitza", "--token", OOMNITZA_TOKEN, "--state-file", str(state)
+    )
+    process.state_file = state
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def oomnitza_emulator(oomnitza_process, airflow_connections):
+    """The Oomnitza emulator, emptied, with ``oomnitza_default`` pointing at it."""
+    admin = oomnitza_process.admin
+    admin.post("reset", {"tokens": [OOMNITZA_TOKEN], "settings": {"polls_until_finished": 1}})
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        login="kandji-integration",
+        password=OOMNITZA_TOKEN,
+        extra={"backoff_seconds": 0.01},
+    )
+    return admin

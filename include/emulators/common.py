@@ -29,7 +29,9 @@ class ScriptedFault:
 
     kind: ``status`` (answer ``status`` with ``body``/``retry_after``), ``reset`` (drop the connection),
     ``timeout`` (hang for ``seconds``), ``malformed_json`` (a truncated JSON body), ``html`` (an HTML
-    error page with ``status``), ``latency`` (delay by ``seconds``, then serve normally).
+    error page with ``status``), ``latency`` (delay by ``seconds``, then serve normally),
+    ``lost_response`` (serve the request, then drop the connection before the answer: the client cannot
+    know the request took effect).
     """
 
     kind: str
@@ -155,6 +157,12 @@ class Emulator:
             return await handler(request)
         entry = await self._record(request)
         fault_response = await self._apply_faults(request)
+        if isinstance(fault_response, ScriptedFault):  # lost_response: act, then drop the answer
+            await handler(request)
+            if request.transport is not None:
+                request.transport.abort()
+            entry["status"] = 599
+            return web.Response(status=599)
         if fault_response is not None:
             entry["status"] = fault_response.status
             return fault_response
@@ -212,7 +220,7 @@ class Emulator:
     def _token_of(self, header_value: str) -> str:
         return header_value
 
-    async def _apply_faults(self, request: web.Request) -> web.StreamResponse | None:
+    async def _apply_faults(self, request: web.Request) -> web.StreamResponse | ScriptedFault | None:
         faults = self.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -238,7 +246,11 @@ class Emulator:
             roll -= rate
         return None
 
-    async def _fault(self, request: web.Request, fault: ScriptedFault) -> web.StreamResponse | None:
+    async def _fault(
+        self, request: web.Request, fault: ScriptedFault
+    ) -> web.StreamResponse | ScriptedFault | None:
+        if fault.kind == "lost_response":
+            return fault
         if fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
             return None
