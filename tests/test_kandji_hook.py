@@ -201,28 +201,29 @@ def test_find_by_serial_none_and_several_are_distinct_errors(kandji_emulator):
 # -- Prism export ---------------------------------------------------------------------------------
 def test_prism_export_polls_and_downloads_without_the_token(kandji_emulator):
     summary = kandji_emulator.get("summary")
-    frame = hook().export_prism(
-        "apps", poll_seconds=0.01, required_columns=("device_id", "serial_number", "name")
-    )
-    assert len(frame) == summary["prism_app_rows"]
-    assert {"device_id", "serial_number", "name", "version", "path"} <= set(frame.columns)
-    (download,) = kandji_emulator.requests("^/_s3/")
-    assert download["auth_scheme"] is None and not download["token_ok"]
+    chunks = list(hook().export_prism("apps", poll_seconds=0.01, chunk_rows=1000))
+    assert len(chunks) > 1 and sum(len(c) for c in chunks) == summary["prism_app_rows"]
+    assert {"device_id", "serial_number", "name", "version", "path"} <= set(chunks[0].columns)
+    narrow = list(hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "name")))
+    assert set(narrow[0].columns) == {"device_id", "name"}
+    downloads = kandji_emulator.requests("^/_s3/")
+    assert len(downloads) == 2
+    assert all(d["auth_scheme"] is None and not d["token_ok"] for d in downloads)
     assert len(kandji_emulator.requests("/prism/export/")) >= 2  # polled while pending
 
 
 def test_prism_export_failure_and_unexpected_columns(kandji_emulator):
     kandji_emulator.put("settings", {"export_mode": "failed"})
     with pytest.raises(PrismExportError, match="status 'failed'"):
-        hook().export_prism("apps", poll_seconds=0.01)
+        list(hook().export_prism("apps", poll_seconds=0.01))
     kandji_emulator.put("settings", {"export_mode": "bad_columns"})
     with pytest.raises(PrismExportError, match="lacks columns"):
-        hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "serial_number"))
+        list(hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "serial_number")))
 
 
 def test_prism_export_bad_category_is_kandjis_400(kandji_emulator):
     with pytest.raises(ApiError, match="Invalid category: nope"):
-        hook().export_prism("nope")
+        list(hook().export_prism("nope"))
 
 
 # -- actions --------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
+import csv
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -250,14 +251,18 @@ class KandjiHook(RestApiHook):
         required_columns: tuple[str, ...] = (),
         poll_seconds: float = 2.0,
         timeout_seconds: float = 900.0,
-    ) -> pd.DataFrame:
-        """Run an asynchronous Prism export and return its CSV as a DataFrame of strings.
+        chunk_rows: int = 200_000,
+    ) -> Iterator[pd.DataFrame]:
+        """Run an asynchronous Prism export and yield its CSV in chunks of strings.
 
-        Column names are normalised (``Serial Number`` → ``serial_number``). The CSV is downloaded from
-        the signed URL without any Kandji credential.
+        Column names are normalised (``Serial Number`` → ``serial_number``). Only ``required_columns``
+        are read when given, and the file is streamed to disk first, so a ten-million-row export never
+        sits in memory whole. The CSV is downloaded from the signed URL without any Kandji credential.
         """
-        import pandas as pd
+        signed_url, export_id = self._run_export(category, device_families, poll_seconds, timeout_seconds)
+        yield from self._read_export(signed_url, export_id, category, required_columns, chunk_rows)
 
+    def _run_export(self, category, device_families, poll_seconds, timeout_seconds) -> tuple[str, str]:
         body = {
             "blueprint_ids": [],
             "device_families": device_families or [],
@@ -286,42 +291,58 @@ class KandjiHook(RestApiHook):
             time.sleep(wait)
             wait = min(wait * 1.5, 30.0)
             job = self.get_json(f"{API}/prism/export/{_path_id(export_id)}")
-        signed_url = job.get("signed_url")
-        if not signed_url:
+        if not job.get("signed_url"):
             raise PrismExportError(f"Kandji's Prism export {export_id} succeeded without a download URL")
-        frame = self._download_csv(signed_url)
-        missing = [c for c in required_columns if c not in frame.columns]
-        if missing:
-            raise PrismExportError(
-                f"Kandji's Prism export {export_id} ({category}) lacks columns {missing}; "
-                f"it has {list(frame.columns)[:20]}"
-            )
-        return pd.DataFrame(frame)
+        return job["signed_url"], export_id
 
-    def _download_csv(self, signed_url: str) -> pd.DataFrame:
+    def _read_export(
+        self, signed_url, export_id, category, required_columns, chunk_rows
+    ) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        # A bare session: the signed URL carries its own authorisation, and no Kandji token may leave.
-        with requests.Session() as bare:
+        with tempfile.TemporaryFile() as spool:
+            # A bare session: the signed URL carries its own authorisation, and no Kandji token may leave.
             self.calls += 1
             try:
-                response = bare.get(signed_url, timeout=max(self.timeout, 300.0))
+                with requests.get(signed_url, timeout=max(self.timeout, 300.0), stream=True) as response:
+                    if response.status_code >= 400:
+                        raise PrismExportError(
+                            f"Downloading Kandji's Prism export {export_id} failed with HTTP {response.status_code}"
+                        )
+                    for block in response.iter_content(chunk_size=1 << 20):
+                        spool.write(block)
             except requests.RequestException as exc:
                 raise PrismExportError(
-                    f"Could not download the Prism export CSV: {type(exc).__name__}"
+                    f"Could not download Kandji's Prism export {export_id}: {type(exc).__name__}"
                 ) from None
-        if response.status_code >= 400:
-            raise PrismExportError(
-                f"Downloading the Prism export CSV failed with HTTP {response.status_code}"
-            )
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(response.content), dtype=str, keep_default_na=False, on_bad_lines="warn"
-            )
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise PrismExportError(f"The Prism export CSV could not be parsed: {exc}") from None
-        frame.columns = [normalise_column(str(c)) for c in frame.columns]
-        return frame
+            spool.seek(0)
+            header = spool.readline().decode("utf-8-sig", "replace")
+            raw_names = next(csv.reader([header]), [])
+            by_normal = {normalise_column(name): name for name in raw_names}
+            missing = [c for c in required_columns if c not in by_normal]
+            if missing:
+                raise PrismExportError(
+                    f"Kandji's Prism export {export_id} ({category}) lacks columns {missing}; "
+                    f"it has {sorted(by_normal)[:20]}"
+                )
+            spool.seek(0)
+            usecols = [by_normal[c] for c in required_columns] if required_columns else None
+            try:
+                reader = pd.read_csv(
+                    spool,
+                    dtype=str,
+                    keep_default_na=False,
+                    usecols=usecols,
+                    chunksize=chunk_rows,
+                    on_bad_lines="warn",
+                )
+                for chunk in reader:
+                    chunk.columns = [normalise_column(str(c)) for c in chunk.columns]
+                    yield chunk
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise PrismExportError(
+                    f"Kandji's Prism export {export_id} could not be parsed: {exc}"
+                ) from None
 
     # -- actions ------------------------------------------------------------------------------
     def device_action(

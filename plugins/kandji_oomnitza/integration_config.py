@@ -1,0 +1,385 @@
+"""Integration files: one YAML file per integration ("tile"), validated completely at parse time.
+
+What Oomnitza's wizard asks lives in the file: a name, the connections, software on/off (assets) or
+the user selection (users), the preference, the integration user, the sync key, the mappings and the
+schedule. Every mistake is reported with the file, the field and the fix, before anything runs.
+
+Check a file from a shell:  python -m kandji_oomnitza.integration_config include/integrations/*.yaml
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
+
+
+class Preference(enum.StrEnum):
+    CREATE_AND_UPDATE = "create_and_update"
+    CREATE_ONLY = "create_only"
+    UPDATE_ONLY = "update_only"
+
+
+class SoftwareRoute(enum.StrEnum):
+    AUTO = "auto"  # Prism pages, or the Prism export for large fleets; /apps only where Prism cannot help
+    PER_DEVICE = "per_device"  # one /devices/{id}/apps call per device (Kandji's own scripts do this)
+    PRISM = "prism"  # /prism/apps, 300 rows a call
+    PRISM_EXPORT = "prism_export"  # the asynchronous Prism CSV export
+
+
+class UserSelection(enum.StrEnum):
+    USER = "user"
+    USER_PLUS_SAAS_USER = "user_plus_saas_user"
+
+
+# Oomnitza's standard Kandji fields (the seed's lists) and where each comes from in Kandji.
+# "sync_time" is the time this run synced the record (Oomnitza's "Connector Sync Time").
+STANDARD_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
+    "assets": {
+        "Asset Tag": {"path": "asset_tag"},
+        "Blueprint ID": {"path": "blueprint_id"},
+        "Connector Sync Time": {"special": "sync_time"},
+        "Device ID": {"path": "device_id"},
+        "Device Name": {"path": "device_name"},
+        "Last Check-In": {"path": "last_check_in", "converter": "date"},
+        "Model": {"path": "model"},
+        "OS Version": {"path": "os_version"},
+        "Platform": {"path": "platform"},
+        "Serial Number": {"path": "serial_number"},
+        "User": {"path": "user.email"},
+    },
+    "users": {
+        "Connector Sync Time": {"special": "sync_time"},
+        "User Email": {"path": "email"},
+        "User ID": {"path": "id"},
+        "User Name": {"path": "name"},
+        "User Is Archived": {"path": "archived", "converter": "boolean"},
+    },
+}
+CONVERTERS = ("date", "boolean", "lower", "upper", "string", "strip", "first_non_empty", "join")
+MULTI_VALUE_CONVERTERS = ("first_non_empty", "join")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Converter(Strict):
+    name: Literal["date", "boolean", "lower", "upper", "string", "strip", "first_non_empty", "join"]
+    separator: str = ", "
+
+
+class Mapping(Strict):
+    """One Oomnitza field's source: exactly one of ``field``, ``path``, ``constant``, ``template``."""
+
+    field: str | None = Field(None, description="a standard Kandji field by its name, e.g. 'Serial Number'")
+    path: str | list[str] | None = Field(
+        None, description="dot path(s) into the Kandji record; 'details.' reads the device's /details"
+    )
+    constant: str | int | float | bool | None = None
+    template: str | None = Field(
+        None, description="text with {path} placeholders, e.g. '{device_name} ({platform})'"
+    )
+    converter: Converter | None = None
+    clear_when_empty: bool = Field(
+        False, description="send an empty value (clearing the Oomnitza field) instead of skipping it"
+    )
+
+    @field_validator("converter", mode="before")
+    @classmethod
+    def _converter_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Mapping:
+        given = [k for k in ("field", "path", "constant", "template") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one source (field, path, constant or template); got {given or 'none'}"
+            )
+        if isinstance(self.path, list) and (
+            not self.converter or self.converter.name not in MULTI_VALUE_CONVERTERS
+        ):
+            raise ValueError("a list of paths needs the converter first_non_empty or join")
+        if (
+            self.converter
+            and self.converter.name in MULTI_VALUE_CONVERTERS
+            and not isinstance(self.path, list)
+        ):
+            raise ValueError(f"converter {self.converter.name} needs path to be a list of paths")
+        for path in self.paths:
+            if not re.fullmatch(r"[A-Za-z0-9_@-]+(\.[A-Za-z0-9_@-]+)*", path):
+                raise ValueError(
+                    f"path {path!r} is not a dot path like 'user.email' or 'details.mdm.supervised'"
+                )
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        if self.path is not None:
+            return [self.path] if isinstance(self.path, str) else list(self.path)
+        if self.template is not None:
+            return re.findall(r"\{([^{}]+)\}", self.template)
+        return []
+
+
+class Schedule(Strict):
+    cron: str | None = Field(
+        "@daily", description="a cron expression or preset (@daily); null for manual runs only"
+    )
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.startswith("@"):
+            if value not in CRON_PRESETS:
+                raise ValueError(
+                    f"unknown preset {value!r}; use one of {sorted(CRON_PRESETS)} or a cron expression"
+                )
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a valid cron expression (e.g. '0 2 * * *' for 02:00 every day)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        import pendulum
+
+        try:
+            pendulum.timezone(value)
+        except Exception:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+        return value
+
+
+class Software(Strict):
+    enabled: bool = True
+    route: SoftwareRoute = SoftwareRoute.AUTO
+    export_threshold_rows: Annotated[int, Field(ge=0)] = Field(
+        50_000, description="with route auto, Prism app rows at or above which the CSV export is used"
+    )
+
+
+class Users(Strict):
+    selection: UserSelection = UserSelection.USER_PLUS_SAAS_USER
+    skip_archived: bool = False
+    integration_ids: list[str] = Field(
+        default_factory=list, description="only users of these directory integrations"
+    )
+
+
+class Load(Strict):
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    max_failed_records: Annotated[int, Field(ge=0)] = Field(
+        0, description="the run fails when more records than this were not loaded (default: any failure)"
+    )
+    check_fields: bool = Field(
+        True, description="check the mapped fields against Oomnitza's field metadata first"
+    )
+    outcome_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+
+class Integration(Strict):
+    name: str = Field(..., min_length=1, description="the descriptive name shown as the DAG's display name")
+    type: Literal["assets", "users"]
+    description: str = ""
+    kandji_conn_id: str = "kandji_default"
+    oomnitza_conn_id: str = "oomnitza_default"
+    integration_user: str | None = None
+    preference: Preference = Preference.CREATE_AND_UPDATE
+    software: Software | None = None
+    users: Users | None = None
+    sync_key: list[str] = Field(..., min_length=1)
+    mappings: dict[str, Mapping] = Field(..., min_length=1)
+    schedule: Schedule = Field(default_factory=Schedule)
+    load: Load = Field(default_factory=Load)
+    owner: str = "it-ops"
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("mappings", mode="before")
+    @classmethod
+    def _standard_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({"field": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @field_validator("sync_key", mode="before")
+    @classmethod
+    def _sync_key_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Integration:
+        standard = STANDARD_FIELDS[self.type]
+        for target, mapping in self.mappings.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*|APPLICATIONS|SAAS", target):
+                raise ValueError(
+                    f"mappings.{target}: Oomnitza fields are named by their external id in lower snake_case "
+                    "(Assets > Customization shows it), e.g. serial_number"
+                )
+            if target in ("APPLICATIONS", "SAAS"):
+                raise ValueError(
+                    f"mappings.{target}: set by the integration itself; use software/users options"
+                )
+            if mapping.field is not None and mapping.field not in standard:
+                close = difflib.get_close_matches(mapping.field, list(standard), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"mappings.{target}: {mapping.field!r} is not a standard Kandji {self.type} field; {hint}"
+                    f"use one of {sorted(standard)}, or a custom mapping with path/constant/template"
+                )
+        for key in self.sync_key:
+            if key not in self.mappings:
+                raise ValueError(
+                    f"sync_key: {key!r} is not a mapped Oomnitza field; map it under mappings or pick one of "
+                    f"{sorted(self.mappings)}"
+                )
+        if self.type == "assets":
+            if self.users is not None:
+                raise ValueError("users: only for users integrations; assets integrations use software")
+        elif self.software is not None:
+            raise ValueError("software: only for assets integrations; users integrations use users")
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def software_settings(self) -> Software:
+        return self.software if self.software is not None else Software()
+
+    @property
+    def user_settings(self) -> Users:
+        return self.users if self.users is not None else Users()
+
+    def resolved(self, target: str) -> dict[str, Any]:
+        """A mapping with its standard field expanded: {paths, converter, special, label, ...}."""
+        mapping = self.mappings[target]
+        if mapping.field is not None:
+            spec = STANDARD_FIELDS[self.type][mapping.field]
+            converter = mapping.converter or (
+                Converter(name=spec["converter"]) if "converter" in spec else None
+            )
+            return {
+                "label": mapping.field,
+                "paths": [spec["path"]] if "path" in spec else [],
+                "special": spec.get("special"),
+                "converter": converter,
+                "constant": None,
+                "template": None,
+                "clear_when_empty": mapping.clear_when_empty,
+            }
+        label = (
+            f"path {mapping.path}" if mapping.path is not None
+            else f"template {mapping.template!r}" if mapping.template is not None
+            else f"constant {mapping.constant!r}"
+        )  # fmt: skip
+        return {
+            "label": label,
+            "paths": mapping.paths,
+            "special": None,
+            "converter": mapping.converter,
+            "constant": mapping.constant,
+            "template": mapping.template,
+            "clear_when_empty": mapping.clear_when_empty,
+        }
+
+    @property
+    def needs_details(self) -> bool:
+        return any(
+            p.startswith("details.") for target in self.mappings for p in self.resolved(target)["paths"]
+        )
+
+
+class IntegrationFileError(ValueError):
+    """An integration file is invalid; the message names the file, each field and the fix."""
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"Invalid integration file {path}:"]
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"] if p not in ("function-after",))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        elif error["type"] == "missing":
+            message = "is required"
+        elif error["type"] in ("enum", "literal_error"):
+            message = f"{message} (got {error.get('input')!r})"
+        lines.append(f"  - {location or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def load_integration(path: Path) -> Integration:
+    """Read and validate one integration file (YAML safe loader; no code runs from the file)."""
+    dag_id = path.stem
+    if not DAG_ID_PATTERN.match(dag_id):
+        raise IntegrationFileError(
+            f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise IntegrationFileError(f"Invalid integration file {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise IntegrationFileError(
+            f"Invalid integration file {path}: expected a mapping of settings at the top level"
+        )
+    try:
+        return Integration.model_validate(data)
+    except ValidationError as exc:
+        raise IntegrationFileError(_format_validation_error(path, exc)) from None
+
+
+def integration_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml") and not p.name.startswith("_")
+    )
+
+
+def load_all(folder: Path) -> dict[str, Integration]:
+    """Every integration in ``folder`` by DAG id; all invalid files reported together."""
+    loaded, problems = {}, []
+    for path in integration_files(folder):
+        try:
+            loaded[path.stem] = load_integration(path)
+        except IntegrationFileError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise IntegrationFileError("\n".join(problems))
+    return loaded
+
+
+def default_integrations_folder() -> Path:
+    """``include/integrations`` beside ``dags/`` and ``plugins/`` (the Astro layout)."""
+    return Path(__file__).resolve().parents[2] / "include" / "integrations"
+
+
+if __name__ == "__main__":
+    failed = 0
+    for arg in sys.argv[1:] or [str(p) for p in integration_files(default_integrations_folder())]:
+        try:
+            integration = load_integration(Path(arg))
+            print(f"ok  {arg}: {integration.name} ({integration.type})")
+        except IntegrationFileError as exc:
+            failed += 1
+            print(exc)
+    sys.exit(1 if failed else 0)
