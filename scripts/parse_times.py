@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _CHILD = """
 import json, sys, warnings
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
+bag = DagBag(dag_folder=sys.argv[1])  # safe mode on, as the dag processor runs it
 stat = bag.dagbag_stats[0] if bag.dagbag_stats else None
 print(json.dumps({
     "duration_ms": stat.duration.total_seconds() * 1000 if stat else None,

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,18 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    def run(dag_id: str, conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
-        assert dag_id in dag_bag.dags, f"{dag_id} not in dags/; import errors: {dag_bag.import_errors}"
+    def run(dag: Any, conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
+        """``dag`` is a DAG id from the project's DAG folder, or a DAG object built by the test."""
+        if isinstance(dag, str):
+            assert dag in dag_bag.dags, f"{dag} not in dags/; import errors: {dag_bag.import_errors}"
+            dag = dag_bag.dags[dag]
+        dag_id = dag.dag_id
+        for task in dag.tasks:  # keep Airflow's retries, without minutes of waiting between attempts
+            task.retry_delay = timedelta(seconds=0)
+            task.retry_exponential_backoff = 0.0
         capfd.readouterr()
         caplog.clear()
-        dag_run = dag_bag.dags[dag_id].test(run_conf=conf, **test_kwargs)
+        dag_run = dag.test(run_conf=conf, **test_kwargs)
         captured = capfd.readouterr()
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)

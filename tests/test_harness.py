@@ -25,8 +25,22 @@ def test_connections_from_env_json(airflow_connections):
 
 
 def test_run_dag_reads_back_state_xcom_and_log(run_dag):
-    result = run_dag("kandji_oomnitza_placeholder", conf={"hello": "world"})
+    import logging
+
+    import pendulum
+    from airflow.sdk import dag, task
+
+    @dag(dag_id="harness_check", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+    def harness_check():
+        @task
+        def hello(**context) -> dict:
+            logging.getLogger(__name__).info("harness ran with conf %s", context["dag_run"].conf)
+            return {"ok": True}
+
+        hello()
+
+    result = run_dag(harness_check(), conf={"hello": "world"})
     assert result.state == "success"
     assert result.task_states == {"hello": "success"}
     assert result.xcom("hello") == {"ok": True}
-    assert "placeholder ran with conf" in result.log
+    assert "harness ran with conf {'hello': 'world'}" in result.log

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import os
 import re
 import sys
 from pathlib import Path
@@ -369,8 +370,10 @@ def load_all(folder: Path) -> dict[str, Integration]:
 
 
 def default_integrations_folder() -> Path:
-    """``include/integrations`` beside ``dags/`` and ``plugins/`` (the Astro layout)."""
-    return Path(__file__).resolve().parents[2] / "include" / "integrations"
+    """``include/integrations`` beside ``dags/`` and ``plugins/`` (the Astro layout), unless the
+    environment variable ``KANDJI_OOMNITZA_INTEGRATIONS_DIR`` names another folder."""
+    override = os.environ.get("KANDJI_OOMNITZA_INTEGRATIONS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "include" / "integrations"
 
 
 if __name__ == "__main__":

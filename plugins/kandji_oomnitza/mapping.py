@@ -67,9 +67,9 @@ def xcom_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _empty_mask(series: pd.Series) -> pd.Series:
-    if series.dtype == object:
-        return series.map(is_empty).astype(bool)
-    return series.isna()
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.isna()
+    return series.map(is_empty).astype(bool)  # object and string columns: "" and [] are empty too
 
 
 def _as_object(series: pd.Series) -> pd.Series:

@@ -1,0 +1,191 @@
+"""One DAG per integration file. The DAG is thin: each task calls one step in ``integration.py``.
+
+Parsing stays cheap: only the integration file is read (no network); hooks, pandas and requests are
+imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, dag, task
+
+from kandji_oomnitza.integration_config import Integration, integration_files, load_all
+
+KANDJI_POOL = "kandji_api"
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+
+def _timetable(integration: Integration):
+    from airflow.sdk import CronTriggerTimetable
+
+    if integration.schedule.cron is None:
+        return None
+    return CronTriggerTimetable(integration.schedule.cron, timezone=integration.schedule.timezone)
+
+
+def _doc(dag_id: str, integration: Integration, source: Path) -> str:
+    what = (
+        "Kandji devices (and their installed software) → Oomnitza **assets**"
+        if integration.type == "assets"
+        else "Kandji directory users → Oomnitza **users**"
+    )
+    software = ""
+    if integration.type == "assets":
+        s = integration.software_settings
+        software = f"- Software: {'on, route ' + s.route.value if s.enabled else 'off'}\n"
+    else:
+        software = f"- User selection: {integration.user_settings.selection.value}\n"
+    mappings = "\n".join(f"| `{t}` | {integration.resolved(t)['label']} |" for t in integration.mappings)
+    return f"""
+# {integration.name}
+
+{integration.description or what}
+
+Defined by `{source.name}` (edit the file to change anything below; a mistake shows as an import error
+naming the file, the field and the fix).
+
+- Flow: {what}
+- Preference: **{integration.preference.value}**; sync key: `{", ".join(integration.sync_key)}`
+{software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
+- Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
+
+**Every run is a full, idempotent snapshot sync**: Oomnitza matches records on the sync key, so a rerun,
+a retry or a backfill over missed days (`airflow backfill create --dag-id {dag_id} ...` or the UI's
+Trigger → Backfill) creates no duplicates.
+
+**Trigger with `dry_run: true`** to run everything but the load: the report shows what would be sent.
+
+**Results**: the `report` task logs a summary (Kandji records, sent, added, updated, unchanged, skipped,
+failed, calls) and writes the error log (every record not loaded, with its reason) as a CSV at the
+path it prints. The run fails when more than {integration.load.max_failed_records} record(s) were not
+loaded, after everything else was loaded.
+
+| Oomnitza field | Kandji source |
+|---|---|
+{mappings}
+"""
+
+
+def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
+    tags = ["kandji", "oomnitza", integration.type, *integration.tags]
+
+    @dag(
+        dag_id=dag_id,
+        dag_display_name=integration.name,
+        description=integration.description or integration.name,
+        schedule=_timetable(integration),
+        start_date=pendulum.datetime(2026, 1, 1, tz=integration.schedule.timezone),
+        catchup=False,
+        max_active_runs=1,
+        tags=list(dict.fromkeys(tags)),
+        doc_md=_doc(dag_id, integration, source),
+        default_args={**DEFAULT_ARGS, "owner": integration.owner},
+        params={
+            "dry_run": Param(
+                False,
+                type="boolean",
+                title="Dry run",
+                description="Extract and transform, but send nothing to Oomnitza; the report shows what would be sent.",
+            )
+        },
+    )
+    def integration_dag() -> None:
+        @task(task_display_name="Check Oomnitza fields")
+        def check_oomnitza_fields() -> dict[str, Any]:
+            from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+            from kandji_oomnitza.integration import check_fields
+
+            if not integration.load.check_fields:
+                return {"checked_fields": [], "calls": 0}
+            return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
+
+        @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji")
+        def extract() -> dict[str, Any]:
+            from kandji_oomnitza.hooks.kandji import KandjiHook
+            from kandji_oomnitza.integration import extract_devices, extract_users
+
+            kandji = KandjiHook(integration.kandji_conn_id)
+            step = extract_devices if integration.type == "assets" else extract_users
+            frame = step(integration, kandji)
+            return {"frame": frame, "calls": kandji.calls, "retries": kandji.retries, "count": len(frame)}
+
+        @task(pool=KANDJI_POOL, task_display_name="Extract software")
+        def extract_software(extracted: dict[str, Any]) -> dict[str, Any]:
+            from kandji_oomnitza.hooks.kandji import KandjiHook
+            from kandji_oomnitza.mapping import ID
+            from kandji_oomnitza.software import collect
+
+            if integration.type != "assets" or not integration.software_settings.enabled:
+                return {"frame": None, "summary": None, "calls": 0, "retries": 0}
+            kandji = KandjiHook(integration.kandji_conn_id)
+            result = collect(kandji, extracted["frame"][[ID, "platform"]], integration.software_settings)
+            return {
+                "frame": result.frame(),
+                "summary": result.summary(),
+                "calls": kandji.calls,
+                "retries": kandji.retries,
+            }
+
+        @task(task_display_name="Transform")
+        def transform(extracted: dict[str, Any], software: dict[str, Any], **context) -> Any:
+            from kandji_oomnitza.integration import transform as transform_step
+
+            run = context["dag_run"]
+            # The run's own time, so a retried task sends exactly what the first attempt sent.
+            synced_at = (run.logical_date or run.run_after).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return transform_step(integration, extracted["frame"], software["frame"], synced_at)
+
+        @task(task_display_name="Load into Oomnitza")
+        def load(frame: Any, checked: dict[str, Any], **context) -> dict[str, Any]:
+            import uuid
+
+            from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+            from kandji_oomnitza.integration import load as load_step
+
+            ti = context["ti"]
+            # One portion per attempt, named from the run and try, so Oomnitza's log shows each attempt.
+            portion = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}"))
+            loaded = load_step(
+                integration,
+                OomnitzaHook(integration.oomnitza_conn_id),
+                frame,
+                portion=portion,
+                dry_run=bool(context["params"]["dry_run"]),
+            )
+            loaded["calls"] = loaded.get("calls", 0) + checked.get("calls", 0)
+            return loaded
+
+        @task(task_display_name="Report")
+        def report(
+            extracted: dict[str, Any], software: dict[str, Any], frame: Any, loaded: dict[str, Any], **context
+        ) -> dict[str, Any]:
+            from kandji_oomnitza.reporting import publish_report
+
+            return publish_report(integration, dag_id, extracted, software, frame, loaded, context)
+
+        checked = check_oomnitza_fields()
+        extracted = extract()
+        software = extract_software(extracted)
+        frame = transform(extracted, software)
+        loaded = load(frame, checked)
+        report(extracted, software, frame, loaded)
+
+    return integration_dag()
+
+
+def build_all(folder: Path) -> dict[str, DAG]:
+    """A DAG per integration file; an invalid file raises, naming the file, the field and the fix."""
+    files = {p.stem: p for p in integration_files(folder)}
+    return {
+        dag_id: build_dag(dag_id, integration, files[dag_id])
+        for dag_id, integration in load_all(folder).items()
+    }

@@ -1,0 +1,133 @@
+"""Installed software for a fleet, by the cheapest route that covers it.
+
+- Prism (``/prism/apps``, 300 rows a call) covers Macs, iPhones, iPads and Apple TVs;
+- the asynchronous Prism export (one CSV) is cheaper still for large fleets;
+- per-device ``/devices/{id}/apps`` is the only route for Windows and Android devices, and the fallback
+  when the token lacks the Prism permission.
+
+The result is one row per device: its id and its apps as Oomnitza's ``APPLICATIONS`` list (JSON).
+A device gets a row only when the route speaks for it: a per-device answer always does (even an empty
+list); Prism speaks only for devices it has rows for, so a device Prism has not inventoried yet keeps
+its software in Oomnitza instead of having it wiped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kandji_oomnitza.hooks.base import ApiError
+from kandji_oomnitza.hooks.kandji import KandjiHook, PrismExportError
+from kandji_oomnitza.integration_config import Software, SoftwareRoute
+from kandji_oomnitza.kandji_values import software_entry
+from kandji_oomnitza.mapping import ID
+
+log = logging.getLogger(__name__)
+PRISM_PLATFORMS = {"Mac", "iPhone", "iPad", "AppleTV"}
+EXPORT_COLUMNS = ("device_id", "name", "version", "path")
+
+
+@dataclass
+class SoftwareResult:
+    route: str
+    per_device_calls: int = 0
+    prism_rows: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+    apps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {ID: list(self.apps), "_applications": [json.dumps(v) for v in self.apps.values()]}, dtype=object
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "devices_with_software": len(self.apps),
+            "software_rows": sum(len(v) for v in self.apps.values()),
+            "prism_rows": self.prism_rows,
+            "per_device_calls": self.per_device_calls,
+            "fallbacks": self.fallbacks,
+        }
+
+
+def choose_route(kandji: KandjiHook, settings: Software, result: SoftwareResult) -> SoftwareRoute:
+    """The automatic choice: Prism pages, or the export at or above the threshold of app rows."""
+    if settings.route is not SoftwareRoute.AUTO:
+        return settings.route
+    try:
+        rows = kandji.prism_count("apps")
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            result.fallbacks.append(
+                f"Prism unavailable to this token (HTTP {exc.status}); per-device /apps used"
+            )
+            return SoftwareRoute.PER_DEVICE
+        raise
+    route = SoftwareRoute.PRISM_EXPORT if rows >= settings.export_threshold_rows else SoftwareRoute.PRISM
+    log.info(
+        "Prism reports %d app rows; threshold %d → %s", rows, settings.export_threshold_rows, route.value
+    )
+    return route
+
+
+def collect(kandji: KandjiHook, devices: pd.DataFrame, settings: Software) -> SoftwareResult:
+    """Apps for every device in ``devices`` (columns ``_kandji_id`` and ``platform``)."""
+    result = SoftwareResult(route=settings.route.value)
+    wanted = set(devices[ID])
+    route = choose_route(kandji, settings, result)
+    result.route = route.value
+    per_device_ids = list(devices[ID])
+    if route is not SoftwareRoute.PER_DEVICE:
+        prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
+        per_device_ids = [d for d in devices[ID] if d not in prism_ids]
+        try:
+            if route is SoftwareRoute.PRISM_EXPORT:
+                try:
+                    _from_export(kandji, wanted, result)
+                except PrismExportError as exc:
+                    result.fallbacks.append(f"Prism export failed ({exc}); Prism pages used instead")
+                    log.warning("Prism export failed, falling back to Prism pages: %s", exc)
+                    result.apps.clear()
+                    result.prism_rows = 0
+                    _from_prism_pages(kandji, wanted, result)
+            else:
+                _from_prism_pages(kandji, wanted, result)
+        except ApiError as exc:
+            if exc.status not in (401, 403):
+                raise
+            result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
+            result.apps.clear()
+            per_device_ids = list(devices[ID])
+    for device_id in per_device_ids:
+        result.apps[device_id] = [e for e in map(software_entry, kandji.get_device_apps(device_id)) if e]
+        result.per_device_calls += 1
+    return result
+
+
+def _add_rows(rows: list[dict[str, Any]], wanted: set[str], result: SoftwareResult) -> None:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        device_id = row.get("device_id")
+        if device_id in wanted:
+            entry = software_entry(row)
+            if entry:
+                grouped[device_id].append(entry)
+    for device_id, entries in grouped.items():
+        result.apps.setdefault(device_id, []).extend(entries)
+    result.prism_rows += len(rows)
+
+
+def _from_prism_pages(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -> None:
+    for page in kandji.iter_prism_pages("apps"):
+        _add_rows(page, wanted, result)
+
+
+def _from_export(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -> None:
+    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS):
+        _add_rows(chunk.to_dict("records"), wanted, result)
