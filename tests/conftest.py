@@ -95,7 +95,11 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
     from airflow.utils.session import create_session
 
     def run(dag: Any, conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
-        """``dag`` is a DAG id from the project's DAG folder, or a DAG object built by the test."""
+        """``dag`` is a DAG id from the project's DAG folder, or a DAG object built by the test.
+
+        ``dag.test()`` needs the DAG id to exist in the DAG folder's bundle; a DAG object built by a
+        test (e.g. from a changed integration file) runs its own tasks under that id.
+        """
         if isinstance(dag, str):
             assert dag in dag_bag.dags, f"{dag} not in dags/; import errors: {dag_bag.import_errors}"
             dag = dag_bag.dags[dag]

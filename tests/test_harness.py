@@ -24,23 +24,9 @@ def test_connections_from_env_json(airflow_connections):
     assert conn.extra_dejson == {"a": 1}
 
 
-def test_run_dag_reads_back_state_xcom_and_log(run_dag):
-    import logging
-
-    import pendulum
-    from airflow.sdk import dag, task
-
-    @dag(dag_id="harness_check", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
-    def harness_check():
-        @task
-        def hello(**context) -> dict:
-            logging.getLogger(__name__).info("harness ran with conf %s", context["dag_run"].conf)
-            return {"ok": True}
-
-        hello()
-
-    result = run_dag(harness_check(), conf={"hello": "world"})
-    assert result.state == "success"
-    assert result.task_states == {"hello": "success"}
-    assert result.xcom("hello") == {"ok": True}
-    assert "harness ran with conf {'hello': 'world'}" in result.log
+def test_run_dag_reads_back_state_xcom_and_log(run_dag, kandji_emulator, oomnitza_emulator):
+    result = run_dag("kandji_users", conf={"dry_run": True})
+    assert result.state == "success", result.task_states
+    assert set(result.task_states.values()) == {"success"}
+    assert result.xcom("report")["dry_run"] is True
+    assert "Dry run: nothing was sent" in result.log
