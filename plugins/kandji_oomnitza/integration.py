@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.integration_config import Integration, Preference, UserSelection
-from kandji_oomnitza.mapping import ID, LABEL, apply_mappings, source_frame, to_oomnitza
+from kandji_oomnitza.mapping import ID, LABEL, apply_mappings, plain, source_frame, to_oomnitza
 
 log = logging.getLogger(__name__)
 SOFTWARE_COLUMN = "_applications"
@@ -148,7 +148,7 @@ def load(
     bodies = payloads(integration, records)
     rejects = [
         (
-            {"kandji_id": row[ID], "name": row[LABEL], "sync_key": row["_sync_key"]},
+            {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},
             str(row["_reason"]),
         )
         for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")
@@ -204,9 +204,9 @@ def error_rows(integration: Integration, frame: pd.DataFrame, loaded: dict[str, 
     rows = [
         {
             "stage": "rejected before loading",
-            "sync_key": row["_sync_key"] or "",
-            "kandji_id": row[ID] or "",
-            "name": row[LABEL] or "",
+            "sync_key": plain(row["_sync_key"]) or "",
+            "kandji_id": plain(row[ID]) or "",
+            "name": plain(row[LABEL]) or "",
             "reason": row["_reason"],
         }
         for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")

@@ -111,12 +111,10 @@ class Mapping(Strict):
             not self.converter or self.converter.name not in MULTI_VALUE_CONVERTERS
         ):
             raise ValueError("a list of paths needs the converter first_non_empty or join")
-        if (
-            self.converter
-            and self.converter.name in MULTI_VALUE_CONVERTERS
-            and not isinstance(self.path, list)
-        ):
-            raise ValueError(f"converter {self.converter.name} needs path to be a list of paths")
+        if self.converter and self.converter.name == "first_non_empty" and not isinstance(self.path, list):
+            raise ValueError("converter first_non_empty needs path to be a list of paths")
+        if self.converter and self.converter.name == "join" and self.path is None:
+            raise ValueError("converter join needs a path (a list value, or a list of paths)")
         for path in self.paths:
             if not re.fullmatch(r"[A-Za-z0-9_@-]+(\.[A-Za-z0-9_@-]+)*", path):
                 raise ValueError(

@@ -19,13 +19,16 @@ FALSE_STRINGS = {"false", "no", "0", "n", "off"}
 
 
 def is_empty(value: Any) -> bool:
-    """Kandji's ways of saying "nothing": None, "", whitespace, an empty list or object."""
-    if value is None:
+    """Kandji's ways of saying "nothing": None, "", whitespace, an empty list or object (and the
+    missing-value markers NaN/NA that a pandas column holds in their place)."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    if isinstance(value, float) and value != value:  # NaN
         return True
     if isinstance(value, str):
         return not value.strip()
-    if isinstance(value, (list, dict, tuple, set)):
-        return len(value) == 0
+    if isinstance(value, (list, dict, tuple, set)) or hasattr(value, "tolist"):  # incl. numpy arrays
+        return len(value) == 0 if hasattr(value, "__len__") else False
     return False
 
 

@@ -22,6 +22,20 @@ LABEL = "_label"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+def plain(value: Any) -> Any:
+    """A JSON-ready Python value: NaN/NA → None, numpy arrays and scalars → lists and Python scalars
+    (what list and number columns hold after a trip through XCom)."""
+    if is_empty(value) and not isinstance(value, (list, dict, str)):
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
 def dig(record: Any, path: str) -> Any:
     """The value at a dot path; numeric parts index lists; None when anything is missing."""
     value = record
@@ -98,6 +112,7 @@ def convert(name: str, columns: pd.DataFrame, separator: str = ", ") -> Conversi
         def join_row(row: Iterable[Any]) -> str | None:
             parts = []
             for value in row:
+                value = plain(value)
                 items = value if isinstance(value, list) else [value]
                 parts.extend(str(v).strip() for v in items if not is_empty(v))
             return separator.join(parts) or None
@@ -114,13 +129,8 @@ def convert(name: str, columns: pd.DataFrame, separator: str = ", ") -> Conversi
     if name == "boolean":
         values = _as_object(first.map(parse_bool))
         return ConversionResult(values, ~empty & values.isna())
-    text = _as_object(first).map(lambda v: None if is_empty(v) else str(v))
-    if name == "lower":
-        text = text.map(lambda v: v.lower() if v is not None else None)
-    elif name == "upper":
-        text = text.map(lambda v: v.upper() if v is not None else None)
-    elif name == "strip":
-        text = text.map(lambda v: v.strip() if v is not None else None)
+    change = {"lower": str.lower, "upper": str.upper, "strip": str.strip}.get(name, lambda text: text)
+    text = _as_object(first.map(lambda v: None if is_empty(v) else change(str(v))))
     return ConversionResult(text, pd.Series(False, index=columns.index))
 
 
@@ -223,8 +233,7 @@ def to_oomnitza(
     for row in records[fields].itertuples(index=False):
         record = {}
         for name, value in zip(fields, row, strict=True):
-            if isinstance(value, float) and pd.isna(value):
-                value = None
+            value = plain(value)
             if value is None or (isinstance(value, str) and not value.strip()):
                 if name in clearing:
                     record[name] = None
