@@ -1,0 +1,214 @@
+"""Integration files: the shipped ones are valid, and every mistake is a clear import error."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from kandji_oomnitza.integration_config import (
+    IntegrationFileError,
+    Preference,
+    integration_files,
+    load_all,
+    load_integration,
+)
+
+FOLDER = ROOT / "include" / "integrations"
+DEFAULT_ASSETS = yaml.safe_load((FOLDER / "kandji_devices_and_software.yaml").read_text())
+
+
+def test_shipped_files_follow_the_design_contract():
+    loaded = load_all(FOLDER)
+    assert set(loaded) == {"kandji_devices_and_software", "kandji_users"}
+    assets, users = loaded["kandji_devices_and_software"], loaded["kandji_users"]
+    assert assets.software_settings.enabled and assets.preference is Preference.CREATE_AND_UPDATE
+    assert assets.sync_key == ["serial_number"]
+    assert {t: assets.mappings[t].field for t in assets.mappings} == {
+        "serial_number": "Serial Number",
+        "device_name": "Device Name",
+        "model": "Model",
+        "assigned_to": "User",
+        "kandji_device_id": "Device ID",
+        "kandji_asset_tag": "Asset Tag",
+        "kandji_blueprint_id": "Blueprint ID",
+        "kandji_last_check_in": "Last Check-In",
+        "kandji_os_version": "OS Version",
+        "kandji_platform": "Platform",
+        "kandji_connector_sync_time": "Connector Sync Time",
+    }
+    assert users.preference is Preference.UPDATE_ONLY and users.sync_key == ["email"]
+    assert users.user_settings.selection.value == "user_plus_saas_user"
+    assert {t: users.mappings[t].field for t in users.mappings} == {
+        "email": "User Email",
+        "full_name": "User Name",
+        "kandji_user_id": "User ID",
+        "kandji_user_is_archived": "User Is Archived",
+        "kandji_connector_sync_time": "Connector Sync Time",
+    }
+    assert assets.schedule.cron == users.schedule.cron == "@daily"
+
+
+def write(tmp_path, data, name="my_integration.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def changed(**changes):
+    data = {**DEFAULT_ASSETS}
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+INVALID = [
+    ("unknown top-level key", changed(prefrence="create_only"), ["prefrence", "unknown key"]),
+    ("bad preference", changed(preference="create_and_delete"), ["preference", "create_and_update"]),
+    (
+        "unknown standard field",
+        changed(mappings={"serial_number": "Serial Numbr"}, sync_key=["serial_number"]),
+        ["mappings.serial_number", "did you mean 'Serial Number'"],
+    ),
+    (
+        "sync key not mapped",
+        changed(sync_key=["barcode"]),
+        ["sync_key", "'barcode' is not a mapped Oomnitza field"],
+    ),
+    ("empty sync key", changed(sync_key=[]), ["sync_key"]),
+    (
+        "bad cron",
+        changed(schedule={"cron": "every day at 2"}),
+        ["schedule.cron", "not a valid cron expression"],
+    ),
+    ("bad preset", changed(schedule={"cron": "@fortnightly"}), ["schedule.cron", "unknown preset"]),
+    (
+        "bad time zone",
+        changed(schedule={"cron": "@daily", "timezone": "Mars/Olympus"}),
+        ["schedule.timezone", "unknown time zone"],
+    ),
+    (
+        "unknown converter",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "notes": {"path": "asset_tag", "converter": "dat"}}),
+        ["mappings.notes.converter", "date"],
+    ),
+    (
+        "two sources",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "notes": {"path": "asset_tag", "constant": "x"}}),
+        ["mappings.notes", "exactly one source"],
+    ),
+    (
+        "no source",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "notes": {"converter": "lower"}}),
+        ["mappings.notes", "exactly one source"],
+    ),
+    (
+        "list without converter",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "notes": {"path": ["a", "b"]}}),
+        ["mappings.notes", "first_non_empty or join"],
+    ),
+    (
+        "bad path",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "notes": {"path": "user/../email"}}),
+        ["mappings.notes", "not a dot path"],
+    ),
+    (
+        "bad field name",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "Serial-Number": "Serial Number"}),
+        ["mappings.Serial-Number", "lower snake_case"],
+    ),
+    (
+        "APPLICATIONS mapped",
+        changed(mappings={**DEFAULT_ASSETS["mappings"], "APPLICATIONS": {"constant": "x"}}),
+        ["mappings.APPLICATIONS", "software"],
+    ),
+    (
+        "users option on assets",
+        changed(users={"selection": "user"}),
+        ["users", "only for users integrations"],
+    ),
+    ("wrong type", changed(type="computers"), ["type", "assets"]),
+    ("batch too big", changed(load={"batch_size": 500}), ["load.batch_size", "100"]),
+    ("missing name", changed(name=None), ["name", "is required"]),
+    ("unknown software route", changed(software={"route": "magic"}), ["software.route", "per_device"]),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_files_name_the_file_the_field_and_the_fix(tmp_path, case, data, expected):
+    path = write(tmp_path, data)
+    with pytest.raises(IntegrationFileError) as excinfo:
+        load_integration(path)
+    message = str(excinfo.value)
+    assert str(path) in message
+    for fragment in expected:
+        assert fragment in message, f"{case}: {fragment!r} missing from:\n{message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),  # the safe loader refuses code
+    ],
+)
+def test_unreadable_files(tmp_path, text, expected):
+    with pytest.raises(IntegrationFileError, match=expected):
+        load_integration(write(tmp_path, text))
+
+
+def test_file_name_must_make_a_dag_id(tmp_path):
+    with pytest.raises(IntegrationFileError, match="file name becomes the DAG id"):
+        load_integration(write(tmp_path, DEFAULT_ASSETS, name="my integration.yaml"))
+
+
+def test_bad_files_are_dag_import_errors_naming_file_and_field(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = tmp_path / "integrations"
+    folder.mkdir()
+    write(folder, DEFAULT_ASSETS, name="good.yaml")
+    write(folder, changed(preference="sometimes"), name="broken.yaml")
+    monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "kandji_integrations.py"))
+    (error,) = bag.import_errors.values()
+    assert "broken.yaml" in error and "preference" in error and "create_and_update" in error
+    assert "good.yaml" not in error
+
+
+def test_adding_a_file_adds_a_dag(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = tmp_path / "integrations"
+    folder.mkdir()
+    for name in ("kandji_macs_only", "kandji_lab_devices"):
+        write(folder, {**DEFAULT_ASSETS, "name": name.replace("_", " ").title()}, name=f"{name}.yaml")
+    monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "kandji_integrations.py"))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"kandji_macs_only", "kandji_lab_devices"}
+    assert bag.dags["kandji_lab_devices"].dag_display_name == "Kandji Lab Devices"
+
+
+def test_schedules(tmp_path):
+    from kandji_oomnitza.integration_dag import build_dag
+
+    for cron, expected in (("0 2 * * 1-5", "0 2 * * 1-5"), (None, None)):
+        data = {**DEFAULT_ASSETS, "schedule": {"cron": cron, "timezone": "Europe/Berlin"}}
+        path = write(tmp_path, data, name="sched.yaml")
+        dag = build_dag("sched", load_integration(path), path)
+        if expected is None:
+            assert dag.timetable is None or type(dag.timetable).__name__ == "NullTimetable"
+        else:
+            assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+            assert dag.timetable.expression == expected and str(dag.timetable.timezone) == "Europe/Berlin"
+
+
+def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path):
+    for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
+        (tmp_path / name).write_text("x: 1")
+    assert [p.name for p in integration_files(tmp_path)] == ["a.yaml", "b.yml"]
