@@ -149,6 +149,7 @@ class KandjiEmulator(Emulator):
         router.add_post("/_emulator/devices", self.admin_add_device)
         router.add_delete("/_emulator/devices/{device_id}", self.admin_remove_device)
         router.add_get("/_emulator/users", self.admin_users)
+        router.add_post("/_emulator/users", self.admin_add_user)
         router.add_get("/_emulator/summary", self.admin_summary)
         router.add_route("*", "/{tail:.*}", self.unrouted)  # last: Kong's answer for unrouted paths
 
@@ -640,6 +641,12 @@ class KandjiEmulator(Emulator):
 
     async def admin_users(self, request: web.Request) -> web.Response:
         return web.json_response(self.fleet.users)
+
+    async def admin_add_user(self, request: web.Request) -> web.Response:
+        template = dict(self.fleet.users[0]) if self.fleet.users else {}
+        user = {**template, "id": str(uuid.uuid4()), "device_count": 0, **await request.json()}
+        self.fleet.users.append(user)
+        return web.json_response(user)
 
     async def admin_summary(self, request: web.Request) -> web.Response:
         platforms: dict[str, int] = {}
