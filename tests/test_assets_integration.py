@@ -76,6 +76,8 @@ def test_first_run_creates_every_asset_with_mapped_values_and_software(
             assert "kandji_last_check_in" not in asset
         assert len(asset["_software"]) == device["_app_count"], device["platform"]
     assert summary["software_route"] == "prism"
+    oomnitza_url = oomnitza_emulator.url
+    assert result.xcom("load", key="_link_OomnitzaRecordsLink") == f"{oomnitza_url}/assets"
 
 
 @pytest.mark.e2e

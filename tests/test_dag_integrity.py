@@ -67,3 +67,19 @@ def test_every_dag_follows_the_house_rules(dag_bag):
             if task.retries and not isinstance(task.retry_delay, timedelta):
                 problems.append(f"{dag.dag_id}.{task.task_id}: retry_delay is not a timedelta")
     assert not problems, "\n".join(problems)
+
+
+def test_plugin_loads_and_the_library_is_not_loaded_as_plugins():
+    """plugins/.airflowignore keeps the loader out of the library package (it would import
+    hooks/kandji.py as a top-level module named "kandji")."""
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "plugins", "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    plugins = json.loads(out.stdout[out.stdout.index("[") :])
+    names = {p["name"] for p in plugins}
+    assert names == {"kandji_oomnitza"}, names
+    (plugin,) = plugins
+    assert "OomnitzaRecordsLink" in str(plugin) and "KandjiDeviceLink" in str(plugin)

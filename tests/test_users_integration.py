@@ -21,7 +21,11 @@ def users_dag(tmp_path):
     def build(**changes):
         data = yaml.safe_load(DEFAULT_FILE.read_text())
         for key, value in changes.items():
-            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+            data[key] = (
+                {**data[key], **value}
+                if isinstance(value, dict) and isinstance(data.get(key), dict)
+                else value
+            )
         path = tmp_path / "kandji_users.yaml"
         path.write_text(yaml.safe_dump(data))
         return build_dag("kandji_users", load_integration(path), path)
@@ -31,7 +35,9 @@ def users_dag(tmp_path):
 
 def oomnitza_users(admin) -> dict[str, dict]:
     state = admin.get("state")
-    return {u["email"]: u | {"_saas": state["saas"].get(u["user_id"])} for u in state["records"]["users"].values()}
+    return {
+        u["email"]: u | {"_saas": state["saas"].get(u["user_id"])} for u in state["records"]["users"].values()
+    }
 
 
 def error_log(summary) -> list[dict]:
@@ -40,12 +46,16 @@ def error_log(summary) -> list[dict]:
 
 @pytest.fixture
 def users_fleet(kandji_emulator):
-    kandji_emulator.post("reset", {"devices": 20, "users": 700, "seed": 7, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
+    kandji_emulator.post(
+        "reset", {"devices": 20, "users": 700, "seed": 7, "tokens": [KANDJI_TOKEN], "rate_limit": {}}
+    )
     return kandji_emulator.get("users")
 
 
 @pytest.mark.e2e
-def test_update_only_updates_existing_users_and_creates_none(run_dag, users_fleet, kandji_emulator, oomnitza_emulator):
+def test_update_only_updates_existing_users_and_creates_none(
+    run_dag, users_fleet, kandji_emulator, oomnitza_emulator
+):
     known = users_fleet[:5]
     oomnitza_emulator.post("records/users", [{"email": u["email"], "full_name": "Old Name"} for u in known])
     result = run_dag("kandji_users")
@@ -108,7 +118,9 @@ def test_only_users_of_given_directory_integrations(run_dag, users_dag, users_fl
 
 
 @pytest.mark.e2e
-def test_users_without_email_are_rejected_with_a_reason(run_dag, users_dag, users_fleet, kandji_emulator, oomnitza_emulator):
+def test_users_without_email_are_rejected_with_a_reason(
+    run_dag, users_dag, users_fleet, kandji_emulator, oomnitza_emulator
+):
     kandji_emulator.post("users", {"email": "", "name": "No Mail"})
     kandji_emulator.post("users", {"email": None, "name": "Null Mail"})
     result = run_dag(users_dag(preference="create_and_update"))
@@ -125,7 +137,9 @@ def test_users_without_email_are_rejected_with_a_reason(run_dag, users_dag, user
 @pytest.mark.e2e
 def test_custom_user_mappings(run_dag, users_dag, users_fleet, oomnitza_emulator):
     model = oomnitza_emulator.get("state")["data_model"]
-    model["users"] += [{"field": f, "type": "string", "unique": False, "searchhelp": []} for f in ("department", "directory")]
+    model["users"] += [
+        {"field": f, "type": "string", "unique": False, "searchhelp": []} for f in ("department", "directory")
+    ]
     oomnitza_emulator.put("data_model", model)
     mappings = yaml.safe_load(DEFAULT_FILE.read_text())["mappings"] | {
         "department": {"path": "department"},

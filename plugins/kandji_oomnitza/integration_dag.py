@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk import DAG, Param, dag, task
 
 from kandji_oomnitza.integration_config import Integration, integration_files, load_all
+from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
 
 KANDJI_POOL = "kandji_api"
 DEFAULT_ARGS = {
@@ -144,26 +145,6 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             synced_at = (run.logical_date or run.run_after).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             return transform_step(integration, extracted["frame"], software["frame"], synced_at)
 
-        @task(task_display_name="Load into Oomnitza")
-        def load(frame: Any, checked: dict[str, Any], **context) -> dict[str, Any]:
-            import uuid
-
-            from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-            from kandji_oomnitza.integration import load as load_step
-
-            ti = context["ti"]
-            # One portion per attempt, named from the run and try, so Oomnitza's log shows each attempt.
-            portion = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}"))
-            loaded = load_step(
-                integration,
-                OomnitzaHook(integration.oomnitza_conn_id),
-                frame,
-                portion=portion,
-                dry_run=bool(context["params"]["dry_run"]),
-            )
-            loaded["calls"] = loaded.get("calls", 0) + checked.get("calls", 0)
-            return loaded
-
         @task(task_display_name="Report")
         def report(
             extracted: dict[str, Any], software: dict[str, Any], frame: Any, loaded: dict[str, Any], **context
@@ -176,8 +157,15 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         extracted = extract()
         software = extract_software(extracted)
         frame = transform(extracted, software)
-        loaded = load(frame, checked)
-        report(extracted, software, frame, loaded)
+        load = OomnitzaLoadOperator(
+            task_id="load",
+            task_display_name="Load into Oomnitza",
+            integration=integration,
+            transform_task_id="transform",
+            check_task_id="check_oomnitza_fields",
+        )
+        [checked, frame] >> load
+        report(extracted, software, frame, load.output)
 
     return integration_dag()
 
