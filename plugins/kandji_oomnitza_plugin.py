@@ -7,4 +7,4 @@ from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink,
 
 class KandjiOomnitzaPlugin(AirflowPlugin):
     name = "kandji_oomnitza"
-    operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]
+    operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]  # noqa: RUF012 - the plugin API
