@@ -134,6 +134,7 @@ class KandjiEmulator(Emulator):
         router.add_get(f"{api}/devices/{{device_id}}/apps", self.device_apps)
         router.add_get(f"{api}/devices/{{device_id}}/commands", self.device_commands)
         router.add_post(f"{api}/devices/{{device_id}}/action/{{action}}", self.device_action)
+        router.add_get(f"{api}/devices/{{device_id}}/secrets/unlockpin", self.unlock_pin)
         router.add_get(f"{api}/prism/count", self.prism_count)
         router.add_post(f"{api}/prism/export", self.prism_export)
         router.add_get(f"{api}/prism/export/{{export_id}}", self.prism_export_status)
@@ -415,8 +416,13 @@ class KandjiEmulator(Emulator):
         if action == "lock":
             device["_locked"] = True
             if device["platform"] == "Mac":
-                return web.json_response({"PIN": f"{random.SystemRandom().randint(0, 999999):06d}"})
+                device["_unlock_pin"] = f"{random.SystemRandom().randint(0, 999999):06d}"
+                return web.json_response({"PIN": device["_unlock_pin"]})
         return web.Response(status=200)
+
+    async def unlock_pin(self, request: web.Request) -> web.Response:
+        device = self._device_or_404(request)
+        return web.json_response({"pin": device.get("_unlock_pin", "")})
 
     # -- Prism --------------------------------------------------------------------------------
     def _prism_rows(self, category: str, start: int, stop: int, families: set[str] | None) -> list[dict]:
@@ -625,6 +631,7 @@ class KandjiEmulator(Emulator):
         for d in self.fleet.devices:
             record = _public(d)
             record["_locked"] = d["_locked"]
+            record["_unlock_pin"] = d.get("_unlock_pin")
             record["_app_count"] = self.fleet.app_count(d["device_id"])
             out.append(record)
         return web.json_response(out)

@@ -1,0 +1,9 @@
+"""
+### Kandji device-action presets (Airflow DAG factory)
+
+One on-demand DAG per preset in `plugins/kandji_oomnitza/presets.py`: trigger with `{"serial_number": ...}`.
+"""
+
+from kandji_oomnitza.preset_dag import build_all
+
+globals().update(build_all())

@@ -1,0 +1,211 @@
+"""Kandji device actions as an operator: resolve the serial, check the platform, act once, report."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink
+from kandji_oomnitza.presets import SERIAL_PATTERN, Preset
+
+COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PresetInputError(AirflowFailException):
+    """A trigger input is invalid; raised before any call to Kandji."""
+
+
+def validate_inputs(preset: Preset, params: dict[str, Any]) -> dict[str, Any]:
+    """Check the inputs again in the task (a REST trigger could bypass the form) and cross-check them."""
+    serial = params.get("serial_number")
+    if not isinstance(serial, str) or not re.fullmatch(SERIAL_PATTERN, serial):
+        raise PresetInputError(
+            f"serial_number {serial!r:.60} is not a serial number: use the letters and digits Kandji shows "
+            "for the device (4-32 characters)."
+        )
+    for name, spec in preset.params.items():
+        value = params.get(name)
+        if value is None and spec.get("default") is None and "null" not in spec["type"]:
+            raise PresetInputError(f"{name} is required: {spec['description']}")
+        if isinstance(value, str):
+            if CONTROL_CHARACTERS.search(value):
+                raise PresetInputError(f"{name} contains control characters; remove them.")
+            if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
+                raise PresetInputError(f"{name} {value!r:.60} is not valid: {spec['description']}")
+            if len(value) > spec.get("maxLength", 1000):
+                raise PresetInputError(f"{name} is longer than {spec['maxLength']} characters.")
+    if "confirm_serial_number" in preset.params and params.get("confirm_serial_number") != serial:
+        raise PresetInputError(
+            "confirm_serial_number must repeat serial_number exactly; nothing was erased. "
+            "Type the serial number in both fields to confirm the erase."
+        )
+    return {"serial_number": serial.upper(), **{name: params.get(name) for name in preset.params}}
+
+
+class KandjiDeviceActionOperator(BaseOperator):
+    """Run one preset against the device with the given serial number.
+
+    Sent at most once: Kandji actions are not idempotent, so the task does not retry (``retries=0``)
+    and the hook never resends an action that may have reached Kandji. Lookups retry as usual.
+    """
+
+    operator_extra_links = (KandjiDeviceLink(), OomnitzaAssetLink())
+    ui_color = "#fdebd0"
+
+    def __init__(
+        self,
+        *,
+        preset: Preset,
+        kandji_conn_id: str = "kandji_default",
+        oomnitza_conn_id: str = "oomnitza_default",
+        confirm_timeout_seconds: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.preset = preset
+        self.kandji_conn_id = kandji_conn_id
+        self.oomnitza_conn_id = oomnitza_conn_id
+        self.confirm_timeout_seconds = confirm_timeout_seconds
+
+    def execute(self, context) -> dict[str, Any]:
+        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.kandji import AmbiguousDeviceError, DeviceNotFoundError, KandjiHook
+
+        inputs = validate_inputs(self.preset, context["params"])
+        serial = inputs["serial_number"]
+        ti = context["ti"]
+        ti.xcom_push(key="serial_number", value=serial)
+        kandji = KandjiHook(self.kandji_conn_id)
+        try:
+            device = kandji.find_device_by_serial(serial)
+        except (DeviceNotFoundError, AmbiguousDeviceError) as exc:
+            raise AirflowFailException(str(exc)) from None
+        ti.xcom_push(key="device_id", value=device["device_id"])
+        platform = device.get("platform", "")
+        if platform not in self.preset.platforms:
+            raise AirflowFailException(
+                f"{self.preset.title} is for {', '.join(self.preset.platforms)}; device {serial} "
+                f"({device.get('device_name')}) is a {platform or 'device of unknown platform'}. Nothing was sent."
+            )
+        if self.preset.action is None:
+            return self._asset_details(kandji, device)
+        body = self.preset.body(inputs)
+        self.log.info(
+            "Sending %s to %s (%s, %s)", self.preset.action, serial, device.get("device_name"), platform
+        )
+        summary: dict[str, Any] = {
+            "preset": self.preset.title,
+            "serial_number": serial,
+            "device_id": device["device_id"],
+            "device_name": device.get("device_name"),
+            "platform": platform,
+        }
+        try:
+            answer = kandji.device_action(device["device_id"], self.preset.action, body)
+        except ApiError as exc:
+            if exc.status == 400 and exc.api_message in self.preset.already_done:
+                self.log.warning(
+                    "Kandji answered %r: the device is already in the state this action sets.",
+                    exc.api_message,
+                )
+                return {**summary, "result": "already done", "kandji_message": exc.api_message}
+            raise AirflowFailException(f"{self.preset.title} on {serial}: {exc}") from None
+        if "PIN" in answer:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(str(answer.pop("PIN")))  # masked everywhere from here on; never logged or returned
+            self.log.info(
+                "Kandji created an unlock PIN for this Mac. It is not shown here: read it in Kandji, on the "
+                "device's page under Device Secrets (Unlock PIN)."
+            )
+            summary["unlock_pin"] = "kept in Kandji's device secrets"
+        summary["result"] = "sent"
+        summary["delivery"] = self._confirm(kandji, device["device_id"])
+        return summary
+
+    def _confirm(self, kandji, device_id: str) -> str:
+        """Poll the device's command list for the queued command, for a bounded time."""
+        if not self.preset.command_type or self.confirm_timeout_seconds <= 0:
+            return "not checked"
+        deadline = time.monotonic() + self.confirm_timeout_seconds
+        status = "not seen"
+        while True:
+            commands = [
+                c
+                for c in kandji.get_device_commands(device_id)
+                if c.get("command_type") == self.preset.command_type
+            ]
+            if commands:
+                status = COMMAND_STATUS.get(commands[0].get("status"), str(commands[0].get("status")))
+                if status in ("completed", "failed", "not now"):
+                    break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(2.0, max(self.confirm_timeout_seconds / 10, 0.2)))
+        self.log.info("Kandji reports the %s command as %s", self.preset.command_type, status)
+        if status == "failed":
+            raise AirflowFailException(
+                f"Kandji reports the {self.preset.command_type} command failed on the device."
+            )
+        return status
+
+    def _asset_details(self, kandji, device: dict[str, Any]) -> dict[str, Any]:
+        """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
+        sent to Oomnitza as an update of the asset with this serial number."""
+        from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.integration import payloads
+        from kandji_oomnitza.integration_config import default_integrations_folder, load_integration
+        from kandji_oomnitza.mapping import apply_mappings, source_frame
+
+        device["details"] = kandji.get_device_details(device["device_id"])
+        integration = load_integration(default_integrations_folder() / "kandji_devices_and_software.yaml")
+        if "serial_number" not in integration.mappings:
+            raise AirflowFailException(
+                "kandji_devices_and_software.yaml maps no serial_number; Get Asset Details needs it."
+            )
+        from kandji_oomnitza.integration import source_paths
+
+        frame = source_frame(
+            [device], source_paths(integration), id_path="device_id", label_path="device_name"
+        )
+        synced = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        mapped = apply_mappings(frame, integration, synced)
+        if len(mapped.rejected):
+            raise AirflowFailException(f"The device cannot be mapped: {mapped.rejected['reason'].iloc[0]}")
+        record = payloads(integration, mapped.records)[0]
+        oomnitza = OomnitzaHook(self.oomnitza_conn_id)
+        run = oomnitza.start_run(
+            data_type="assets",
+            sync_field=["serial_number"],
+            preference="update_only",
+            connector_name="kandji-oomnitza-airflow-presets",
+        )
+        run.add(record)
+        outcome = run.finish(timeout_seconds=120)
+        if outcome.counts.get("skipped") or outcome.counts.get("failed"):
+            messages = outcome.messages.get("skipped", []) + outcome.messages.get("failed", [])
+            raise AirflowFailException(
+                f"Oomnitza did not update the asset with serial number {device['serial_number']}: {'; '.join(messages)}. "
+                "Get Asset Details only updates existing assets; run the devices integration to create it."
+            )
+        details = device["details"]
+        return {
+            "preset": self.preset.title,
+            "serial_number": device["serial_number"],
+            "device_name": device.get("device_name"),
+            "model": device.get("model"),
+            "platform": device.get("platform"),
+            "os_version": device.get("os_version"),
+            "user": (device.get("user") or {}).get("email") if isinstance(device.get("user"), dict) else None,
+            "last_check_in": record.get("kandji_last_check_in"),
+            "blueprint": device.get("blueprint_name"),
+            "mdm_enabled": details.get("mdm", {}).get("mdm_enabled"),
+            "oomnitza": outcome.status,
+            "oomnitza_counts": {k: v for k, v in outcome.counts.items() if v},
+        }
