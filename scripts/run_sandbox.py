@@ -1,16 +1,31 @@
-"""`make run`: Airflow standalone with the project's DAGs and plugins, state kept in .airflow/."""
+"""`make run`: Airflow standalone with this project's DAGs, and (unless real tenants are configured)
+the Kandji and Oomnitza emulators with a seeded fleet. State lives in .airflow/ (git-ignored).
+
+Real tenants: set both connections before `make run`, either as Airflow connection variables
+(AIRFLOW_CONN_KANDJI_DEFAULT, AIRFLOW_CONN_OOMNITZA_DEFAULT, JSON) or with the shorthand variables
+KANDJI_API_URL + KANDJI_API_TOKEN and OOMNITZA_URL + OOMNITZA_API_TOKEN. Then no emulator starts.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".airflow"
 PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
+KANDJI_PORT = int(os.environ.get("KANDJI_EMULATOR_PORT", "8181"))
+OOMNITZA_PORT = int(os.environ.get("OOMNITZA_EMULATOR_PORT", "8282"))
+DEVICES = int(os.environ.get("SANDBOX_DEVICES", "300"))
+KANDJI_TOKEN = "sandbox-kandji-token"  # noqa: S105 - the emulator's own, not a secret
+OOMNITZA_TOKEN = "sandbox-oomnitza-token"  # noqa: S105
 
 
 def airflow_env() -> dict[str, str]:
@@ -20,25 +35,161 @@ def airflow_env() -> dict[str, str]:
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
         AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__API__PORT=str(PORT),
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     )
 
 
+def real_connections(env: dict[str, str]) -> bool:
+    """Use real tenants when both connections are configured; fill them from the shorthand variables."""
+    if env.get("KANDJI_API_URL") and env.get("KANDJI_API_TOKEN"):
+        env.setdefault(
+            "AIRFLOW_CONN_KANDJI_DEFAULT",
+            json.dumps(
+                {"conn_type": "http", "host": env["KANDJI_API_URL"], "password": env["KANDJI_API_TOKEN"]}
+            ),
+        )
+    if env.get("OOMNITZA_URL") and env.get("OOMNITZA_API_TOKEN"):
+        env.setdefault(
+            "AIRFLOW_CONN_OOMNITZA_DEFAULT",
+            json.dumps(
+                {"conn_type": "http", "host": env["OOMNITZA_URL"], "password": env["OOMNITZA_API_TOKEN"]}
+            ),
+        )
+    return bool(env.get("AIRFLOW_CONN_KANDJI_DEFAULT") and env.get("AIRFLOW_CONN_OOMNITZA_DEFAULT"))
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+def wait_for(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up within {seconds:.0f}s")
+
+
+def start_emulators(env: dict[str, str]) -> list[subprocess.Popen]:
+    kandji_url, oomnitza_url = f"http://127.0.0.1:{KANDJI_PORT}", f"http://127.0.0.1:{OOMNITZA_PORT}"
+    state = HOME / "oomnitza-state.json"
+    fresh = not state.exists()
+    procs = [
+        start(
+            [
+                sys.executable,
+                "-m",
+                "include.emulators.kandji",
+                "--port",
+                str(KANDJI_PORT),
+                "--devices",
+                str(DEVICES),
+                "--token",
+                KANDJI_TOKEN,
+            ],
+            env,
+        ),
+        start(
+            [
+                sys.executable,
+                "-m",
+                "include.emulators.oomnitza",
+                "--port",
+                str(OOMNITZA_PORT),
+                "--token",
+                OOMNITZA_TOKEN,
+                "--state-file",
+                str(state),
+            ],
+            env,
+        ),
+    ]
+    wait_for(f"{kandji_url}/_emulator/summary")
+    wait_for(f"{oomnitza_url}/?format=json")
+    if fresh:
+        # The users integration is "update only": Oomnitza must already know some users for it to update.
+        users = requests.get(f"{kandji_url}/_emulator/users", timeout=30).json()
+        known = [{"email": u["email"], "full_name": u["name"]} for u in users[::2]]
+        requests.post(f"{oomnitza_url}/_emulator/records/users", json=known, timeout=30).raise_for_status()
+    env["AIRFLOW_CONN_KANDJI_DEFAULT"] = json.dumps(
+        {"conn_type": "http", "host": kandji_url, "password": KANDJI_TOKEN}
+    )
+    env["AIRFLOW_CONN_OOMNITZA_DEFAULT"] = json.dumps(
+        {"conn_type": "http", "host": oomnitza_url, "login": "kandji-integration", "password": OOMNITZA_TOKEN}
+    )
+    return procs
+
+
+def sample_serial(env: dict[str, str]) -> str:
+    try:
+        devices = requests.get(f"http://127.0.0.1:{KANDJI_PORT}/_emulator/devices", timeout=10).json()
+        return next(d["serial_number"] for d in devices if d["platform"] == "Mac")
+    except (requests.RequestException, StopIteration, ValueError):
+        return "<a serial number from Kandji>"
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops everything too, like Ctrl-C
     HOME.mkdir(exist_ok=True)
     env = airflow_env()
-    print(f"Starting Airflow standalone (AIRFLOW_HOME={HOME}) ...", flush=True)
-    print(f"  UI:       http://localhost:{PORT}", flush=True)
-    print("  Login:    admin; the password is printed below by Airflow and kept in", flush=True)
-    print(f"            {HOME / 'simple_auth_manager_passwords.json.generated'}", flush=True)
-    print("  Stop:     Ctrl-C", flush=True)
-    proc = subprocess.Popen(["airflow", "standalone"], env=env)
+    children: list[subprocess.Popen] = []
+    use_real = real_connections(env)
+    if not use_real:
+        children += start_emulators(env)
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["airflow", "pools", "set", "kandji_api", "4", "Tasks that call the Kandji API (one tenant rate limit)"],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    children.append(start(["airflow", "standalone"], env))
+    wait_for(f"http://localhost:{PORT}/api/v2/monitor/health", seconds=180)
+    serial = sample_serial(env)
+    password_file = HOME / "simple_auth_manager_passwords.json.generated"
+    print(
+        f"""
+==========================================================================================
+ Airflow is up:   http://localhost:{PORT}
+ Login:           admin / password in {password_file}
+ {"Tenants:         your real Kandji and Oomnitza (from the environment)" if use_real else f"Kandji emulator: http://127.0.0.1:{KANDJI_PORT} ({DEVICES} devices)"}
+ {"" if use_real else f"Oomnitza:        http://127.0.0.1:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)"}
+
+ Three things to try:
+  1. DAG "Kandji Devices and Software" (kandji_devices_and_software) > Trigger. Then open the
+     Oomnitza page above: the assets with their software, and the run's counts.
+  2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,
+     the rest are listed in the run's error log (the report task's log says where).
+  3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {serial}.
+     The unlock PIN stays in Kandji; the log says where to read it.
+
+ Stop everything: Ctrl-C
+==========================================================================================
+""",
+        flush=True,
+    )
     try:
-        return proc.wait()
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
 
 
 if __name__ == "__main__":

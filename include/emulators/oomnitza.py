@@ -22,6 +22,7 @@ number fields, and how ``SAAS`` is stored.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import time
@@ -155,6 +156,8 @@ class OomnitzaEmulator(Emulator):
         router.add_get("/", self.overview)
 
     def authenticate(self, request: web.Request) -> web.Response | None:
+        if request.path == "/":
+            return None  # the sandbox's human-readable page
         if request.headers.get("Authorization2", "") not in self.tokens:
             return web.json_response(
                 {"errors": ["Authentication credentials were not provided or are invalid."]}, status=401
@@ -554,15 +557,77 @@ class OomnitzaEmulator(Emulator):
         return web.json_response(self.store.saas.get(record["user_id"], []))
 
     async def overview(self, request: web.Request) -> web.Response:
-        """A human-readable landing page, so a sandbox user sees what arrived without curl."""
-        return web.json_response(
+        """What landed, for a person: assets with their software, users, and the runs with their counts.
+
+        ``/?format=json`` gives the same as JSON. No token needed: this page is the sandbox's window.
+        """
+        assets = list(self.store.records["assets"].values())
+        users = list(self.store.records["users"].values())
+        runs = [self._public_run(r) for r in self.store.runs.values()][::-1][:20]
+        with_software = sum(1 for v in self.store.software.values() if v)
+        if request.query.get("format") == "json":
+            return web.json_response(
+                {
+                    "assets": len(assets),
+                    "users": len(users),
+                    "assets_with_software": with_software,
+                    "runs": [{**r, "logs": None} for r in runs],
+                }
+            )
+
+        def cell(value: Any) -> str:
+            return html.escape("" if value is None else str(value))
+
+        def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+            head = "".join(f"<th>{cell(c)}</th>" for c in columns)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows
+            )
+            return f"<table><tr>{head}</tr>{body}</table>"
+
+        run_rows = [
+            {"portion": r["portion_correlation_id"], "connector": r["connector"], "type": r["data_type"],
+             "status": r["status"], **r["objects"], "test run": r["test_run"]}
+            for r in runs
+        ]  # fmt: skip
+        asset_rows = [
+            {**a, "software": len(self.store.software.get(a["equipment_id"], []))} for a in assets[:200]
+        ]
+        user_rows = [
             {
-                "assets": len(self.store.records["assets"]),
-                "users": len(self.store.records["users"]),
-                "assets_with_software": sum(1 for v in self.store.software.values() if v),
-                "runs": [self._public_run(r) | {"logs": None} for r in self.store.runs.values()][-20:],
+                **u,
+                "SaaS": ", ".join(
+                    f"{x.get('name')} ({x.get('status')})" for x in self.store.saas.get(u["user_id"], [])
+                ),
             }
-        )
+            for u in users[:200]
+        ]
+        run_columns = [
+            "portion",
+            "connector",
+            "type",
+            "status",
+            "added",
+            "updated",
+            "unchanged",
+            "skipped",
+            "failed",
+            "test run",
+        ]
+        asset_columns = ["serial_number", "device_name", "model", "assigned_to", "kandji_platform", "kandji_os_version",
+                         "kandji_last_check_in", "software", "equipment_id"]  # fmt: skip
+        user_columns = ["email", "full_name", "kandji_user_id", "kandji_user_is_archived", "SaaS"]
+        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Oomnitza emulator</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;font-size:13px;margin-bottom:2em}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#eef}}</style></head><body>
+<h1>Oomnitza emulator: what landed</h1>
+<p>{len(assets)} assets ({with_software} with software), {len(users)} users, {len(self.store.runs)} runs.
+JSON: <a href="?format=json">/?format=json</a>; an asset's software: <code>/api/v3/assets/&lt;equipment_id&gt;/software</code>.</p>
+<h2>Runs (newest first)</h2>{table(run_rows, run_columns)}
+<h2>Assets (first 200)</h2>{table(asset_rows, asset_columns)}
+<h2>Users (first 200)</h2>{table(user_rows, user_columns)}
+</body></html>"""
+        return web.Response(text=page, content_type="text/html")
 
     # -- admin --------------------------------------------------------------------------------
     async def admin_reset(self, request: web.Request) -> web.Response:

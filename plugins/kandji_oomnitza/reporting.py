@@ -81,10 +81,19 @@ def publish_report(
             loaded.get("sample"),
         )
     limit = integration.load.max_failed_records
-    if not loaded.get("dry_run") and len(rows) > limit:
+    failures = [r for r in rows if not r["stage"].startswith("skipped")]
+    skipped = len(rows) - len(failures)
+    if skipped:
+        log.info(
+            "%d record(s) skipped by the preference (%s): listed in the error log, not counted as failures.",
+            skipped,
+            integration.preference.value,
+        )
+    summary["failures"] = len(failures)
+    if not loaded.get("dry_run") and len(failures) > limit:
         context["ti"].xcom_push(key="summary", value=summary)
         raise TooManyFailures(
-            f"{len(rows)} record(s) were not loaded (allowed: {limit}); everything else was loaded. "
+            f"{len(failures)} record(s) failed to load (allowed: {limit}); everything else was loaded. "
             f"Reasons per record: {location}"
         )
     return summary
