@@ -29,9 +29,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# SCENARIOS=quick|default|large or a comma list of scenario names; LATENCY_MS=50 (see scripts/bench.py).
 bench: install
-	@echo "No benchmarks yet: the benchmark suite lands with the benchmark issue. DAG parse times:"
-	@$(BIN)/python scripts/parse_times.py
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results

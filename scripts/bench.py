@@ -1,0 +1,311 @@
+"""`make bench`: the real integration DAGs end to end against the emulators, with a fixed latency per
+request, measured side by side in one run.
+
+Per scenario: calls to Kandji and Oomnitza (counted by the emulators), wall time, peak memory of the
+process doing the work, records per second; then ratios: per-device route ÷ automatic route, calls ÷
+the lower bound, batched load ÷ one-record-per-request load; and each DAG file's parse time.
+
+Scenarios (pick with SCENARIOS=a,b or a preset name):
+  default  = devices_1k_{per_device,prism,prism_export,auto}, devices_1k_single_record_load,
+             devices_10k_{per_device,prism,prism_export,auto}, users_10k
+  quick    = the 1k scenarios only
+  large    = devices_100k_auto (opt-in: about 10M app rows)
+Knobs: LATENCY_MS (50). Results go to bench-results/ (git-ignored): results.json, results.md, chart.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+from include.emulators.client import EmulatorProcess  # noqa: E402
+
+OUT = ROOT / "bench-results"
+LATENCY_MS = float(os.environ.get("LATENCY_MS", "50"))
+KANDJI_TOKEN, OOMNITZA_TOKEN = "bench-kandji", "bench-oomnitza"
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # assets | users
+    devices: int
+    route: str = "auto"
+    users: int = 0
+    batch_size: int = 100
+
+
+def scenarios(selection: str) -> list[Scenario]:
+    routes = ("per_device", "prism", "prism_export", "auto")
+    presets = {
+        "quick": [
+            *(Scenario(f"devices_1k_{r}", "assets", 1000, r) for r in routes),
+            Scenario("devices_1k_single_record_load", "assets", 1000, "auto", batch_size=1),
+        ],
+        "large": [Scenario("devices_100k_auto", "assets", 100_000, "auto")],
+    }
+    presets["default"] = [
+        *presets["quick"],
+        *(Scenario(f"devices_10k_{r}", "assets", 10_000, r) for r in routes),
+        Scenario("users_10k", "users", 20, users=10_000),
+    ]
+    chosen: list[Scenario] = []
+    every = {s.name: s for group in presets.values() for s in group}
+    for item in selection.split(","):
+        item = item.strip()
+        chosen += presets.get(item, [every[item]] if item in every else [])
+    return chosen
+
+
+def write_integration(folder: Path, scenario: Scenario) -> str:
+    source = (
+        ROOT
+        / "include"
+        / "integrations"
+        / ("kandji_users.yaml" if scenario.kind == "users" else "kandji_devices_and_software.yaml")
+    )
+    data = yaml.safe_load(source.read_text())
+    data["schedule"] = {"cron": None, "timezone": "UTC"}
+    data["load"] = {**data.get("load", {}), "batch_size": scenario.batch_size, "max_failed_records": 10**9}
+    if scenario.kind == "users":
+        data["preference"] = "create_and_update"
+    else:
+        data["software"] = {"enabled": True, "route": scenario.route, "export_threshold_rows": 50_000}
+    dag_id = "kandji_users" if scenario.kind == "users" else "kandji_devices_and_software"
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    (folder / f"{dag_id}.yaml").write_text(yaml.safe_dump(data))
+    return dag_id
+
+
+def lower_bound(scenario: Scenario, fleet: dict, records: int, per_device_platforms: int) -> dict[str, int]:
+    """⌈devices/300⌉ device pages + the fewest software calls the route allows + ⌈records/batch⌉
+    Oomnitza batches + the run's fixed calls."""
+    if scenario.kind == "users":
+        return {"kandji": math.ceil(scenario.users / 300), "oomnitza": math.ceil(records / 100) + 3}
+    pages = math.ceil(fleet["devices"] / 300)
+    software = {
+        "per_device": fleet["devices"],
+        "prism": math.ceil(fleet["prism_app_rows"] / 300) + per_device_platforms,
+        "prism_export": 3 + per_device_platforms,  # start, one poll, the download
+        "auto": 1 + 3 + per_device_platforms,  # + the /prism/count that chooses
+    }[scenario.route]
+    if scenario.route == "auto" and fleet["prism_app_rows"] < 50_000:
+        software = 1 + math.ceil(fleet["prism_app_rows"] / 300) + per_device_platforms
+    return {"kandji": pages + software, "oomnitza": math.ceil(records / scenario.batch_size) + 3}
+
+
+def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, workdir: Path) -> dict:
+    kandji.admin.post("reset", {"devices": scenario.devices, "users": scenario.users or None, "seed": 11, "tokens": [KANDJI_TOKEN],
+                                "rate_limit": {"per_second": None, "per_hour": None}, "settings": {"export_ready_after_polls": 2}})  # fmt: skip
+    oomnitza.admin.post("reset", {"tokens": [OOMNITZA_TOKEN]})
+    for emulator in (kandji, oomnitza):
+        emulator.admin.put("faults", {"latency_ms": LATENCY_MS})
+    fleet = kandji.admin.get("summary")
+    folder = workdir / "integrations"
+    folder.mkdir(exist_ok=True)
+    dag_id = write_integration(folder, scenario)
+    home = Path(tempfile.mkdtemp(dir=workdir))
+    env = dict(
+        os.environ,
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        KANDJI_OOMNITZA_INTEGRATIONS_DIR=str(folder),
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+        AIRFLOW_CONN_KANDJI_DEFAULT=json.dumps(
+            {
+                "conn_type": "http",
+                "host": kandji.url,
+                "password": KANDJI_TOKEN,
+                "extra": {"requests_per_hour": 10**9, "requests_per_second": 1000},
+            }
+        ),  # fmt: skip
+        AIRFLOW_CONN_OOMNITZA_DEFAULT=json.dumps(
+            {"conn_type": "http", "host": oomnitza.url, "password": OOMNITZA_TOKEN}
+        ),
+    )
+    print(
+        f"-- {scenario.name}: {fleet['devices']} devices, {fleet['prism_app_rows']} Prism app rows ...",
+        flush=True,
+    )
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")],
+                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
+    if line is None:
+        raise SystemExit(f"{scenario.name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    result = json.loads(line.removeprefix("BENCH "))
+    kandji_calls = [r for r in kandji.admin.get("requests") if r["path"].startswith(("/api/", "/_s3/"))]
+    oomnitza_calls = [r for r in oomnitza.admin.get("requests") if r["path"].startswith("/api/")]
+    summary = result["summary"] or {}
+    records = summary.get("kandji_records", 0)
+    others = sum(n for p, n in fleet["platforms"].items() if p in ("Windows", "Android"))
+    bound = lower_bound(scenario, fleet, records, others)
+    row = {
+        "scenario": scenario.name,
+        "route": summary.get("software_route") or scenario.route,
+        "devices": fleet["devices"] if scenario.kind == "assets" else 0,
+        "users": scenario.users,
+        "records": records,
+        "software_rows": summary.get("software_rows", 0),
+        "state": result["state"],
+        "kandji_calls": len(kandji_calls),
+        "oomnitza_calls": len(oomnitza_calls),
+        "lower_bound_kandji": bound["kandji"],
+        "lower_bound_oomnitza": bound["oomnitza"],
+        "wall_seconds": round(result["wall_seconds"], 1),
+        "process_seconds": round(time.perf_counter() - started, 1),
+        "peak_mb": round(result["peak_mb"]),
+        "records_per_second": round(records / result["wall_seconds"], 1) if result["wall_seconds"] else None,
+        "added": summary.get("added"),
+        "failed": summary.get("failed"),
+    }
+    print("   " + json.dumps(row), flush=True)
+    return row
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    by = {r["scenario"]: r for r in rows}
+    lines = []
+    for size in ("1k", "10k"):
+        per, auto = by.get(f"devices_{size}_per_device"), by.get(f"devices_{size}_auto")
+        if per and auto:
+            lines.append(
+                f"{size} devices: per-device ÷ auto = {per['kandji_calls'] / auto['kandji_calls']:.1f}× Kandji calls, {per['wall_seconds'] / auto['wall_seconds']:.1f}× wall time"
+            )
+    for row in rows:
+        lines.append(
+            f"{row['scenario']}: Kandji calls ÷ lower bound = {row['kandji_calls'] / row['lower_bound_kandji']:.2f}; Oomnitza calls ÷ lower bound = {row['oomnitza_calls'] / row['lower_bound_oomnitza']:.2f}"
+        )
+    single, batched = by.get("devices_1k_single_record_load"), by.get("devices_1k_auto")
+    if single and batched:
+        lines.append(
+            f"one-record-per-request ÷ batched load (1k devices): {single['oomnitza_calls'] / batched['oomnitza_calls']:.1f}× Oomnitza calls, {single['wall_seconds'] / batched['wall_seconds']:.1f}× wall time"
+        )
+    return lines
+
+
+def markdown(rows: list[dict], ratio_lines: list[str], parse: list[dict]) -> str:
+    columns = [
+        "scenario",
+        "route",
+        "records",
+        "software_rows",
+        "kandji_calls",
+        "lower_bound_kandji",
+        "oomnitza_calls",
+        "wall_seconds",
+        "peak_mb",
+        "records_per_second",
+        "state",
+    ]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines += ["", *(f"- {line}" for line in ratio_lines), "", "| DAG file | parse ms |", "|---|---|"]
+    lines += [f"| {p['file']} | {p['duration_ms']:.1f} |" for p in parse]
+    machine = (
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, latency {LATENCY_MS:g} ms per request"
+    )
+    return f"Measured {time.strftime('%Y-%m-%d')} on {machine}.\n\n" + "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    assets = [r for r in rows if r["devices"]]
+    labels = [r["scenario"].removeprefix("devices_") for r in assets]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.bar(labels, [r["kandji_calls"] for r in assets], label="Kandji calls")
+    left.bar(
+        labels,
+        [r["oomnitza_calls"] for r in assets],
+        bottom=[r["kandji_calls"] for r in assets],
+        label="Oomnitza calls",
+    )
+    left.set_yscale("log")
+    left.set_title("API calls by route and fleet size")
+    left.legend()
+    right.bar(labels, [r["wall_seconds"] for r in assets], color="tab:green")
+    right.set_title(f"Wall time (s), {LATENCY_MS:g} ms per request")
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=60)
+    fig.tight_layout()
+    fig.savefig(OUT / "chart.png", dpi=110)
+
+
+def main() -> None:
+    selection = os.environ.get("SCENARIOS", "default")
+    chosen = scenarios(selection)
+    if not chosen:
+        raise SystemExit(f"no scenario matches {selection!r}")
+    OUT.mkdir(exist_ok=True)
+    parse = json.loads(
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "parse_times.py"), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    biggest = max(s.devices for s in chosen)
+    kandji = EmulatorProcess(
+        "include.emulators.kandji",
+        "--devices",
+        "10",
+        "--token",
+        KANDJI_TOKEN,
+        "--per-second",
+        "0",
+        "--per-hour",
+        "0",
+    )
+    oomnitza = EmulatorProcess("include.emulators.oomnitza", "--token", OOMNITZA_TOKEN)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            for scenario in chosen:
+                rows.append(run(scenario, kandji, oomnitza, Path(workdir)))
+    finally:
+        kandji.stop()
+        oomnitza.stop()
+    ratio_lines = ratios(rows)
+    (OUT / "results.json").write_text(
+        json.dumps(
+            {
+                "latency_ms": LATENCY_MS,
+                "largest_fleet": biggest,
+                "rows": rows,
+                "ratios": ratio_lines,
+                "parse": parse,
+            },
+            indent=2,
+        )
+    )
+    table = markdown(rows, ratio_lines, parse)
+    (OUT / "results.md").write_text(table)
+    chart(rows)
+    print("\n" + table)
+    print(f"Written: {OUT / 'results.json'}, {OUT / 'results.md'}, {OUT / 'chart.png'}")
+
+
+if __name__ == "__main__":
+    main()
