@@ -132,7 +132,7 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
                 "password": KANDJI_TOKEN,
                 "extra": {"requests_per_hour": 10**9, "requests_per_second": 1000},
             }
-        ),  # fmt: skip
+        ),
         AIRFLOW_CONN_OOMNITZA_DEFAULT=json.dumps(
             {"conn_type": "http", "host": oomnitza.url, "password": OOMNITZA_TOKEN}
         ),
