@@ -9,6 +9,7 @@ through the metadata database. PostgreSQL and Redis must run on loopback (`.ci/r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -155,10 +156,8 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process):
             process.kill()
     for handle in logs.values():
         handle.close()
-    try:
+    with contextlib.suppress(Exception):  # best-effort cleanup of a throwaway database
         _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    except Exception:  # noqa: S110 - best effort cleanup of a throwaway database
-        pass
     shutil.rmtree(work / "home-worker" / "logs", ignore_errors=True)
 
 
