@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-HOME = ROOT / ".airflow"
+HOME = Path(os.environ.get("SANDBOX_HOME", ROOT / ".airflow"))
 PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 KANDJI_PORT = int(os.environ.get("KANDJI_EMULATOR_PORT", "8181"))
 OOMNITZA_PORT = int(os.environ.get("OOMNITZA_EMULATOR_PORT", "8282"))
@@ -37,6 +37,9 @@ def airflow_env() -> dict[str, str]:
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__API__PORT=str(PORT),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://localhost:{PORT}/execution/",
+        # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     )
 
@@ -125,7 +128,7 @@ def start_emulators(env: dict[str, str]) -> list[subprocess.Popen]:
     return procs
 
 
-def sample_serial(env: dict[str, str]) -> str:
+def sample_serial() -> str:
     try:
         devices = requests.get(f"http://127.0.0.1:{KANDJI_PORT}/_emulator/devices", timeout=10).json()
         return next(d["serial_number"] for d in devices if d["platform"] == "Mac")
@@ -133,35 +136,21 @@ def sample_serial(env: dict[str, str]) -> str:
         return "<a serial number from Kandji>"
 
 
-def _stop_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def main() -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops everything too, like Ctrl-C
-    HOME.mkdir(exist_ok=True)
-    env = airflow_env()
-    children: list[subprocess.Popen] = []
-    use_real = real_connections(env)
-    if not use_real:
-        children += start_emulators(env)
-    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["airflow", "pools", "set", "kandji_api", "4", "Tasks that call the Kandji API (one tenant rate limit)"],
-        env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    children.append(start(["airflow", "standalone"], env))
-    wait_for(f"http://localhost:{PORT}/api/v2/monitor/health", seconds=180)
-    serial = sample_serial(env)
+def print_welcome(use_real: bool) -> None:
+    serial = sample_serial()
     password_file = HOME / "simple_auth_manager_passwords.json.generated"
+    tenants = (
+        " Tenants:         your real Kandji and Oomnitza (from the environment)\n"
+        if use_real
+        else f" Kandji emulator: http://127.0.0.1:{KANDJI_PORT} ({DEVICES} devices)\n"
+        f" Oomnitza:        http://127.0.0.1:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)\n"
+    )
     print(
         f"""
 ==========================================================================================
  Airflow is up:   http://localhost:{PORT}
  Login:           admin / password in {password_file}
- {"Tenants:         your real Kandji and Oomnitza (from the environment)" if use_real else f"Kandji emulator: http://127.0.0.1:{KANDJI_PORT} ({DEVICES} devices)"}
- {"" if use_real else f"Oomnitza:        http://127.0.0.1:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)"}
-
+{tenants}
  Three things to try:
   1. DAG "Kandji Devices and Software" (kandji_devices_and_software) > Trigger. Then open the
      Oomnitza page above: the assets with their software, and the run's counts.
@@ -175,7 +164,29 @@ def main() -> int:
 """,
         flush=True,
     )
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops everything too, like Ctrl-C
+    HOME.mkdir(exist_ok=True)
+    env = airflow_env()
+    children: list[subprocess.Popen] = []
     try:
+        use_real = real_connections(env)
+        if not use_real:
+            children += start_emulators(env)
+        subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["airflow", "pools", "set", "kandji_api", "4", "Tasks that call the Kandji API (one tenant rate limit)"],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        children.append(start(["airflow", "standalone"], env))
+        wait_for(f"http://localhost:{PORT}/api/v2/monitor/health", seconds=180)
+        print_welcome(use_real)
         while all(child.poll() is None for child in children):
             time.sleep(1)
     except KeyboardInterrupt:

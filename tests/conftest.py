@@ -122,6 +122,10 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
                 XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id
             )
             xcoms = {(x.task_id, x.key): XComModel.deserialize_value(x) for x in rows}
+        # Secrets stay secret: no run may print a token or store one in XCom.
+        text = caplog.text + captured.out + captured.err + repr(xcoms)
+        for secret in (KANDJI_TOKEN, OOMNITZA_TOKEN):
+            assert secret not in text, f"a token leaked into the logs or XComs of {dag_id}"
         return DagRunResult(
             dag_id=dag_id,
             run_id=dag_run.run_id,

@@ -1,0 +1,174 @@
+"""Browser test of the UI flows on the real `make run` sandbox: headless Debian Chromium driven by
+Playwright (no browser download). Screenshots go to artifacts/screenshots/.
+
+Needs /usr/bin/chromium (`.ci/run` installs Debian's chromium when it is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import ARTIFACTS, ROOT
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    home = tmp_path_factory.mktemp("sandbox")
+    ports = {name: free_port() for name in ("airflow", "kandji", "oomnitza", "worker_logs", "trigger_logs")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "SANDBOX_HOME": str(home),
+        "SANDBOX_DEVICES": "40",
+        "AIRFLOW_PORT": str(ports["airflow"]),
+        "KANDJI_EMULATOR_PORT": str(ports["kandji"]),
+        "OOMNITZA_EMULATOR_PORT": str(ports["oomnitza"]),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
+    }
+    log = open(home / "sandbox.log", "w")  # noqa: SIM115 - closed in teardown
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run_sandbox.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://localhost:{ports['airflow']}"
+    deadline = time.monotonic() + 240
+    while "Airflow is up" not in (home / "sandbox.log").read_text(errors="replace"):
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(
+                "the sandbox did not start:\n" + (home / "sandbox.log").read_text(errors="replace")[-3000:]
+            )
+        time.sleep(1)
+    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    api = requests.Session()
+    token = api.post(
+        f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=10
+    ).json()["access_token"]
+    api.headers["Authorization"] = f"Bearer {token}"
+    yield {
+        "base": base,
+        "password": password,
+        "api": api,
+        "kandji": f"http://127.0.0.1:{ports['kandji']}",
+        "oomnitza": f"http://127.0.0.1:{ports['oomnitza']}",
+    }
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(sandbox):
+    from playwright.sync_api import sync_playwright
+
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(sandbox["base"] + "/", wait_until="networkidle")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(sandbox["password"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+        page.screenshot(path=str(shots / "01-logged-in.png"))
+        yield page, shots
+        browser.close()
+
+
+def wait_for_manual_run(sandbox, dag_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = (
+            sandbox["api"]
+            .get(f"{sandbox['base']}/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "manual"}, timeout=10)
+            .json()["dag_runs"]
+        )
+        finished = [r for r in runs if r["run_type"] == "manual" and r["state"] in ("success", "failed")]
+        if finished:
+            return finished[-1]
+        time.sleep(2)
+    pytest.fail(f"no manual run of {dag_id} finished within {timeout}s")
+
+
+def trigger_from_form(page, serial: str | None = None) -> None:
+    if serial is not None:
+        page.locator("#element_serial_number").fill(serial)
+    # force: an error toast from an earlier attempt may still float over the button
+    page.get_by_test_id("trigger-dag-submit").click(force=True)
+
+
+def test_trigger_the_devices_integration_from_the_ui(sandbox, browser_page):
+    page, shots = browser_page
+    page.goto(sandbox["base"] + "/dags/kandji_devices_and_software", wait_until="networkidle")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("dialog").wait_for()
+    page.screenshot(path=str(shots / "02-devices-trigger-form.png"))
+    trigger_from_form(page)
+    run = wait_for_manual_run(sandbox, "kandji_devices_and_software")
+    assert run["state"] == "success"
+    page.goto(
+        sandbox["base"] + f"/dags/kandji_devices_and_software/runs/{run['dag_run_id']}",
+        wait_until="networkidle",
+    )
+    page.get_by_text("success").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "03-devices-run-succeeded.png"))
+    landed = requests.get(sandbox["oomnitza"] + "/?format=json", timeout=10).json()
+    assert landed["assets"] == 40 and landed["assets_with_software"] == 40
+
+
+def test_preset_form_rejects_a_bad_serial_then_runs_a_good_one(sandbox, browser_page):
+    page, shots = browser_page
+    page.goto(sandbox["base"] + "/dags/kandji_preset_lock_device", wait_until="networkidle")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("dialog").wait_for()
+    trigger_from_form(page, "bad sn!")
+    page.get_by_text("does not match").first.wait_for(timeout=15_000)
+    assert "Invalid input for param serial_number" in page.get_by_role("dialog").inner_text()
+    page.screenshot(path=str(shots / "04-preset-invalid-serial.png"))
+    recorded = requests.get(sandbox["kandji"] + "/_emulator/requests", timeout=10).json()
+    assert not [r for r in recorded if "/action/" in r["path"]], "an invalid serial must send nothing"
+    devices = requests.get(sandbox["kandji"] + "/_emulator/devices", timeout=10).json()
+    serial = next(d["serial_number"] for d in devices if d["platform"] == "iPhone")
+    trigger_from_form(page, serial)
+    run = wait_for_manual_run(sandbox, "kandji_preset_lock_device")
+    assert run["state"] == "success"
+    page.goto(
+        sandbox["base"] + f"/dags/kandji_preset_lock_device/runs/{run['dag_run_id']}",
+        wait_until="networkidle",
+    )
+    page.get_by_text("success").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "05-preset-run-succeeded.png"))
+    actions = [
+        r
+        for r in requests.get(sandbox["kandji"] + "/_emulator/requests", timeout=10).json()
+        if "/action/" in r["path"]
+    ]
+    assert len(actions) == 1 and actions[0]["path"].endswith("/action/lock")
