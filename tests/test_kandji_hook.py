@@ -372,3 +372,16 @@ def test_client_limiter_keeps_under_the_per_second_budget(
     for _ in range(30):
         h.prism_count("apps")
     assert [r["status"] for r in kandji_emulator.requests("/prism/count")] == [200] * 30
+
+
+def test_device_removed_mid_walk_is_not_lost(kandji_emulator):
+    kandji_emulator.post("reset", {"devices": 650, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
+    # Before page two, remove the first device in order: every later device shifts back by one, so a
+    # plain offset walk would skip the device that moves from position 300 to 299.
+    kandji_emulator.put("settings", {"mutate_devices_at_offset": {"offset": 300, "remove": 1, "add": 0}})
+    h = hook()
+    ids = [d["device_id"] for d in h.iter_devices()]
+    remaining = {d["device_id"] for d in kandji_emulator.get("devices")}
+    assert remaining <= set(ids), "a device still in Kandji was skipped"
+    assert len(ids) == len(set(ids))
+    assert h.rewalks == 1
