@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench format clean
+.PHONY: install run test lint bench reliability format clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The fault-injection suite over the real DAGs, then its table (faults, calls retried, loaded, reported, lost).
+reliability: install
+	$(BIN)/python -m pytest -q tests/test_reliability.py
+	$(BIN)/python scripts/reliability_report.py
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -94,13 +94,13 @@ def test_missing_permission_is_403_naming_the_endpoint(kandji_emulator):
 def test_devices_are_paged_300_at_a_time_in_a_stable_order(kandji_emulator):
     kandji_emulator.post("reset", {"devices": 700, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
     pages = list(hook().iter_device_pages())
-    assert [len(p) for p in pages] == [300, 300, 100]
+    assert [len(p) for p in pages] == [300, 299, 101]  # pages overlap by one; repeats are dropped
     ids = [d["device_id"] for p in pages for d in p]
     assert len(set(ids)) == 700
     calls = kandji_emulator.requests("/api/v1/devices$")
-    assert len(calls) == math.ceil(700 / 300) + 1  # the last, empty page ends the listing
+    assert len(calls) == math.ceil(700 / 300) + 1  # the last page, holding only the overlap, ends it
     assert all(c["query"]["limit"] == "300" and c["query"]["ordering"] == "device_id" for c in calls)
-    assert [int(c["query"]["offset"]) for c in calls] == [0, 300, 600, 700]
+    assert [int(c["query"]["offset"]) for c in calls] == [0, 299, 598, 699]  # pages overlap by one
 
 
 def test_device_added_mid_walk_is_yielded_once(kandji_emulator):
@@ -293,7 +293,7 @@ def test_reads_retry_transient_faults(kandji_emulator, fault):
     assert len(list(h.iter_devices())) == 120
     assert h.retries == 2
     statuses = [r["status"] for r in kandji_emulator.requests("/api/v1/devices$")]
-    assert len(statuses) == 3 + 1  # two faults, then the listing's own pages (one full, one empty)
+    assert len(statuses) == 2 + 2  # two faults, then the listing: 120 devices, then the overlap alone
 
 
 def test_retry_after_is_honoured(kandji_emulator, monkeypatch):

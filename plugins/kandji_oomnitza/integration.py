@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 SOFTWARE_COLUMN = "_applications"
 SAAS_COLUMN = "_saas"
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
 class FieldCheckError(AirflowFailException):
@@ -214,6 +216,13 @@ def error_rows(integration: Integration, frame: pd.DataFrame, loaded: dict[str, 
     outcome = loaded.get("outcome") or {}
     update_only = integration.preference is Preference.UPDATE_ONLY
     rejected_reasons = {r["reason"] for r in rows}
+    sent, _ = split(frame)
+    by_key = {
+        str(plain(value)): (plain(row_id), plain(label), f"{name}={plain(value)!r}")
+        for name in integration.sync_key
+        for value, row_id, label in zip(sent[name], sent[ID], sent[LABEL], strict=True)
+        if plain(value) is not None
+    }
     for stage in ("failed", "skipped"):
         for message in (outcome.get("messages") or {}).get(stage, []):
             if stage == "failed" and any(reason in message for reason in rejected_reasons):
@@ -221,12 +230,16 @@ def error_rows(integration: Integration, frame: pd.DataFrame, loaded: dict[str, 
             reason = message
             if stage == "skipped" and update_only:
                 reason = f"not in Oomnitza, so not created (the preference is update only): {message}"
+            # INFERRED: Oomnitza's messages name the record by its sync-key value; find it to say which
+            # Kandji record the message is about.
+            tokens = [a or b for a, b in QUOTED.findall(message)]
+            kandji_id, name, sync_key = next((by_key[t] for t in tokens if t in by_key), ("", "", ""))
             rows.append(
                 {
                     "stage": f"{stage} in Oomnitza",
-                    "sync_key": "",
-                    "kandji_id": "",
-                    "name": "",
+                    "sync_key": sync_key,
+                    "kandji_id": kandji_id or "",
+                    "name": name or "",
                     "reason": reason,
                 }
             )

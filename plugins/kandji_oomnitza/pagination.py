@@ -23,12 +23,25 @@ class UnexpectedPageError(ValueError):
     """A page did not have the shape the strategy expects."""
 
 
-class OffsetArrayPaginator:
-    """``/devices``: ``limit`` (≤ 300) + ``offset``, bare JSON arrays, the end is an empty page."""
+class ListingShifted(Exception):
+    """The collection changed under an offset walk: records before the current offset were added or
+    removed, so the walk may have skipped one. The caller walks again."""
 
-    def __init__(self, limit: int = 300) -> None:
+
+class OffsetArrayPaginator:
+    """``/devices``: ``limit`` (≤ 300) + ``offset``, bare JSON arrays.
+
+    Each page after the first starts one record early, on the last record already seen (the anchor).
+    If that record is not where it was, records before the offset were added or removed mid-walk, and
+    ``ListingShifted`` says so. The walk ends when a page holds nothing after the anchor (or is empty),
+    so the overlap costs no extra call.
+    """
+
+    def __init__(self, limit: int = 300, key: str = "device_id") -> None:
         self.limit = min(limit, 300)
+        self.key = key
         self.offset = 0
+        self.anchor: Any = None
 
     def first_params(self) -> dict[str, Any]:
         return {"limit": self.limit, "offset": 0}
@@ -36,12 +49,17 @@ class OffsetArrayPaginator:
     def records(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, list):
             raise UnexpectedPageError(f"expected a JSON array of records, got {type(body).__name__}")
-        return body
+        if self.anchor is None:
+            return body
+        if not body or body[0].get(self.key) != self.anchor:
+            raise ListingShifted(f"the record at offset {self.offset} is no longer {self.anchor!r}")
+        return body[1:]
 
     def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
         if not records:
             return None
-        self.offset += len(records)
+        self.offset += len(body) - 1
+        self.anchor = body[-1].get(self.key)
         return {"limit": self.limit, "offset": self.offset}
 
 

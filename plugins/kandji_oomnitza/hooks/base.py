@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 6
 MAX_RETRY_WAIT_SECONDS = 120.0
 MESSAGE_LIMIT = 500
+RATE_LIMIT_PATIENCE = 5
 
 
 class RetryMode(enum.Enum):
@@ -280,12 +281,20 @@ class RestApiHook(HttpHook):
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: _is_retryable(exc, retry)),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
+            stop=self._stop,
             wait=self._wait,
             before_sleep=self._log_retry,
             reraise=True,
         )
         return retrying(send)
+
+    def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
+        """Give up after ``max_attempts``; a server that answers 429 is pacing us, not failing, so
+        rate-limited attempts get ``RATE_LIMIT_PATIENCE`` times as many."""
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        rate_limited = isinstance(exc, ApiError) and exc.status == 429
+        limit = self.max_attempts * (RATE_LIMIT_PATIENCE if rate_limited else 1)
+        return retry_state.attempt_number >= limit
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None

@@ -14,6 +14,7 @@ import requests
 
 from kandji_oomnitza.hooks.base import ApiError, RestApiHook, RetryMode
 from kandji_oomnitza.pagination import (
+    ListingShifted,
     NextLinkCursorPaginator,
     OffsetArrayPaginator,
     PrismCursorPaginator,
@@ -73,7 +74,6 @@ class KandjiHook(RestApiHook):
         self._limiter: RateLimiter | None = None
         self.duplicates_dropped = 0
         self.rewalks = 0
-        self.last_total_count: int | None = None
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -153,12 +153,7 @@ class KandjiHook(RestApiHook):
 
     # -- listings -----------------------------------------------------------------------------
     def _fetch_page(self, endpoint: str, params: dict[str, Any]) -> Any:
-        def decode(response: requests.Response) -> Any:
-            total = response.headers.get("X-Total-Count")
-            self.last_total_count = int(total) if total and total.isdigit() else None
-            return response.json()
-
-        return self.request("GET", endpoint, params=params, decode=decode)
+        return self.get_json(endpoint, params)
 
     def _pages(self, endpoint: str, paginator, params: dict[str, Any] | None = None) -> Iterator[list]:
         try:
@@ -174,34 +169,29 @@ class KandjiHook(RestApiHook):
         """Device records page by page, in a stable order, each device once.
 
         Offset paging over a fleet that changes mid-walk can skip a device (one removed before the
-        current offset shifts the rest back) or repeat one (one inserted shifts them forward). Repeats
-        are dropped; when Kandji's ``X-Total-Count`` (an undocumented header, used only as a check)
-        changed during the walk, or the walk saw fewer devices than it reports, the listing is walked
-        again, yielding only the devices not yet seen, at most ``max_walks`` times in all.
+        current offset shifts the rest back) or repeat one (one inserted shifts them forward). Pages
+        overlap by one record to notice such a shift (``OffsetArrayPaginator``); then the list is
+        walked again, yielding only devices not yet seen, at most ``max_walks`` times in all.
         """
         seen: set[str] = set()
         params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
-        for walk in range(max_walks):
-            self.last_total_count = None
-            totals: set[int | None] = set()
-            for page in self._pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
-                totals.add(self.last_total_count)
-                fresh = [d for d in page if d.get("device_id") not in seen]
-                self.duplicates_dropped += len(page) - len(fresh)
-                seen.update(d.get("device_id") for d in fresh)
-                if fresh:
-                    yield fresh
-            changed = len(totals) > 1
-            if self.last_total_count is None or (not changed and len(seen) >= self.last_total_count):
+        for walk in range(1, max_walks + 1):
+            try:
+                for page in self._pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
+                    fresh = [d for d in page if d.get("device_id") not in seen]
+                    self.duplicates_dropped += len(page) - len(fresh)
+                    seen.update(d.get("device_id") for d in fresh)
+                    if fresh:
+                        yield fresh
                 return
-            self.log.warning(
-                "Kandji's device list changed during the walk (%d seen, %d reported); walking it again (%d of %d)",
-                len(seen),
-                self.last_total_count,
-                walk + 2,
-                max_walks,
-            )
-            self.rewalks += 1
+            except ListingShifted as exc:
+                if walk == max_walks:
+                    raise ApiError(
+                        f"Kandji's device list kept changing during {max_walks} walks ({exc}); run again later.",
+                        endpoint=f"GET {API}/devices",
+                    ) from None
+                self.log.warning("Kandji's device list changed during the walk (%s); walking it again", exc)
+                self.rewalks += 1
 
     def iter_devices(self, **filters: Any) -> Iterator[dict[str, Any]]:
         for page in self.iter_device_pages(**filters):

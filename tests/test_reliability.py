@@ -1,0 +1,320 @@
+"""Fault injection over the real devices DAG and both emulators: every Kandji record is accounted for.
+
+For each fault the run either succeeds or fails with a clear message, and once it has finished (with
+Airflow's own retries), every device in Kandji is either an asset in Oomnitza or a row of the run's
+error log with its reason. Counted, not sampled. Each test adds a row to artifacts/reliability.json,
+which `make reliability` prints as a table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ARTIFACTS, KANDJI_TOKEN, OOMNITZA_TOKEN
+
+pytestmark = pytest.mark.e2e
+REPORT = ARTIFACTS / "reliability.json"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_report():
+    ARTIFACTS.mkdir(exist_ok=True)
+    REPORT.write_text("[]")
+
+
+def account(kandji_emulator, oomnitza_emulator, summary: dict | None, before: set[str] | None = None) -> dict:
+    """Loaded + reported vs the devices Kandji held throughout the run (there at its start and still
+    there at its end). A device added while the run was listing may land behind the listing's cursor;
+    the next run loads it (tested below)."""
+    devices = {d["device_id"]: d for d in kandji_emulator.get("devices")}
+    if before is not None:
+        devices = {k: v for k, v in devices.items() if k in before}
+    assets = oomnitza_emulator.get("state")["records"]["assets"].values()
+    loaded = {a.get("kandji_device_id") for a in assets} & set(devices)
+    reported: set[str] = set()
+    if summary and summary.get("error_log"):
+        rows = list(
+            csv.DictReader(io.StringIO(Path(summary["error_log"].removeprefix("file://")).read_text()))
+        )
+        reported = {r["kandji_id"] for r in rows if r["kandji_id"]} & set(devices)
+    lost = set(devices) - loaded - reported
+    serials = [a["serial_number"] for a in assets]
+    return {
+        "devices": len(devices),
+        "loaded": len(loaded),
+        "reported": len(reported - loaded),
+        "lost": len(lost),
+        "duplicates": len(serials) - len(set(serials)),
+    }
+
+
+def record(fault: str, result, accounting: dict, kandji_emulator, oomnitza_emulator, seconds: float) -> None:
+    kandji_calls = [r for r in kandji_emulator.get("requests") if r["path"].startswith("/api/")]
+    oomnitza_calls = [r for r in oomnitza_emulator.get("requests") if r["path"].startswith("/api/")]
+    row = {
+        "fault": fault,
+        "state": result.state,
+        "kandji_calls": len(kandji_calls),
+        "kandji_faulted": sum(
+            1 for r in kandji_calls if r["status"] in (None, 429, 599) or (r["status"] or 0) >= 500
+        ),
+        "oomnitza_calls": len(oomnitza_calls),
+        "oomnitza_faulted": sum(
+            1 for r in oomnitza_calls if r["status"] in (None, 429, 599) or (r["status"] or 0) >= 500
+        ),
+        "seconds": round(seconds, 1),
+        **accounting,
+    }
+    rows = json.loads(REPORT.read_text())
+    rows.append(row)
+    REPORT.write_text(json.dumps(rows, indent=1))
+
+
+def run_with_fault(
+    run_dag, kandji_emulator, oomnitza_emulator, fault: str, dag="kandji_devices_and_software"
+):
+    before = {d["device_id"] for d in kandji_emulator.get("devices")}
+    started = time.monotonic()
+    result = run_dag(dag)
+    summary = result.xcoms.get(("report", "return_value")) or result.xcoms.get(("report", "summary"))
+    accounting = account(kandji_emulator, oomnitza_emulator, summary, before)
+    record(fault, result, accounting, kandji_emulator, oomnitza_emulator, time.monotonic() - started)
+    assert accounting["lost"] == 0, accounting
+    assert accounting["duplicates"] == 0, accounting
+    return result, summary, accounting
+
+
+@pytest.fixture
+def fast_kandji(airflow_connections, kandji_process, oomnitza_process):
+    """Short timeouts and backoff, so faults cost seconds, not minutes."""
+    airflow_connections(
+        "kandji_default",
+        host=kandji_process.url,
+        password=KANDJI_TOKEN,
+        extra={"timeout": 1.5, "backoff_seconds": 0.01, "max_attempts": 8},
+    )
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        password=OOMNITZA_TOKEN,
+        extra={"timeout": 1.5, "backoff_seconds": 0.01, "max_attempts": 8},
+    )
+
+
+KANDJI_FAULTS = {
+    "kandji 429 storm (Retry-After)": {
+        "scripted": [{"kind": "status", "status": 429, "retry_after": 0.05, "path": "^/api/", "times": 25}]
+    },
+    "kandji 20% 5xx": {"error_rate": 0.2, "seed": 3},
+    "kandji connection resets (10%)": {"reset_rate": 0.1, "seed": 4},
+    "kandji timeouts": {
+        "scripted": [{"kind": "timeout", "seconds": 3, "path": "^/api/v1/(devices|prism)", "times": 4}]
+    },
+    "kandji malformed JSON page": {
+        "scripted": [{"kind": "malformed_json", "path": "^/api/v1/devices$", "times": 2, "after": 1}]
+    },
+}
+
+
+@pytest.mark.parametrize("fault", list(KANDJI_FAULTS))
+def test_kandji_faults(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji, fault):
+    kandji_emulator.put("faults", KANDJI_FAULTS[fault])
+    result, summary, accounting = run_with_fault(run_dag, kandji_emulator, oomnitza_emulator, fault)
+    assert result.state == "success", result.task_states
+    assert accounting["loaded"] == accounting["devices"]
+    assert sum(summary["retries"].values()) > 0
+
+
+def test_devices_removed_and_added_mid_pagination(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
+    kandji_emulator.post("reset", {"devices": 700, "seed": 5, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
+    kandji_emulator.put("settings", {"mutate_devices_at_offset": {"offset": 300, "remove": 1, "add": 1}})
+    result, _, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "device removed + one added mid-pagination"
+    )
+    assert result.state == "success"
+    # The next run loads whatever was added behind the first run's cursor, and duplicates nothing.
+    again, summary, _ = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "rerun after the fleet changed"
+    )
+    assert again.state == "success" and summary["failed"] == 0
+    final = account(kandji_emulator, oomnitza_emulator, summary)
+    assert final["loaded"] == final["devices"] == 700 and final["duplicates"] == 0
+
+
+def test_prism_export_failure_falls_back(
+    run_dag, integration_dag_factory, kandji_emulator, oomnitza_emulator, fast_kandji
+):
+    kandji_emulator.put("settings", {"export_mode": "failed", "export_ready_after_polls": 1})
+    started = time.monotonic()
+    result = run_dag(integration_dag_factory(software={"route": "prism_export"}))
+    accounting = account(kandji_emulator, oomnitza_emulator, result.xcom("report"))
+    record(
+        "prism export fails (falls back to pages)",
+        result,
+        accounting,
+        kandji_emulator,
+        oomnitza_emulator,
+        time.monotonic() - started,
+    )
+    assert result.state == "success" and accounting["lost"] == 0
+    assert "Prism pages used instead" in result.xcom("extract_software")["summary"]["fallbacks"][0]
+
+
+OOMNITZA_FAULTS = {
+    "oomnitza 5xx during load": {
+        "scripted": [{"kind": "status", "status": 503, "path": "^/api/v3/bulk$", "times": 3}]
+    },
+    "oomnitza timeouts during load": {
+        "scripted": [{"kind": "timeout", "seconds": 3, "path": "^/api/v3/bulk$", "times": 2}]
+    },
+    "oomnitza answer lost after applying a batch": {
+        "scripted": [{"kind": "lost_response", "path": "^/api/v3/bulk$", "times": 1}]
+    },
+}
+
+
+@pytest.mark.parametrize("fault", list(OOMNITZA_FAULTS))
+def test_oomnitza_faults(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji, fault):
+    oomnitza_emulator.put("faults", OOMNITZA_FAULTS[fault])
+    result, _, accounting = run_with_fault(run_dag, kandji_emulator, oomnitza_emulator, fault)
+    assert result.state == "success", result.task_states
+    assert accounting["loaded"] == accounting["devices"]
+
+
+def test_oomnitza_rejecting_some_records(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
+    model = oomnitza_emulator.get("state")["data_model"]
+    for field in model["assets"]:
+        if field["field"] == "kandji_platform":  # a dropdown that knows only Macs and iPhones
+            field.update(type="dropdown", searchhelp=["Mac", "iPhone"])
+    oomnitza_emulator.put("data_model", model)
+    result, summary, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "oomnitza rejects some records"
+    )
+    assert result.state == "failed" and summary["failed"] > 0  # reported, and the run says so
+    assert accounting["reported"] == summary["failed"]
+    assert "Everything else was loaded" in result.log or "everything else was loaded" in result.log
+
+
+def test_load_task_failing_mid_load_is_retried_by_airflow(
+    run_dag, kandji_emulator, oomnitza_emulator, fast_kandji, airflow_connections, oomnitza_process
+):
+    # Every bulk request after the first loses its answer, until the hook gives up: the load task fails
+    # with half its batches applied, and Airflow's retry sends everything again under a new portion.
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        password=OOMNITZA_TOKEN,
+        extra={"timeout": 1.5, "backoff_seconds": 0.01, "max_attempts": 2},
+    )
+    oomnitza_emulator.put(
+        "faults", {"scripted": [{"kind": "lost_response", "path": "^/api/v3/bulk$", "times": 2, "after": 1}]}
+    )
+    result, _, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "load task fails mid-load, Airflow retries"
+    )
+    assert result.state == "success"
+    runs = oomnitza_emulator.get("state")["runs"]
+    assert len(runs) == 2, "the retry used its own Oomnitza run"
+    assert accounting["duplicates"] == 0
+
+
+@pytest.fixture
+def integration_dag_factory(tmp_path):
+    import yaml
+    from conftest import ROOT
+
+    from kandji_oomnitza.integration_config import load_integration
+    from kandji_oomnitza.integration_dag import build_dag
+
+    def build(**changes):
+        source = ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml"
+        data = yaml.safe_load(source.read_text())
+        for key, value in changes.items():
+            data[key] = (
+                {**data[key], **value}
+                if isinstance(value, dict) and isinstance(data.get(key), dict)
+                else value
+            )
+        path = tmp_path / "kandji_devices_and_software.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return build_dag("kandji_devices_and_software", load_integration(path), path)
+
+    return build
+
+
+def test_two_integrations_at_once_share_one_tenant(
+    kandji_process, oomnitza_process, kandji_emulator, oomnitza_emulator, tmp_path
+):
+    """Both integrations in parallel processes against one Kandji tenant limited to 10 requests/s:
+    each hook's limiter and Retry-After handling keep both runs going, and both succeed."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    kandji_emulator.put("rate_limit", {"per_second": 10, "per_hour": None, "retry_after": 1})
+    oomnitza_emulator.post(
+        "records/users", [{"email": u["email"]} for u in kandji_emulator.get("users")[:10]]
+    )
+    env_base = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+        "AIRFLOW_CONN_KANDJI_DEFAULT": json.dumps(
+            {
+                "conn_type": "http",
+                "host": kandji_process.url,
+                "password": KANDJI_TOKEN,
+                "extra": {"requests_per_second": 5, "backoff_seconds": 0.05},
+            }
+        ),
+        "AIRFLOW_CONN_OOMNITZA_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": oomnitza_process.url, "password": OOMNITZA_TOKEN}
+        ),
+    }
+    started = time.monotonic()
+    children = []
+    for dag_id in ("kandji_devices_and_software", "kandji_users"):
+        home = tmp_path / dag_id
+        home.mkdir()
+        env = {
+            **env_base,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        }
+        children.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [child.communicate(timeout=600)[0] for child in children]
+    results = [
+        json.loads(
+            next(line for line in out.splitlines() if line.startswith("BENCH ")).removeprefix("BENCH ")
+        )
+        for out in outputs
+    ]
+    assert [r["state"] for r in results] == ["success", "success"], [o[-2000:] for o in outputs]
+    calls = [r for r in kandji_emulator.get("requests") if r["path"].startswith("/api/")]
+    per_second: dict[int, int] = {}
+    for call in calls:
+        if call["status"] == 200:
+            per_second[int(call["time"])] = per_second.get(int(call["time"]), 0) + 1
+    assert max(per_second.values()) <= 10, "the tenant's per-second limit held"
+    accounting = account(kandji_emulator, oomnitza_emulator, results[0]["summary"])
+    assert accounting["lost"] == 0
+    rows = json.loads(REPORT.read_text())
+    rows.append({"fault": "two integrations at once, one tenant at 10 req/s", "state": "success", "kandji_calls": len(calls),
+                 "kandji_faulted": sum(1 for c in calls if c["status"] == 429), "oomnitza_calls": None, "oomnitza_faulted": None,
+                 "seconds": round(time.monotonic() - started, 1), **accounting})  # fmt: skip
+    REPORT.write_text(json.dumps(rows, indent=1))
