@@ -133,7 +133,7 @@ def test_kandji_faults(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji,
 def test_devices_removed_and_added_mid_pagination(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
     kandji_emulator.post("reset", {"devices": 700, "seed": 5, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
     kandji_emulator.put("settings", {"mutate_devices_at_offset": {"offset": 300, "remove": 1, "add": 1}})
-    result, _, accounting = run_with_fault(
+    result, _, _ = run_with_fault(
         run_dag, kandji_emulator, oomnitza_emulator, "device removed + one added mid-pagination"
     )
     assert result.state == "success"
