@@ -101,8 +101,12 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
         test (e.g. from a changed integration file) runs its own tasks under that id.
         """
         if isinstance(dag, str):
-            assert dag in dag_bag.dags, f"{dag} not in dags/; import errors: {dag_bag.import_errors}"
-            dag = dag_bag.dags[dag]
+            # A fresh parse per run: dag.test() leaves the run's conf in the DAG object's params.
+            from airflow.dag_processing.dagbag import DagBag
+
+            fresh = DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+            assert dag in fresh.dags, f"{dag} not in dags/; import errors: {fresh.import_errors}"
+            dag = fresh.dags[dag]
         dag_id = dag.dag_id
         for task in dag.tasks:  # keep Airflow's retries, without minutes of waiting between attempts
             task.retry_delay = timedelta(seconds=0)
