@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -123,18 +124,20 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~rejected], frame[rejected]
 
 
-def payloads(integration: Integration, records: pd.DataFrame) -> list[dict[str, Any]]:
+def payloads(integration: Integration, records: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """Oomnitza records one by one: software and SaaS lists are decoded only as each record is sent,
+    so a fleet's worth of app lists never sits in memory as Python objects at once."""
     json_columns = {}
     if SOFTWARE_COLUMN in records.columns:
         json_columns["APPLICATIONS"] = SOFTWARE_COLUMN
     if SAAS_COLUMN in records.columns:
         json_columns["SAAS"] = SAAS_COLUMN
-    out = to_oomnitza(records, integration)
-    for record, row in zip(out, records[list(json_columns.values())].itertuples(index=False), strict=True):
+    attachments = records[list(json_columns.values())].itertuples(index=False)
+    for record, row in zip(to_oomnitza(records, integration), attachments, strict=True):
         for name, value in zip(json_columns, row, strict=True):
             if isinstance(value, str):
                 record[name] = json.loads(value)
-    return out
+        yield record
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def load(
     dry_run: bool,
 ) -> dict[str, Any]:
     records, rejected = split(frame)
-    bodies = payloads(integration, records)
+    bodies = payloads(integration, records)  # a generator: each record is built as its batch goes out
     rejects = [
         (
             {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},
@@ -156,12 +159,13 @@ def load(
         for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")
     ]
     if dry_run:
-        log.info("Dry run: %d records would be sent, %d rejected; nothing sent", len(bodies), len(rejects))
+        sample = [record for _, record in zip(range(5), bodies, strict=False)]
+        log.info("Dry run: %d records would be sent, %d rejected; nothing sent", len(records), len(rejects))
         return {
             "dry_run": True,
             "portion": None,
-            "would_send": len(bodies),
-            "sample": bodies[:5],
+            "would_send": len(records),
+            "sample": sample,
             "outcome": None,
             "calls": 0,
         }

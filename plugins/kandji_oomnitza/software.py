@@ -38,12 +38,16 @@ class SoftwareResult:
     per_device_calls: int = 0
     prism_rows: int = 0
     fallbacks: list[str] = field(default_factory=list)
-    apps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # device id -> (name, version, path) tuples: a fleet can hold millions of app rows, and tuples
+    # cost a fraction of dicts; they become Oomnitza's {name, version, path} objects in frame().
+    apps: dict[str, list[tuple[Any, Any, Any]]] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {ID: list(self.apps), "_applications": [json.dumps(v) for v in self.apps.values()]}, dtype=object
-        )
+        encoded = [
+            json.dumps([{"name": n, "version": v, "path": p} for n, v, p in entries])
+            for entries in self.apps.values()
+        ]
+        return pd.DataFrame({ID: list(self.apps), "_applications": encoded}, dtype=object)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -105,19 +109,23 @@ def collect(kandji: KandjiHook, devices: pd.DataFrame, settings: Software) -> So
             result.apps.clear()
             per_device_ids = list(devices[ID])
     for device_id in per_device_ids:
-        result.apps[device_id] = [e for e in map(software_entry, kandji.get_device_apps(device_id)) if e]
+        result.apps[device_id] = _entries(kandji.get_device_apps(device_id))
         result.per_device_calls += 1
     return result
 
 
+def _entries(apps: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    return [(e["name"], e["version"], e["path"]) for e in map(software_entry, apps) if e]
+
+
 def _add_rows(rows: list[dict[str, Any]], wanted: set[str], result: SoftwareResult) -> None:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    grouped: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
     for row in rows:
         device_id = row.get("device_id")
         if device_id in wanted:
             entry = software_entry(row)
             if entry:
-                grouped[device_id].append(entry)
+                grouped[device_id].append((entry["name"], entry["version"], entry["path"]))
     for device_id, entries in grouped.items():
         result.apps.setdefault(device_id, []).extend(entries)
     result.prism_rows += len(rows)
@@ -130,4 +138,10 @@ def _from_prism_pages(kandji: KandjiHook, wanted: set[str], result: SoftwareResu
 
 def _from_export(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -> None:
     for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS):
-        _add_rows(chunk.to_dict("records"), wanted, result)
+        # Column by column, not row dicts: a chunk is 200,000 rows.
+        for device_id, name, version, path in zip(
+            chunk["device_id"], chunk["name"], chunk["version"], chunk["path"], strict=True
+        ):
+            if device_id in wanted and name:
+                result.apps.setdefault(device_id, []).append((name, version or None, path or None))
+        result.prism_rows += len(chunk)

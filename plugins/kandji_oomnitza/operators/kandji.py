@@ -178,7 +178,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         mapped = apply_mappings(frame, integration, synced)
         if len(mapped.rejected):
             raise AirflowFailException(f"The device cannot be mapped: {mapped.rejected['reason'].iloc[0]}")
-        record = payloads(integration, mapped.records)[0]
+        record = next(payloads(integration, mapped.records))
         oomnitza = OomnitzaHook(self.oomnitza_conn_id)
         run = oomnitza.start_run(
             data_type="assets",
