@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,11 @@ def collect(kandji: KandjiHook, devices: pd.DataFrame, settings: Software) -> So
     return result
 
 
+def _shared(value: Any) -> Any:
+    """One copy of each app name, version and path string: fleets repeat them millions of times."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
 def _entries(apps: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
     return [(e["name"], e["version"], e["path"]) for e in map(software_entry, apps) if e]
 
@@ -125,7 +131,9 @@ def _add_rows(rows: list[dict[str, Any]], wanted: set[str], result: SoftwareResu
         if device_id in wanted:
             entry = software_entry(row)
             if entry:
-                grouped[device_id].append((entry["name"], entry["version"], entry["path"]))
+                grouped[device_id].append(
+                    (_shared(entry["name"]), _shared(entry["version"]), _shared(entry["path"]))
+                )
     for device_id, entries in grouped.items():
         result.apps.setdefault(device_id, []).extend(entries)
     result.prism_rows += len(rows)
@@ -143,5 +151,7 @@ def _from_export(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -
             chunk["device_id"], chunk["name"], chunk["version"], chunk["path"], strict=True
         ):
             if device_id in wanted and name:
-                result.apps.setdefault(device_id, []).append((name, version or None, path or None))
+                result.apps.setdefault(device_id, []).append(
+                    (_shared(name), _shared(version or None), _shared(path or None))
+                )
         result.prism_rows += len(chunk)
