@@ -81,7 +81,15 @@ def write_integration(folder: Path, scenario: Scenario) -> str:
     if scenario.kind == "users":
         data["preference"] = "create_and_update"
     else:
-        data["software"] = {"enabled": True, "route": scenario.route, "export_threshold_rows": 50_000}
+        # The per-device baseline is sequential, as Kandji's own example scripts are; our routes send the
+        # per-device calls they still need (Windows, Android) four at a time.
+        concurrency = 1 if scenario.route == "per_device" else 4
+        data["software"] = {
+            "enabled": True,
+            "route": scenario.route,
+            "export_threshold_rows": 50_000,
+            "concurrency": concurrency,
+        }
     dag_id = "kandji_users" if scenario.kind == "users" else "kandji_devices_and_software"
     for old in folder.glob("*.yaml"):
         old.unlink()

@@ -8,6 +8,7 @@ tools use the same tenant). Across tasks, the ``kandji_api`` Airflow pool bounds
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -31,9 +32,17 @@ class RateLimiter:
         self.paced_interval = 0.0  # set when the hourly budget runs low
         self.sent: deque[float] = deque()
         self.waited_seconds = 0.0
+        self._lock = threading.Lock()  # one limiter serves a hook's worker threads
 
     def acquire(self) -> None:
-        """Block until one more request fits the budgets, then count it."""
+        """Block until one more request fits the budgets, then count it. Threads queue for slots:
+        each takes the next one under the lock, then sleeps until it comes."""
+        with self._lock:
+            wait = self._reserve()
+        if wait > 0:
+            self.sleep(wait)
+
+    def _reserve(self) -> float:
         now = self.clock()
         wait = max(self.next_slot - now, self.paused_until - now, 0.0)
         if self.per_hour:
@@ -42,15 +51,19 @@ class RateLimiter:
             if len(self.sent) >= self.per_hour:
                 wait = max(wait, self.sent[0] + 3600 - now)
         if wait > 0:
-            self.sleep(wait)
             self.waited_seconds += wait
             now += wait
         self.next_slot = now + max(self.interval, self.paced_interval)
         if self.per_hour:
             self.sent.append(now)
+        return wait
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn from the server's view of the shared budget (Kong's rate-limit headers)."""
+        with self._lock:
+            self._observe(headers)
+
+    def _observe(self, headers: Mapping[str, str]) -> None:
         now = self.clock()
         remaining_second = _int(headers.get("X-RateLimit-Remaining-Second"))
         if remaining_second is not None and remaining_second <= 1:

@@ -12,6 +12,7 @@ import enum
 import html
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -150,6 +151,7 @@ class RestApiHook(HttpHook):
         self._secret: str | None = None
         self.calls = 0  # requests actually sent, retries included
         self.retries = 0
+        self._count_lock = threading.Lock()  # worker threads may share one hook
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -249,7 +251,8 @@ class RestApiHook(HttpHook):
                 requests.Request(method, self.url_from_endpoint(endpoint), params=params, json=json_body)
             )
             self.before_request()
-            self.calls += 1
+            with self._count_lock:
+                self.calls += 1
             try:
                 response = self.run_and_check(
                     session, prepared, {"check_response": False, "timeout": self.timeout}
@@ -304,7 +307,8 @@ class RestApiHook(HttpHook):
         return jitter(retry_state)
 
     def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        self.retries += 1
+        with self._count_lock:
+            self.retries += 1
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         self.log.warning(
             "%s request failed (attempt %d of %d): %s; retrying in %.1fs",
