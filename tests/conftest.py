@@ -208,3 +208,35 @@ def oomnitza_emulator(oomnitza_process, airflow_connections):
         extra={"backoff_seconds": 0.01},
     )
     return admin
+
+
+# -- secrets never leak: a scan over everything the test session wrote ----------------------------
+SEEN_PINS: list[str] = []  # unlock PINs the emulators issued during the session (tests add them)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_anywhere(request):
+    """After the whole session: no token and no Lock PIN in any file under the session's AIRFLOW_HOME
+    (logs, reports), in any XCom, or in any rendered template field of the metadata DB."""
+    yield
+    if request.session.testsfailed:
+        return  # a failing session reports its own failures; this scan guards the green ones
+    import sqlite3
+
+    secrets = [KANDJI_TOKEN, OOMNITZA_TOKEN, *SEEN_PINS]
+    leaks = []
+    for path in AIRFLOW_HOME.rglob("*"):
+        if path.is_file() and path.suffix != ".db" and path.stat().st_size < 50_000_000:
+            text = path.read_bytes().decode("utf-8", "replace")
+            leaks += [f"{path}: {s[:4]}…" for s in secrets if s in text]
+    database = AIRFLOW_HOME / "airflow.db"
+    if database.exists():
+        with sqlite3.connect(database) as connection:
+            for table, column in (("xcom", "value"), ("rendered_task_instance_fields", "rendered_fields")):
+                try:
+                    rows = connection.execute(f"SELECT {column} FROM {table}").fetchall()  # noqa: S608 - fixed names
+                except sqlite3.OperationalError:
+                    continue
+                blob = "\n".join(str(r[0]) for r in rows)
+                leaks += [f"{table}: {s[:4]}…" for s in secrets if s in blob]
+    assert not leaks, f"secrets leaked: {leaks}"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
-from conftest import AIRFLOW_HOME
+from conftest import AIRFLOW_HOME, SEEN_PINS
 
 from kandji_oomnitza.presets import PRESETS
 
@@ -213,6 +213,7 @@ def test_lock_pin_never_reaches_logs_or_xcom(run_dag, kandji_emulator, oomnitza_
     assert result.state == "success"
     pin = device(kandji_emulator, "Mac", device_id=mac["device_id"])["_unlock_pin"]
     assert pin and len(pin) == 6
+    SEEN_PINS.append(pin)  # the session-wide scan looks for it too
     assert pin not in result.log
     assert pin not in json.dumps({str(k): v for k, v in result.xcoms.items()}, default=str)
     assert "Device Secrets" in result.log
