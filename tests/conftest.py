@@ -240,3 +240,27 @@ def no_secret_anywhere(request):
                 blob = "\n".join(str(r[0]) for r in rows)
                 leaks += [f"{table}: {s[:4]}…" for s in secrets if s in blob]
     assert not leaks, f"secrets leaked: {leaks}"
+
+
+@pytest.fixture
+def integration_dag_from(tmp_path):
+    """Build an integration DAG from one of the shipped files with some settings changed; the DAG id
+    stays the shipped one, so ``dag.test()`` finds it in the DAG folder's bundle."""
+    import yaml
+
+    from kandji_oomnitza.integration_config import load_integration
+    from kandji_oomnitza.integration_dag import build_dag
+
+    def build(dag_id: str, **changes: Any):
+        data = yaml.safe_load((ROOT / "include" / "integrations" / f"{dag_id}.yaml").read_text())
+        for key, value in changes.items():
+            data[key] = (
+                {**data[key], **value}
+                if isinstance(value, dict) and isinstance(data.get(key), dict)
+                else value
+            )
+        path = tmp_path / f"{dag_id}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return build_dag(dag_id, load_integration(path), path)
+
+    return build

@@ -10,28 +10,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.integration_config import load_integration
-from kandji_oomnitza.integration_dag import build_dag
-
 DEFAULT_FILE = ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml"
 
 
 @pytest.fixture
-def integration_dag(tmp_path):
-    """Build an integration DAG from the default file with some settings changed."""
-
-    def build(dag_id: str = "kandji_devices_and_software", **changes):
-        data = yaml.safe_load(DEFAULT_FILE.read_text())
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(data.get(key), dict):
-                data[key] = {**data[key], **value}
-            else:
-                data[key] = value
-        path = tmp_path / f"{dag_id}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return build_dag(dag_id, load_integration(path), path)
-
-    return build
+def integration_dag(integration_dag_from):
+    return lambda **changes: integration_dag_from("kandji_devices_and_software", **changes)
 
 
 def oomnitza_assets(admin) -> dict[str, dict]:

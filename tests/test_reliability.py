@@ -224,27 +224,8 @@ def test_load_task_failing_mid_load_is_retried_by_airflow(
 
 
 @pytest.fixture
-def integration_dag_factory(tmp_path):
-    import yaml
-    from conftest import ROOT
-
-    from kandji_oomnitza.integration_config import load_integration
-    from kandji_oomnitza.integration_dag import build_dag
-
-    def build(**changes):
-        source = ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml"
-        data = yaml.safe_load(source.read_text())
-        for key, value in changes.items():
-            data[key] = (
-                {**data[key], **value}
-                if isinstance(value, dict) and isinstance(data.get(key), dict)
-                else value
-            )
-        path = tmp_path / "kandji_devices_and_software.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return build_dag("kandji_devices_and_software", load_integration(path), path)
-
-    return build
+def integration_dag_factory(integration_dag_from):
+    return lambda **changes: integration_dag_from("kandji_devices_and_software", **changes)
 
 
 def test_two_integrations_at_once_share_one_tenant(

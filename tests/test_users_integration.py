@@ -10,27 +10,12 @@ import pytest
 import yaml
 from conftest import KANDJI_TOKEN, ROOT
 
-from kandji_oomnitza.integration_config import load_integration
-from kandji_oomnitza.integration_dag import build_dag
-
 DEFAULT_FILE = ROOT / "include" / "integrations" / "kandji_users.yaml"
 
 
 @pytest.fixture
-def users_dag(tmp_path):
-    def build(**changes):
-        data = yaml.safe_load(DEFAULT_FILE.read_text())
-        for key, value in changes.items():
-            data[key] = (
-                {**data[key], **value}
-                if isinstance(value, dict) and isinstance(data.get(key), dict)
-                else value
-            )
-        path = tmp_path / "kandji_users.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return build_dag("kandji_users", load_integration(path), path)
-
-    return build
+def users_dag(integration_dag_from):
+    return lambda **changes: integration_dag_from("kandji_users", **changes)
 
 
 def oomnitza_users(admin) -> dict[str, dict]:

@@ -9,6 +9,19 @@ from __future__ import annotations
 from airflow.sdk import BaseOperatorLink
 
 
+def _pushed(ti_key, key: str):
+    """A value the task pushed to XCom under ``key`` (the device id or serial it acted on)."""
+    from airflow.sdk.execution_time.xcom import XCom
+
+    return XCom.get_one(
+        key=key,
+        task_id=ti_key.task_id,
+        dag_id=ti_key.dag_id,
+        run_id=ti_key.run_id,
+        map_index=ti_key.map_index,
+    )
+
+
 class OomnitzaRecordsLink(BaseOperatorLink):
     """The Oomnitza list (assets or users) the task loaded into."""
 
@@ -27,17 +40,9 @@ class KandjiDeviceLink(BaseOperatorLink):
     name = "Device in Kandji"
 
     def get_link(self, operator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
-        device_id = XCom.get_one(
-            key="device_id",
-            task_id=ti_key.task_id,
-            dag_id=ti_key.dag_id,
-            run_id=ti_key.run_id,
-            map_index=ti_key.map_index,
-        )
+        device_id = _pushed(ti_key, "device_id")
         if not device_id:
             return ""
         api = KandjiHook(operator.kandji_conn_id).api_base_url
@@ -52,17 +57,9 @@ class OomnitzaAssetLink(BaseOperatorLink):
     def get_link(self, operator, *, ti_key) -> str:
         from urllib.parse import quote
 
-        from airflow.sdk.execution_time.xcom import XCom
-
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
-        serial = XCom.get_one(
-            key="serial_number",
-            task_id=ti_key.task_id,
-            dag_id=ti_key.dag_id,
-            run_id=ti_key.run_id,
-            map_index=ti_key.map_index,
-        )
+        serial = _pushed(ti_key, "serial_number")
         if not serial:
             return ""
         base = OomnitzaHook(operator.oomnitza_conn_id).base_url_checked
