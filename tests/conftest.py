@@ -223,22 +223,29 @@ def no_secret_anywhere(request):
         return  # a failing session reports its own failures; this scan guards the green ones
     import sqlite3
 
-    secrets = [KANDJI_TOKEN, OOMNITZA_TOKEN, *SEEN_PINS]
+    tokens = [KANDJI_TOKEN, OOMNITZA_TOKEN]
     leaks = []
     for path in AIRFLOW_HOME.rglob("*"):
-        if path.is_file() and path.suffix != ".db" and path.stat().st_size < 50_000_000:
+        if path.is_file() and not path.name.startswith("airflow.db") and path.stat().st_size < 50_000_000:
             text = path.read_bytes().decode("utf-8", "replace")
-            leaks += [f"{path}: {s[:4]}…" for s in secrets if s in text]
+            leaks += [f"{path}: {s[:4]}…" for s in [*tokens, *SEEN_PINS] if s in text]
     database = AIRFLOW_HOME / "airflow.db"
     if database.exists():
         with sqlite3.connect(database) as connection:
-            for table, column in (("xcom", "value"), ("rendered_task_instance_fields", "rendered_fields")):
+            checks = (
+                # Tokens are long: look everywhere. A 6-digit PIN would match by chance inside the
+                # hex-encoded DataFrames of the integration DAGs, so PINs are looked for in the
+                # preset DAGs' XComs, where a leaked PIN would land.
+                ("SELECT value FROM xcom", tokens),
+                ("SELECT value FROM xcom WHERE dag_id LIKE 'kandji_preset_%'", SEEN_PINS),
+                ("SELECT rendered_fields FROM rendered_task_instance_fields", [*tokens, *SEEN_PINS]),
+            )
+            for query, secrets in checks:
                 try:
-                    rows = connection.execute(f"SELECT {column} FROM {table}").fetchall()  # noqa: S608 - fixed names
+                    blob = "\n".join(str(r[0]) for r in connection.execute(query).fetchall())
                 except sqlite3.OperationalError:
                     continue
-                blob = "\n".join(str(r[0]) for r in rows)
-                leaks += [f"{table}: {s[:4]}…" for s in secrets if s in blob]
+                leaks += [f"{query}: {s[:4]}…" for s in secrets if s in blob]
     assert not leaks, f"secrets leaked: {leaks}"
 
 
