@@ -274,6 +274,16 @@ class Emulator:
         return web.json_response(body, status=fault.status, headers=headers)
 
     # -- admin --------------------------------------------------------------------------------
+    def reset_traffic(self, body: dict[str, Any], rate_limit_default: dict[str, Any]) -> None:
+        """For a reset: forget recorded requests and faults; take the body's rate limit and tokens."""
+        self.requests.clear()
+        self.faults = FaultConfig()
+        self.rng = random.Random(self.faults.seed)
+        self.rate_limit = RateLimitConfig(**body.get("rate_limit", rate_limit_default))
+        self.limiter = RateLimiter(self.rate_limit)
+        if "tokens" in body:
+            self.tokens = set(body["tokens"])
+
     async def _admin_requests(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
         return web.json_response([r for r in self.requests if r["seq"] > since])

@@ -611,12 +611,7 @@ class KandjiEmulator(Emulator):
         self.settings = KandjiSettings(**body.get("settings", {}))
         self.exports.clear()
         self._sorted = {}
-        self.requests.clear()
-        self.faults = type(self.faults)()
-        self.rate_limit = RateLimitConfig(**body.get("rate_limit", asdict(self.rate_limit)))
-        self.limiter = type(self.limiter)(self.rate_limit)
-        if "tokens" in body:
-            self.tokens = set(body["tokens"])
+        self.reset_traffic(body, rate_limit_default=asdict(self.rate_limit))
         return await self.admin_summary(request)
 
     async def admin_settings(self, request: web.Request) -> web.Response:

@@ -636,12 +636,7 @@ JSON: <a href="?format=json">/?format=json</a>; an asset's software: <code>/api/
         self._seen.clear()
         self._indexes.clear()
         self.settings = OomnitzaSettings(**body.get("settings", {}))
-        self.requests.clear()
-        self.faults = type(self.faults)()
-        self.rate_limit = RateLimitConfig(**body.get("rate_limit", {}))
-        self.limiter = type(self.limiter)(self.rate_limit)
-        if "tokens" in body:
-            self.tokens = set(body["tokens"])
+        self.reset_traffic(body, rate_limit_default={})
         self._save()
         return web.json_response({"reset": True})
 

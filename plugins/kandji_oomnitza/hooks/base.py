@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 import tenacity
@@ -168,6 +169,19 @@ class RestApiHook(HttpHook):
         return ConfigurationError(
             f"Connection '{self.http_conn_id}' ({self.service_name}): {field} {problem}. {fix}"
         )
+
+    def url_from_host(self, fix: str, api_path: str) -> str:
+        """The connection's ``host`` as a base URL: https when no scheme is given, the port applied, and
+        a pasted API path (``api_path``, a regex such as ``/api(/v1)?``) dropped. ``fix`` says what to use."""
+        host = (self.connection.host or "").strip()
+        if host and "://" not in host:
+            host = f"{self.connection.schema or 'https'}://{host}"
+        parsed = urlparse(host)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise self._config_error("host", f"is {self.connection.host!r}, not a URL", fix)
+        if self.connection.port:
+            host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
+        return re.sub(f"{api_path}/?$", "", host.rstrip("/"))
 
     def credential(self) -> str:
         token = self.connection.password

@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import requests
 
@@ -79,20 +78,11 @@ class KandjiHook(RestApiHook):
     @property
     def api_base_url(self) -> str:
         """The tenant's API URL from ``host``, or from extra ``subdomain`` + ``region``; validated."""
-        host = (self.connection.host or "").strip()
-        if host:
-            if "://" not in host:
-                host = f"{self.connection.schema or 'https'}://{host}"
-            parsed = urlparse(host)
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                raise self._config_error(
-                    "host",
-                    f"is {self.connection.host!r}, not a URL",
-                    "Use the API URL shown in Kandji under Settings > Access, e.g. https://acme.api.kandji.io.",
-                )
-            if self.connection.port:
-                host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
-            return re.sub(r"/api(/v1)?/?$", "", host.rstrip("/"))
+        if (self.connection.host or "").strip():
+            return self.url_from_host(
+                "Use the API URL shown in Kandji under Settings > Access, e.g. https://acme.api.kandji.io.",
+                api_path=r"/api(/v1)?",
+            )
         subdomain = str(self.extra.get("subdomain", "")).strip()
         region = str(self.extra.get("region", "us")).strip().lower()
         if not subdomain:

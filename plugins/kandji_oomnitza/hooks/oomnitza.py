@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import requests
 
@@ -96,19 +96,9 @@ class OomnitzaHook(RestApiHook):
 
     @property
     def base_url_checked(self) -> str:
-        host = (self.connection.host or "").strip()
-        if "://" not in host and host:
-            host = f"{self.connection.schema or 'https'}://{host}"
-        parsed = urlparse(host)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise self._config_error(
-                "host",
-                f"is {self.connection.host!r}, not your instance URL",
-                "Use your Oomnitza address, e.g. https://acme.oomnitza.com.",
-            )
-        if self.connection.port:
-            host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
-        return host.rstrip("/").removesuffix("/api/v3").removesuffix("/api")
+        return self.url_from_host(
+            "Use your Oomnitza address, e.g. https://acme.oomnitza.com.", api_path=r"/api(/v3)?"
+        )
 
     @property
     def integration_user(self) -> str | None:
