@@ -118,6 +118,18 @@ def wait_for_manual_run(sandbox, dag_id: str, timeout: float = 300) -> dict:
     pytest.fail(f"no manual run of {dag_id} finished within {timeout}s")
 
 
+def open_trigger_form(page, sandbox, dag_id: str) -> None:
+    page.goto(sandbox["base"] + f"/dags/{dag_id}", wait_until="networkidle")
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("dialog").wait_for()
+
+
+def show_finished_run(page, sandbox, dag_id: str, run: dict, screenshot: Path) -> None:
+    page.goto(sandbox["base"] + f"/dags/{dag_id}/runs/{run['dag_run_id']}", wait_until="networkidle")
+    page.get_by_text("success").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(screenshot))
+
+
 def trigger_from_form(page, serial: str | None = None) -> None:
     if serial is not None:
         page.locator("#element_serial_number").fill(serial)
@@ -127,28 +139,21 @@ def trigger_from_form(page, serial: str | None = None) -> None:
 
 def test_trigger_the_devices_integration_from_the_ui(sandbox, browser_page):
     page, shots = browser_page
-    page.goto(sandbox["base"] + "/dags/kandji_devices_and_software", wait_until="networkidle")
-    page.get_by_role("button", name="Trigger").first.click()
-    page.get_by_role("dialog").wait_for()
+    open_trigger_form(page, sandbox, "kandji_devices_and_software")
     page.screenshot(path=str(shots / "02-devices-trigger-form.png"))
     trigger_from_form(page)
     run = wait_for_manual_run(sandbox, "kandji_devices_and_software")
     assert run["state"] == "success"
-    page.goto(
-        sandbox["base"] + f"/dags/kandji_devices_and_software/runs/{run['dag_run_id']}",
-        wait_until="networkidle",
+    show_finished_run(
+        page, sandbox, "kandji_devices_and_software", run, shots / "03-devices-run-succeeded.png"
     )
-    page.get_by_text("success").first.wait_for(timeout=30_000)
-    page.screenshot(path=str(shots / "03-devices-run-succeeded.png"))
     landed = requests.get(sandbox["oomnitza"] + "/?format=json", timeout=10).json()
     assert landed["assets"] == 40 and landed["assets_with_software"] == 40
 
 
 def test_preset_form_rejects_a_bad_serial_then_runs_a_good_one(sandbox, browser_page):
     page, shots = browser_page
-    page.goto(sandbox["base"] + "/dags/kandji_preset_lock_device", wait_until="networkidle")
-    page.get_by_role("button", name="Trigger").first.click()
-    page.get_by_role("dialog").wait_for()
+    open_trigger_form(page, sandbox, "kandji_preset_lock_device")
     trigger_from_form(page, "bad sn!")
     page.get_by_text("does not match").first.wait_for(timeout=15_000)
     assert "Invalid input for param serial_number" in page.get_by_role("dialog").inner_text()
@@ -160,12 +165,7 @@ def test_preset_form_rejects_a_bad_serial_then_runs_a_good_one(sandbox, browser_
     trigger_from_form(page, serial)
     run = wait_for_manual_run(sandbox, "kandji_preset_lock_device")
     assert run["state"] == "success"
-    page.goto(
-        sandbox["base"] + f"/dags/kandji_preset_lock_device/runs/{run['dag_run_id']}",
-        wait_until="networkidle",
-    )
-    page.get_by_text("success").first.wait_for(timeout=30_000)
-    page.screenshot(path=str(shots / "05-preset-run-succeeded.png"))
+    show_finished_run(page, sandbox, "kandji_preset_lock_device", run, shots / "05-preset-run-succeeded.png")
     actions = [
         r
         for r in requests.get(sandbox["kandji"] + "/_emulator/requests", timeout=10).json()
