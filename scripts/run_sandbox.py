@@ -8,6 +8,7 @@ KANDJI_API_URL + KANDJI_API_TOKEN and OOMNITZA_URL + OOMNITZA_API_TOKEN. Then no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,7 +65,23 @@ def real_connections(env: dict[str, str]) -> bool:
 
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(command, env=env, cwd=ROOT)
+    # Each child leads its own process group, so stopping it stops everything it started
+    # (airflow standalone runs the scheduler, dag processor, triggerer and API server as children).
+    return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    for child in reversed(children):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    for child in children:  # whatever a child left behind in its group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
 
 
 def wait_for(url: str, seconds: float = 30.0) -> None:
@@ -192,14 +209,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop(children)
     return 0
 
 
