@@ -1,10 +1,25 @@
-"""Registers this project's operator extra links with Airflow (the UI shows them as task buttons)."""
+"""Registers this project's parts of the Airflow UI: the operator extra links (task buttons) and the
+Integrations page (a FastAPI app served by the API server, listed in the navigation)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
+from kandji_oomnitza.integrations_page import URL_PREFIX, IntegrationsPageApp
 from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink, OomnitzaRecordsLink
 
 
 class KandjiOomnitzaPlugin(AirflowPlugin):
+    # Lists and dicts are the plugin API's own shape (RUF012 asks for ClassVar annotations).
     name = "kandji_oomnitza"
-    operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]  # noqa: RUF012 - the plugin API
+    operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]  # noqa: RUF012
+    fastapi_apps = [  # noqa: RUF012
+        {"app": IntegrationsPageApp(), "url_prefix": URL_PREFIX, "name": "Kandji → Oomnitza integrations"}
+    ]
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Integrations",
+            "href": URL_PREFIX.lstrip("/") + "/",  # relative, so it works under a base_url sub-path
+            "url_route": "integrations",  # shown inside the Airflow UI at /plugin/integrations
+            "destination": "nav",
+            "nav_top_level": True,
+        }
+    ]

@@ -18,20 +18,29 @@ log = logging.getLogger(__name__)
 REPORTS_VARIABLE = "kandji_oomnitza_reports_path"
 
 
-def reports_root() -> str:
-    from airflow.sdk import Variable
-
-    default = "file://" + os.path.join(
+def default_reports_root() -> str:
+    return "file://" + os.path.join(
         os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "kandji_oomnitza_reports"
     )
-    return Variable.get(REPORTS_VARIABLE, default=default)
 
 
-def write_error_log(dag_id: str, run_id: str, text: str) -> str:
+def reports_root() -> str:
+    """The reports path as a task sees it (the Task SDK's Variable)."""
+    from airflow.sdk import Variable
+
+    return Variable.get(REPORTS_VARIABLE, default=default_reports_root())
+
+
+def error_log_path(root: str, dag_id: str, run_id: str):
+    """Where a run's error log lives; the Integrations page finds it the same way."""
     from airflow.sdk import ObjectStoragePath
 
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    target = ObjectStoragePath(reports_root()) / dag_id / safe_run / "errors.csv"
+    return ObjectStoragePath(root) / dag_id / safe_run / "errors.csv"
+
+
+def write_error_log(dag_id: str, run_id: str, text: str) -> str:
+    target = error_log_path(reports_root(), dag_id, run_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return str(target)

@@ -1,0 +1,234 @@
+"""The Integrations page: a FastAPI app the Airflow API server mounts at ``/kandji-oomnitza``.
+
+``GET /`` is the page (static HTML + JS, shown inside the Airflow UI through an external view);
+``GET /api/integrations`` the tiles, ``GET /api/integrations/{id}`` one integration with its mapping
+table and last runs, ``GET /api/integrations/{id}/runs/{run_id}/errors`` a run's error log.
+
+Who sees what is Airflow's decision: every endpoint resolves the logged-in user from Airflow's own
+session (JWT cookie or bearer token) and asks Airflow's auth manager. A user sees only the integrations
+whose DAGs they may read; "Run now" is offered only where they may create DAG runs, and the run itself
+is created by the page calling Airflow's public REST API as that user (``POST /api/v2/dags/{id}/dagRuns``),
+so Airflow checks the permission again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated, Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep
+from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.models.xcom import XComModel
+from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kandji_oomnitza.integrations_page.overview import (
+    Detail,
+    IntegrationFile,
+    RunSummary,
+    Tile,
+    mapping_rows,
+    read_integration_files,
+    run_summary,
+    tile,
+)
+
+STATIC = Path(__file__).parent / "static"
+RUNS_SHOWN = 10
+ERROR_ROWS_SHOWN = 1000
+REPORT_TASK_ID = "report"
+SUMMARY_KEYS = ("return_value", "summary")  # "summary" is pushed when the run fails on failures
+
+
+def _auth_manager():
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager()
+
+
+class Access:
+    """What the logged-in user may do with each integration's DAG (Airflow's auth manager decides)."""
+
+    def __init__(self, user: GetUserDep) -> None:
+        self.user = user
+        self.manager = _auth_manager()
+
+    def can_read(self, dag_id: str) -> bool:
+        return self.manager.is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=self.user)
+
+    def can_trigger(self, dag_id: str) -> bool:
+        return self.manager.is_authorized_dag(
+            method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=self.user
+        )
+
+
+AccessDep = Annotated[Access, Depends(Access)]
+
+
+class ErrorLog(BaseModel):
+    run_id: str
+    location: str
+    total_rows: int
+    rows: list[dict[str, str]]
+    truncated: bool
+
+
+def _readable_files(access: Access) -> list[IntegrationFile]:
+    files = read_integration_files()
+    readable = [f for f in files if access.can_read(f.dag_id)]
+    if files and not readable:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "You may not read any integration DAG. Ask an Airflow admin for read access to the "
+            "integration DAGs (" + ", ".join(f.dag_id for f in files) + ").",
+        )
+    return readable
+
+
+def _file(access: Access, integration_id: str) -> IntegrationFile:
+    for entry in read_integration_files():
+        if entry.dag_id == integration_id:
+            if not access.can_read(integration_id):
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, f"You may not read the DAG {integration_id!r}."
+                )
+            return entry
+    raise HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        f"No integration file {integration_id}.yaml in the integrations folder.",
+    )
+
+
+def _summaries(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
+    rows = session.scalars(
+        select(XComModel).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id.in_(run_ids),
+            XComModel.task_id == REPORT_TASK_ID,
+            XComModel.key.in_(SUMMARY_KEYS),
+            XComModel.map_index == -1,
+        )
+    ).all()
+    found: dict[str, Any] = {}
+    for row in rows:
+        value = XComModel.deserialize_value(row)
+        if isinstance(value, dict) and (row.run_id not in found or row.key == "return_value"):
+            found[row.run_id] = value
+    return found
+
+
+def _runs(session: Session, dag_id: str, limit: int) -> list[RunSummary]:
+    runs = session.scalars(
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id)
+        .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+        .limit(limit)
+    ).all()
+    summaries = _summaries(session, dag_id, [r.run_id for r in runs])
+    return [
+        run_summary(
+            dag_id, run, summaries.get(run.run_id), bool((summaries.get(run.run_id) or {}).get("error_log"))
+        )
+        for run in runs
+    ]
+
+
+def _dag_model(session: Session, dag_id: str) -> DagModel | None:
+    return session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
+
+
+def _tile(session: Session, access: Access, entry: IntegrationFile, detail: bool) -> Tile:
+    if entry.integration is None:
+        return tile(
+            entry, dag_model=None, last_run=None, can_trigger=False, tile_type=Detail if detail else Tile
+        )
+    runs = _runs(session, entry.dag_id, RUNS_SHOWN if detail else 1)
+    result = tile(
+        entry,
+        dag_model=_dag_model(session, entry.dag_id),
+        last_run=runs[0] if runs else None,
+        can_trigger=access.can_trigger(entry.dag_id),
+        tile_type=Detail if detail else Tile,
+    )
+    if detail:
+        result.mappings = mapping_rows(entry.integration)
+        result.runs = runs
+    return result
+
+
+def _reports_root() -> str:
+    # The API server has no task context, where the Task SDK's Variable.get only returns the default.
+    from airflow.models import Variable
+
+    from kandji_oomnitza.reporting import REPORTS_VARIABLE, default_reports_root
+
+    return Variable.get(REPORTS_VARIABLE, default_var=default_reports_root())  # noqa: AIR311
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Kandji → Oomnitza integrations",
+        description="The Integrations page and its JSON endpoints (read-only; runs are created through Airflow's API).",
+    )
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/integrations", response_model=list[Tile])
+    def list_integrations(session: SessionDep, access: AccessDep) -> list[Tile]:
+        return [_tile(session, access, entry, detail=False) for entry in _readable_files(access)]
+
+    @app.get("/api/integrations/{integration_id}", response_model=Detail)
+    def get_integration(integration_id: str, session: SessionDep, access: AccessDep) -> Tile:
+        return _tile(session, access, _file(access, integration_id), detail=True)
+
+    @app.get("/api/integrations/{integration_id}/runs/{run_id}/errors", response_model=ErrorLog)
+    def get_error_log(
+        integration_id: str,
+        run_id: str,
+        session: SessionDep,
+        access: AccessDep,
+        limit: Annotated[int, Query(ge=1, le=ERROR_ROWS_SHOWN)] = ERROR_ROWS_SHOWN,
+    ) -> ErrorLog:
+        from kandji_oomnitza.reporting import error_log_path
+
+        entry = _file(access, integration_id)
+        exists = session.scalar(
+            select(DagRun.id).where(DagRun.dag_id == entry.dag_id, DagRun.run_id == run_id)
+        )
+        if exists is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No run {run_id!r} of {entry.dag_id}.")
+        # The location is derived from the run, never taken from the request or the XCom.
+        location = error_log_path(_reports_root(), entry.dag_id, run_id)
+        try:
+            text = location.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"Run {run_id!r} has no error log at {location} (the run has not reached its report step).",
+            ) from None
+        except Exception as exc:
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY, f"The error log at {location} could not be read: {exc}"
+            ) from None
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return ErrorLog(
+            run_id=run_id,
+            location=str(location),
+            total_rows=len(rows),
+            rows=rows[:limit],
+            truncated=len(rows) > limit,
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

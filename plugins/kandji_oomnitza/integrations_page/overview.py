@@ -1,0 +1,267 @@
+"""What the Integrations page shows, built from the integration files (the same models the DAGs use),
+Airflow's own records of each DAG and its runs, and the run summaries the ``report`` task publishes.
+
+Nothing here calls Kandji or Oomnitza: the connections are only read to name the tenant and the
+instance (their hosts, never a token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlparse
+
+from pydantic import BaseModel
+
+from kandji_oomnitza.integration_config import (
+    Integration,
+    IntegrationFileError,
+    default_integrations_folder,
+    integration_files,
+    load_integration,
+)
+
+COUNT_NAMES = ("added", "updated", "unchanged", "skipped", "failed")
+
+
+@dataclass(frozen=True)
+class IntegrationFile:
+    """One file in the integrations folder: its model, or the validation error that stops it."""
+
+    dag_id: str
+    path: Path
+    integration: Integration | None
+    error: str | None
+
+
+def read_integration_files(folder: Path | None = None) -> list[IntegrationFile]:
+    """Every integration file, each validated on its own so one bad file cannot hide the others."""
+    entries = []
+    for path in integration_files(folder or default_integrations_folder()):
+        try:
+            entries.append(IntegrationFile(path.stem, path, load_integration(path), None))
+        except IntegrationFileError as exc:
+            entries.append(IntegrationFile(path.stem, path, None, str(exc)))
+    return entries
+
+
+# -- response models (the page's JSON, also shown in the app's OpenAPI docs) -----------------------
+class Endpoint(BaseModel):
+    connection_id: str
+    host: str | None = None
+    problem: str | None = None
+
+
+class Schedule(BaseModel):
+    cron: str | None
+    timezone: str
+    description: str
+    next_run: str | None = None
+    paused: bool | None = None
+
+
+class RunCounts(BaseModel):
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    state: str | None
+    run_type: str | None
+    dry_run: bool
+    queued_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    kandji_records: int | None = None
+    records_sent: int | None = None
+    would_send: int | None = None
+    not_loaded: int | None = None
+    counts: RunCounts | None = None
+    has_summary: bool = False
+    has_error_log: bool = False
+    airflow_url: str
+
+
+class Tile(BaseModel):
+    id: str
+    file: str
+    valid: bool
+    error: str | None = None
+    name: str
+    type: Literal["assets", "users"] | None = None
+    description: str = ""
+    kandji: Endpoint | None = None
+    oomnitza: Endpoint | None = None
+    preference: str | None = None
+    software: str | None = None
+    user_selection: str | None = None
+    sync_key: list[str] = []
+    schedule: Schedule | None = None
+    in_airflow: bool = False
+    can_trigger: bool = False
+    last_run: RunSummary | None = None
+
+
+class MappingRow(BaseModel):
+    oomnitza_field: str
+    source_kind: Literal["standard", "path", "template", "constant"]
+    source: str
+    kandji_paths: list[str]
+    converter: str | None
+    when_empty: str
+    sync_key: bool
+
+
+class Detail(Tile):
+    mappings: list[MappingRow] = []
+    runs: list[RunSummary] = []
+
+
+# -- builders ----------------------------------------------------------------------------------------
+def endpoint(conn_id: str, base_url) -> Endpoint:
+    """The host a connection points at, or why it cannot be used; the hook does the reading."""
+    try:
+        url = urlparse(base_url())
+    except Exception as exc:
+        return Endpoint(connection_id=conn_id, problem=str(exc).splitlines()[0][:300])
+    return Endpoint(connection_id=conn_id, host=url.netloc + url.path.rstrip("/"))
+
+
+def kandji_endpoint(conn_id: str) -> Endpoint:
+    from kandji_oomnitza.hooks.kandji import KandjiHook
+
+    return endpoint(conn_id, lambda: KandjiHook(conn_id).api_base_url)
+
+
+def oomnitza_endpoint(conn_id: str) -> Endpoint:
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    return endpoint(conn_id, lambda: OomnitzaHook(conn_id).base_url_checked)
+
+
+def software_words(integration: Integration) -> str | None:
+    if integration.type != "assets":
+        return None
+    software = integration.software_settings
+    return f"on ({software.route.value} route)" if software.enabled else "off"
+
+
+def schedule_of(integration: Integration, dag_model: Any | None) -> Schedule:
+    cron = integration.schedule.cron
+    if dag_model is not None and dag_model.timetable_description:
+        description = dag_model.timetable_description
+    else:
+        description = cron or "Manual runs only"
+    if cron is None:
+        description = "Manual runs only (Run now, or trigger the DAG)"
+    next_run = getattr(dag_model, "next_dagrun_create_after", None) if cron else None
+    return Schedule(
+        cron=cron,
+        timezone=integration.schedule.timezone,
+        description=description,
+        next_run=next_run.isoformat() if next_run else None,
+        paused=dag_model.is_paused if dag_model is not None else None,
+    )
+
+
+def tile(
+    entry: IntegrationFile,
+    *,
+    dag_model: Any | None,
+    last_run: RunSummary | None,
+    can_trigger: bool,
+    tile_type: type[Tile] = Tile,
+) -> Tile:
+    integration = entry.integration
+    if integration is None:
+        return tile_type(
+            id=entry.dag_id, file=entry.path.name, valid=False, error=entry.error, name=entry.path.name
+        )
+    in_airflow = dag_model is not None and not dag_model.is_stale
+    return tile_type(
+        id=entry.dag_id,
+        file=entry.path.name,
+        valid=True,
+        name=integration.name,
+        type=integration.type,
+        description=integration.description,
+        kandji=kandji_endpoint(integration.kandji_conn_id),
+        oomnitza=oomnitza_endpoint(integration.oomnitza_conn_id),
+        preference=integration.preference.value,
+        software=software_words(integration),
+        user_selection=integration.user_settings.selection.value if integration.type == "users" else None,
+        sync_key=list(integration.sync_key),
+        schedule=schedule_of(integration, dag_model),
+        in_airflow=in_airflow,
+        can_trigger=can_trigger and in_airflow,
+        last_run=last_run,
+    )
+
+
+def mapping_rows(integration: Integration) -> list[MappingRow]:
+    rows = []
+    for target, mapping in integration.mappings.items():
+        resolved = integration.resolved(target)
+        if mapping.field is not None:
+            kind, source = "standard", mapping.field
+        elif mapping.path is not None:
+            kind, source = "path", ", ".join(mapping.paths)
+        elif mapping.template is not None:
+            kind, source = "template", mapping.template
+        else:
+            kind, source = "constant", repr(mapping.constant)
+        converter = resolved["converter"]
+        converter_words = None
+        if converter is not None:
+            converter_words = converter.name
+            if converter.name == "join":
+                converter_words += f" (separator {converter.separator!r})"
+        sync_time = resolved["special"] == "sync_time"
+        paths = ["(the run's sync time)"] if sync_time else list(resolved["paths"])
+        rows.append(
+            MappingRow(
+                oomnitza_field=target,
+                source_kind=kind,
+                source=source,
+                kandji_paths=paths,
+                converter=converter_words,
+                when_empty="clear the Oomnitza field"
+                if resolved["clear_when_empty"]
+                else "keep Oomnitza's value",
+                sync_key=target in integration.sync_key,
+            )
+        )
+    return rows
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_summary(dag_id: str, run: Any, summary: Any, error_log_exists: bool) -> RunSummary:
+    """A DAG run as the page shows it; ``summary`` is the report task's XCom (absent while running)."""
+    conf = run.conf or {}
+    usable = isinstance(summary, dict)
+    counts = RunCounts(**{k: int(summary.get(k) or 0) for k in COUNT_NAMES}) if usable else None
+    return RunSummary(
+        run_id=run.run_id,
+        state=str(run.state) if run.state is not None else None,
+        run_type=str(run.run_type) if run.run_type is not None else None,
+        dry_run=bool(summary.get("dry_run")) if usable else bool(conf.get("dry_run")),
+        queued_at=_iso(run.queued_at),
+        started_at=_iso(run.start_date),
+        ended_at=_iso(run.end_date),
+        kandji_records=summary.get("kandji_records") if usable else None,
+        records_sent=summary.get("records_sent") if usable else None,
+        would_send=summary.get("would_send") if usable else None,
+        not_loaded=summary.get("not_loaded") if usable else None,
+        counts=counts,
+        has_summary=usable,
+        has_error_log=error_log_exists,
+        airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
+    )

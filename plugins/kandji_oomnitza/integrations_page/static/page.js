@@ -1,0 +1,237 @@
+// The Integrations page. Every path is relative, so the page works under any Airflow base_url.
+// Data comes from this plugin's read-only JSON endpoints; "Run now" calls Airflow's own REST API
+// with the logged-in user's session, so Airflow decides whether the user may trigger the DAG.
+"use strict";
+
+const view = document.getElementById("view");
+const AIRFLOW = "../";  // the Airflow UI and API, one level above this app's mount point
+const POLL_MS = 3000;
+let pollTimer = null;
+
+// Builds DOM nodes; text always goes in as text, never as HTML.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+class HttpError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+async function request(url, options) {
+  const response = await fetch(url, { credentials: "same-origin", ...options,
+    headers: { "Accept": "application/json", ...(options && options.headers) } });
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
+  if (!response.ok) {
+    const detail = body && body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : text;
+    throw new HttpError(response.status, detail || response.statusText);
+  }
+  return body;
+}
+
+function when(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function stateBadge(state) {
+  return el("span", { class: `badge state-${state || "none"}`, "data-testid": "run-state" }, state || "no state");
+}
+
+function endpointText(endpoint) {
+  if (!endpoint) return "—";
+  if (endpoint.problem) return `${endpoint.connection_id}: ${endpoint.problem}`;
+  return `${endpoint.host} (connection ${endpoint.connection_id})`;
+}
+
+function countsText(run) {
+  if (!run || !run.counts) return run && ["running", "queued"].includes(run.state) ? "in progress…" : "no summary";
+  if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records`;
+  const c = run.counts;
+  return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ${c.failed} failed`;
+}
+
+function settingsList(item) {
+  const rows = [
+    ["Type", item.type],
+    ["Kandji", endpointText(item.kandji)],
+    ["Oomnitza", endpointText(item.oomnitza)],
+    ["Preference", item.preference],
+    item.type === "assets" ? ["Software", item.software] : ["User selection", item.user_selection],
+    ["Sync key", (item.sync_key || []).join(", ")],
+    ["Schedule", item.schedule ? `${item.schedule.description} (${item.schedule.timezone})` : "—"],
+    ["Next run", item.schedule && item.schedule.next_run ? when(item.schedule.next_run) : "—"],
+    ["Paused", item.schedule && item.schedule.paused !== null ? (item.schedule.paused ? "yes" : "no") : "not in Airflow yet"],
+  ];
+  return el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v ?? "—")]));
+}
+
+function showProblem(error) {
+  stopPolling();
+  let text = error.message;
+  if (error.status === 401) text = "Log in to Airflow to see the integrations.";
+  view.replaceChildren(el("div", { class: "message bad", "data-testid": "page-error" }, text),
+    error.status === 401 ? el("p", {}, el("a", { href: AIRFLOW, target: "_top" }, "Open Airflow")) : null);
+}
+
+function stopPolling() {
+  if (pollTimer) clearTimeout(pollTimer);
+  pollTimer = null;
+}
+
+// -- the tiles ---------------------------------------------------------------------------------------
+async function showTiles() {
+  stopPolling();
+  const tiles = await request("api/integrations");
+  if (!tiles.length) {
+    view.replaceChildren(el("p", { class: "muted" }, "No integration files in the integrations folder."));
+    return;
+  }
+  view.replaceChildren(el("div", { class: "tiles" }, tiles.map(renderTile)));
+}
+
+function renderTile(item) {
+  if (!item.valid) {
+    return el("article", { class: "tile invalid", "data-testid": "tile", "data-id": item.id },
+      el("h2", {}, item.file), el("span", { class: "badge invalid-badge" }, "invalid file"),
+      el("pre", { class: "error", "data-testid": "tile-error" }, item.error));
+  }
+  const last = item.last_run;
+  return el("a", { class: "tile", href: `#/${encodeURIComponent(item.id)}`, "data-testid": "tile", "data-id": item.id },
+    el("h2", {}, item.name),
+    el("span", { class: "badge" }, item.type),
+    item.schedule && item.schedule.paused ? el("span", { class: "badge" }, "paused") : null,
+    item.in_airflow ? null : el("span", { class: "badge" }, "not parsed by Airflow yet"),
+    settingsList(item),
+    el("p", { class: "muted" }, "Last run: ", last ? [stateBadge(last.state), " ", when(last.started_at || last.queued_at), " · ", countsText(last)] : "none yet"));
+}
+
+// -- one integration ---------------------------------------------------------------------------------
+async function showDetail(id) {
+  stopPolling();
+  const item = await request(`api/integrations/${encodeURIComponent(id)}`);
+  if (!item.valid) {
+    view.replaceChildren(el("p", {}, el("a", { href: "#/" }, "← All integrations")), renderTile(item));
+    return;
+  }
+  const dryRun = el("input", { type: "checkbox", id: "dry-run", checked: true, "data-testid": "dry-run" });
+  const runButton = el("button", { class: "primary", "data-testid": "run-now", disabled: !item.can_trigger,
+    title: item.can_trigger ? null : "You may not trigger this DAG (or Airflow has not parsed it yet)",
+    onclick: () => runNow(item, dryRun.checked, runButton) }, "Run now");
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← All integrations")),
+    el("h2", { "data-testid": "detail-name" }, item.name),
+    item.description ? el("p", { class: "muted" }, item.description) : null,
+    settingsList(item),
+    el("div", { class: "actions" }, runButton,
+      el("label", { for: "dry-run" }, dryRun, " Dry run (extract and transform, send nothing to Oomnitza)"),
+      el("a", { href: `${AIRFLOW}dags/${encodeURIComponent(item.id)}`, target: "_top" }, "Open the DAG in Airflow")),
+    el("div", { id: "run-message" }),
+    el("section", {}, el("h3", {}, "Mappings"), mappingTable(item)),
+    el("section", {}, el("h3", {}, "Last runs"), el("div", { id: "runs" }, runsTable(item))),
+    el("section", { id: "error-log" }));
+  schedulePoll(item);
+}
+
+function mappingTable(item) {
+  return el("table", { "data-testid": "mapping-table" },
+    el("thead", {}, el("tr", {}, ["Oomnitza field", "", "Kandji source", "Kandji field path", "Converter", "When empty", "Sync key"].map(h => el("th", {}, h)))),
+    el("tbody", {}, item.mappings.map(m => el("tr", { "data-field": m.oomnitza_field },
+      el("td", { class: m.sync_key ? "key" : null }, m.oomnitza_field),
+      el("td", {}, "←"),
+      el("td", {}, m.source_kind === "standard" ? m.source : `${m.source_kind}: ${m.source}`),
+      el("td", {}, m.kandji_paths.join(", ") || "—"),
+      el("td", {}, m.converter || "—"),
+      el("td", {}, m.when_empty),
+      el("td", {}, m.sync_key ? "sync key" : "")))));
+}
+
+function runsTable(item) {
+  if (!item.runs.length) return el("p", { class: "muted" }, "No runs yet.");
+  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed", "Not loaded", ""];
+  return el("table", { "data-testid": "runs-table" },
+    el("thead", {}, el("tr", {}, headings.map(h => el("th", {}, h)))),
+    el("tbody", {}, item.runs.map(run => {
+      const c = run.counts || {};
+      const num = v => el("td", { class: "num" }, v ?? "—");
+      return el("tr", { "data-run-id": run.run_id },
+        el("td", {}, el("a", { href: AIRFLOW + run.airflow_url, target: "_top" }, run.run_id)),
+        el("td", {}, stateBadge(run.state)),
+        el("td", {}, when(run.started_at || run.queued_at)),
+        el("td", {}, run.dry_run ? "yes" : "no"),
+        num(run.kandji_records), num(run.dry_run ? run.would_send : run.records_sent), num(c.added), num(c.updated), num(c.unchanged), num(c.skipped), num(c.failed),
+        num(run.not_loaded),
+        el("td", {}, run.has_error_log
+          ? el("button", { class: "link", "data-testid": "show-error-log", onclick: () => showErrorLog(item.id, run.run_id) }, "Error log")
+          : ""));
+    })));
+}
+
+async function showErrorLog(id, runId) {
+  const target = document.getElementById("error-log");
+  target.replaceChildren(el("h3", {}, `Error log of ${runId}`), el("p", { class: "muted" }, "Loading…"));
+  try {
+    const log = await request(`api/integrations/${encodeURIComponent(id)}/runs/${encodeURIComponent(runId)}/errors`);
+    const columns = log.rows.length ? Object.keys(log.rows[0]) : [];
+    target.replaceChildren(el("h3", {}, `Error log of ${runId}`),
+      el("p", { class: "muted" }, `${log.total_rows} record(s) not loaded, with the reason for each. File: ${log.location}`,
+        log.truncated ? ` (first ${log.rows.length} shown)` : ""),
+      log.rows.length ? el("table", { "data-testid": "error-log-table" },
+        el("thead", {}, el("tr", {}, columns.map(c => el("th", {}, c)))),
+        el("tbody", {}, log.rows.map(row => el("tr", {}, columns.map(c => el("td", {}, row[c])))))) : null);
+    target.scrollIntoView({ behavior: "smooth" });
+  } catch (error) {
+    target.replaceChildren(el("div", { class: "message bad" }, error.message));
+  }
+}
+
+async function runNow(item, dryRun, button) {
+  const message = document.getElementById("run-message");
+  button.disabled = true;
+  try {
+    const run = await request(`${AIRFLOW}api/v2/dags/${encodeURIComponent(item.id)}/dagRuns`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ logical_date: null, conf: { dry_run: dryRun } }) });
+    message.replaceChildren(el("div", { class: "message good", "data-testid": "run-message" },
+      `Run ${run.dag_run_id} queued${dryRun ? " (dry run: nothing is sent to Oomnitza)" : ""}.`));
+    await refreshRuns(item.id);
+  } catch (error) {
+    const text = error.status === 403 ? "Airflow refused: you may not trigger this DAG." : `Airflow refused the run: ${error.message}`;
+    message.replaceChildren(el("div", { class: "message bad", "data-testid": "run-message" }, text));
+  } finally {
+    button.disabled = !item.can_trigger;
+  }
+}
+
+async function refreshRuns(id) {
+  const item = await request(`api/integrations/${encodeURIComponent(id)}`);
+  const runs = document.getElementById("runs");
+  if (runs) runs.replaceChildren(runsTable(item));
+  schedulePoll(item);
+}
+
+function schedulePoll(item) {
+  stopPolling();
+  const active = item.runs.some(r => ["queued", "running"].includes(r.state) || (r.state === "success" && !r.has_summary));
+  if (active) pollTimer = setTimeout(() => refreshRuns(item.id).catch(showProblem), POLL_MS);
+}
+
+// -- routing -----------------------------------------------------------------------------------------
+function route() {
+  const id = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  (id ? showDetail(id) : showTiles()).catch(showProblem);
+}
+window.addEventListener("hashchange", route);
+route();
