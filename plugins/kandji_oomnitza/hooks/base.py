@@ -177,7 +177,7 @@ class RestApiHook(HttpHook):
         if host and "://" not in host:
             host = f"{self.connection.schema or 'https'}://{host}"
         parsed = urlparse(host)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"\s", host):
             raise self._config_error("host", f"is {self.connection.host!r}, not a URL", fix)
         if self.connection.port:
             host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
