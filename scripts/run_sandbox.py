@@ -183,12 +183,15 @@ def print_welcome(use_real: bool) -> None:
     )
 
 
-def _stop_on_sigterm(signum, frame) -> None:
+def _stop_on_signal(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` stops everything too, like Ctrl-C
+    # `kill` stops everything too, like Ctrl-C; SIGINT is set explicitly because a shell starts
+    # background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    for stopping_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stopping_signal, _stop_on_signal)
     HOME.mkdir(exist_ok=True)
     env = airflow_env()
     children: list[subprocess.Popen] = []

@@ -172,3 +172,48 @@ def test_preset_form_rejects_a_bad_serial_then_runs_a_good_one(sandbox, browser_
         if "/action/" in r["path"]
     ]
     assert len(actions) == 1 and actions[0]["path"].endswith("/action/lock")
+
+
+def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox, browser_page):
+    page, shots = browser_page
+    page.goto(sandbox["base"] + "/", wait_until="networkidle")
+    page.get_by_role("link", name="Integrations").first.click()  # the plugin's entry in Airflow's navigation
+    page.wait_for_url("**/plugin/integrations**")
+    frame = page.frame_locator("iframe").first  # Airflow shows the plugin page inside its own layout
+    tiles = frame.get_by_test_id("tile")
+    tiles.first.wait_for(timeout=30_000)
+    assert tiles.count() == 2
+    names = frame.locator("[data-testid=tile] h2").all_inner_texts()
+    assert sorted(names) == ["Kandji Devices and Software", "Kandji Users"]
+    page.screenshot(path=str(shots / "06-integrations-tiles.png"))
+
+    frame.locator("[data-testid=tile][data-id=kandji_devices_and_software]").click()
+    mapping = frame.get_by_test_id("mapping-table")
+    mapping.wait_for()
+    assert "Serial Number" in mapping.locator("tr[data-field=serial_number]").inner_text()
+    assert "sync key" in mapping.locator("tr[data-field=serial_number]").inner_text()
+    assert mapping.locator("tbody tr").count() == 11
+    page.screenshot(path=str(shots / "07-integration-detail.png"))
+
+    assert frame.get_by_test_id("dry-run").is_checked()
+    frame.get_by_test_id("run-now").click()
+    message = frame.get_by_test_id("run-message")
+    message.wait_for()
+    assert "queued" in message.inner_text(), message.inner_text()
+    run_id = message.inner_text().split()[1]
+    row = frame.locator(f'tr[data-run-id="{run_id}"]')
+    row.wait_for(timeout=30_000)
+    # The page polls until the run has finished and its summary is published.
+    row.locator("[data-testid=run-state]", has_text="success").wait_for(timeout=300_000)
+    frame.locator(f'tr[data-run-id="{run_id}"] td.num').first.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[3] == "yes"  # dry run
+    assert cells[4] == "40" and cells[5] == "40"  # Kandji records, would send
+    run = (
+        sandbox["api"]
+        .get(f"{sandbox['base']}/api/v2/dags/kandji_devices_and_software/dagRuns/{run_id}", timeout=10)
+        .json()
+    )
+    assert run["conf"] == {"dry_run": True} and run["state"] == "success"
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "08-integration-dry-run-finished.png"))

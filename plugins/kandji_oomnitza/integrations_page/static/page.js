@@ -139,8 +139,8 @@ async function showDetail(id) {
       el("label", { for: "dry-run" }, dryRun, " Dry run (extract and transform, send nothing to Oomnitza)"),
       el("a", { href: `${AIRFLOW}dags/${encodeURIComponent(item.id)}`, target: "_top" }, "Open the DAG in Airflow")),
     el("div", { id: "run-message" }),
-    el("section", {}, el("h3", {}, "Mappings"), mappingTable(item)),
     el("section", {}, el("h3", {}, "Last runs"), el("div", { id: "runs" }, runsTable(item))),
+    el("section", {}, el("h3", {}, "Mappings"), mappingTable(item)),
     el("section", { id: "error-log" }));
   schedulePoll(item);
 }
