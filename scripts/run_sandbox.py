@@ -169,8 +169,8 @@ def print_welcome(use_real: bool) -> None:
  Login:           admin / password in {password_file}
 {tenants}
  Three things to try:
-  1. DAG "Kandji Devices and Software" (kandji_devices_and_software) > Trigger. Then open the
-     Oomnitza page above: the assets with their software, and the run's counts.
+  1. Integrations (left-hand navigation, or http://localhost:{PORT}/plugin/integrations): open
+     "Kandji Devices and Software", press Run now. Then open the Oomnitza page above.
   2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,
      the rest are listed in the run's error log (the report task's log says where).
   3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {serial}.
