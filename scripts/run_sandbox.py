@@ -170,7 +170,7 @@ def print_welcome(use_real: bool) -> None:
 {tenants}
  Three things to try:
   1. Integrations (left-hand navigation, or http://localhost:{PORT}/plugin/integrations): open
-     "Kandji Devices and Software", press Run now. Then open the Oomnitza page above.
+     "Kandji Devices and Software", untick Dry run, press Run now; then open the Oomnitza page above.
   2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,
      the rest are listed in the run's error log (the report task's log says where).
   3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {serial}.
