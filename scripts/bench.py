@@ -10,7 +10,8 @@ Scenarios (pick with SCENARIOS=a,b or a preset name):
              devices_10k_{per_device,prism,prism_export,auto}, users_10k
   quick    = the 1k scenarios only
   large    = devices_100k_auto (opt-in: about 10M app rows)
-Knobs: LATENCY_MS (50). Results go to bench-results/ (git-ignored): results.json, results.md, chart.png.
+Knobs: LATENCY_MS (50); PROFILE=py-spy (a flame graph of where the wall time goes) or PROFILE=memray
+(what holds the memory at the peak: `python -m memray flamegraph bench-results/<scenario>.memray.bin`). Results go to bench-results/ (git-ignored): results.json, results.md, chart.png.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from include.emulators.client import EmulatorProcess  # noqa: E402
 
 OUT = ROOT / "bench-results"
 LATENCY_MS = float(os.environ.get("LATENCY_MS", "50"))
+PROFILE = os.environ.get("PROFILE", "")  # "", "py-spy" or "memray"
 KANDJI_TOKEN, OOMNITZA_TOKEN = "bench-kandji", "bench-oomnitza"
 
 
@@ -114,6 +116,38 @@ def lower_bound(scenario: Scenario, fleet: dict, records: int, per_device_platfo
     return {"kandji": pages + software, "oomnitza": math.ceil(records / scenario.batch_size) + 3}
 
 
+def profiled(scenario: Scenario, child: list[str]) -> list[str]:
+    """The child's command line, under the profiler PROFILE names (py-spy: where the time goes;
+    memray: what holds the memory at the peak). Output lands beside the results."""
+    OUT.mkdir(exist_ok=True)
+    if PROFILE == "py-spy":
+        flame = OUT / f"{scenario.name}.py-spy.svg"
+        return [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--idle",
+            "--rate",
+            "50",
+            "-o",
+            str(flame),
+            "--",
+            sys.executable,
+            *child,
+        ]
+    if PROFILE == "memray":
+        return [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "--force",
+            "-o",
+            str(OUT / f"{scenario.name}.memray.bin"),
+            *child,
+        ]
+    return [sys.executable, *child]
+
+
 def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, workdir: Path) -> dict:
     kandji.admin.post("reset", {"devices": scenario.devices, "users": scenario.users or None, "seed": 11, "tokens": [KANDJI_TOKEN],
                                 "rate_limit": {"per_second": None, "per_hour": None}, "settings": {"export_ready_after_polls": 2}})  # fmt: skip
@@ -150,8 +184,8 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         flush=True,
     )
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")],
-                         env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    child = [str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")]
+    out = subprocess.run(profiled(scenario, child), env=env, capture_output=True, text=True, check=False)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise SystemExit(f"{scenario.name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
@@ -177,6 +211,7 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         "wall_seconds": round(result["wall_seconds"], 1),
         "process_seconds": round(time.perf_counter() - started, 1),
         "peak_mb": round(result["peak_mb"]),
+        "task_peak_mb": result.get("task_peak_mb", {}),
         "records_per_second": round(records / result["wall_seconds"], 1) if result["wall_seconds"] else None,
         "added": summary.get("added"),
         "failed": summary.get("failed"),

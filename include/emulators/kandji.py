@@ -20,6 +20,7 @@ the validation messages for missing action inputs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import csv
 import io
@@ -514,7 +515,26 @@ class KandjiEmulator(Emulator):
             "updated_at": now,
             "_polls": 0,
         }
+        # Like Kandji, the file is built while the export is pending (here in a thread, so the API
+        # keeps answering); the download waits for it if a client is quicker than the build.
+        families = self._families(",".join(body.get("device_families", [])))
+        self.exports[export_id]["_csv"] = asyncio.get_running_loop().run_in_executor(
+            None, self._export_csv, category, families, self.settings.export_mode
+        )
         return web.json_response(_public(self.exports[export_id]))
+
+    def _export_csv(self, category: str, families: Any, mode: str) -> bytes:
+        columns = EXPORT_COLUMNS
+        if mode == "bad_columns":
+            columns = [("Application", "name"), ("Computer", "device__name")]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([heading for heading, _ in columns])
+        total = self._prism_total(category, families)
+        for start in range(0, total, 5000):
+            for row in self._prism_rows(category, start, start + 5000, families):
+                writer.writerow(["" if row.get(key) is None else row.get(key) for _, key in columns])
+        return buffer.getvalue().encode()
 
     async def prism_export_status(self, request: web.Request) -> web.Response:
         export = self.exports.get(request.match_info["export_id"])
@@ -546,18 +566,7 @@ class KandjiEmulator(Emulator):
             return web.Response(
                 status=403, text="<Error><Code>AccessDenied</Code></Error>", content_type="text/xml"
             )
-        families = self._families(",".join(export["args"]["device_families"]))
-        columns = EXPORT_COLUMNS
-        if export.get("_mode") == "bad_columns":
-            columns = [("Application", "name"), ("Computer", "device__name")]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow([heading for heading, _ in columns])
-        total = self._prism_total(export["category"], families)
-        for start in range(0, total, 5000):
-            for row in self._prism_rows(export["category"], start, start + 5000, families):
-                writer.writerow(["" if row.get(key) is None else row.get(key) for _, key in columns])
-        return web.Response(body=buffer.getvalue().encode(), content_type="text/csv")
+        return web.Response(body=await export["_csv"], content_type="text/csv")
 
     # -- users --------------------------------------------------------------------------------
     def _filtered_users(self, q: Any) -> list[dict[str, Any]]:

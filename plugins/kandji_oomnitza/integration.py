@@ -169,16 +169,17 @@ def load(
             "outcome": None,
             "calls": 0,
         }
-    run = oomnitza.start_run(
+    with oomnitza.start_run(
         data_type=integration.type,
         sync_field=integration.sync_key,
         preference=integration.preference.value,
         batch_size=integration.load.batch_size,
         portion=portion,
-    )
-    run.add_many(bodies)
-    run.reject(rejects)
-    outcome = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
+        concurrency=integration.load.concurrency,
+    ) as run:
+        run.add_many(bodies)
+        run.reject(rejects)
+        outcome = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
     log.info("Oomnitza run %s: %s %s", portion, outcome.status, outcome.counts)
     return {
         "dry_run": False,

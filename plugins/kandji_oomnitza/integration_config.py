@@ -192,6 +192,9 @@ class Users(Strict):
 
 class Load(Strict):
     batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    concurrency: Annotated[int, Field(ge=1, le=8)] = Field(
+        4, description="Oomnitza batches in flight at once (1 sends them one after another)"
+    )
     max_failed_records: Annotated[int, Field(ge=0)] = Field(
         0, description="the run fails when more records than this were not loaded (default: any failure)"
     )

@@ -88,30 +88,45 @@ def collect(kandji: KandjiHook, devices: pd.DataFrame, settings: Software) -> So
     wanted = set(devices[ID])
     route = choose_route(kandji, settings, result)
     result.route = route.value
-    per_device_ids = list(devices[ID])
-    if route is not SoftwareRoute.PER_DEVICE:
-        prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
-        per_device_ids = [d for d in devices[ID] if d not in prism_ids]
+    if route is SoftwareRoute.PER_DEVICE:
+        _per_device(kandji, list(devices[ID]), settings.concurrency, result)
+        return result
+    prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
+    others = [d for d in devices[ID] if d not in prism_ids]
+    # The devices Prism cannot cover are fetched one by one while Prism answers for the rest.
+    kandji.session  # noqa: B018 - build the shared session before the threads use it
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-per-device") as background:
+        others_done = background.submit(_apps_per_device, kandji, others, settings.concurrency)
+        prism = SoftwareResult(route=route.value)
         try:
             if route is SoftwareRoute.PRISM_EXPORT:
                 try:
-                    _from_export(kandji, wanted, result)
+                    _from_export(kandji, wanted, prism)
                 except PrismExportError as exc:
                     result.fallbacks.append(f"Prism export failed ({exc}); Prism pages used instead")
                     log.warning("Prism export failed, falling back to Prism pages: %s", exc)
-                    result.apps.clear()
-                    result.prism_rows = 0
-                    _from_prism_pages(kandji, wanted, result)
+                    prism = SoftwareResult(route=route.value)
+                    _from_prism_pages(kandji, wanted, prism)
             else:
-                _from_prism_pages(kandji, wanted, result)
+                _from_prism_pages(kandji, wanted, prism)
         except ApiError as exc:
             if exc.status not in (401, 403):
                 raise
             result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
-            result.apps.clear()
-            per_device_ids = list(devices[ID])
-    _per_device(kandji, per_device_ids, settings.concurrency, result)
+            prism = SoftwareResult(route=route.value)
+            _per_device(kandji, [d for d in devices[ID] if d in prism_ids], settings.concurrency, prism)
+        result.apps.update(prism.apps)
+        result.prism_rows = prism.prism_rows
+        result.per_device_calls = prism.per_device_calls
+        result.apps.update(others_done.result())
+        result.per_device_calls += len(others)
     return result
+
+
+def _apps_per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int) -> dict[str, list]:
+    found = SoftwareResult(route=SoftwareRoute.PER_DEVICE.value)
+    _per_device(kandji, device_ids, concurrency, found)
+    return found.apps
 
 
 def _per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int, result: SoftwareResult) -> None:

@@ -257,7 +257,7 @@ class KandjiHook(RestApiHook):
         *,
         device_families: list[str] | None = None,
         required_columns: tuple[str, ...] = (),
-        poll_seconds: float = 2.0,
+        poll_seconds: float = 0.5,
         timeout_seconds: float = 900.0,
         chunk_rows: int = 200_000,
     ) -> Iterator[pd.DataFrame]:

@@ -8,10 +8,13 @@ them), so everything read back is read tolerantly.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -189,6 +192,7 @@ class OomnitzaHook(RestApiHook):
         test_run: bool = False,
         batch_size: int = 100,
         portion: str | None = None,
+        concurrency: int = 1,
     ) -> ConnectorRun:
         if data_type not in ("assets", "users"):
             raise ValueError(f"data_type must be 'assets' or 'users', not {data_type!r}")
@@ -201,6 +205,7 @@ class OomnitzaHook(RestApiHook):
             test_run=test_run,
             batch_size=max(1, min(batch_size, 100)),
             portion=portion or str(uuid.uuid4()),
+            concurrency=max(1, concurrency),
         )
 
     # -- REST API -----------------------------------------------------------------------------
@@ -275,7 +280,11 @@ def _json_or_none(response: requests.Response) -> Any:
 
 @dataclass
 class ConnectorRun:
-    """One ingestion run ("portion"): buffers records into batches, sends rejects with their reason."""
+    """One ingestion run ("portion"): buffers records into batches, sends rejects with their reason.
+
+    Up to ``concurrency`` batches are in flight at once: batches of one run are independent upserts
+    on the sync key, so their order does not matter, and the wait for each answer overlaps.
+    """
 
     hook: OomnitzaHook
     data_type: str
@@ -285,10 +294,13 @@ class ConnectorRun:
     test_run: bool
     batch_size: int
     portion: str
+    concurrency: int = 1
     sent: int = 0
     rejected_sent: int = 0
     batches: int = 0
     _buffer: list[dict[str, Any]] = field(default_factory=list)
+    _in_flight: deque = field(default_factory=deque)
+    _pool: ThreadPoolExecutor | None = None
 
     def add(self, record: dict[str, Any]) -> None:
         self._buffer.append(record)
@@ -302,9 +314,7 @@ class ConnectorRun:
     def flush(self) -> None:
         if self._buffer:
             batch, self._buffer = self._buffer, []
-            self.hook.send_bulk(self, batch)
-            self.sent += len(batch)
-            self.batches += 1
+            self._send(batch, None)
 
     def reject(self, rejected: Iterable[tuple[dict[str, Any], str]]) -> None:
         """Send records we refused to load, each with its reason, so Oomnitza's error log lists them too.
@@ -314,13 +324,62 @@ class ConnectorRun:
             by_reason.setdefault(reason, []).append(record)
         for reason, records in by_reason.items():
             for start in range(0, len(records), self.batch_size):
-                batch = records[start : start + self.batch_size]
-                self.hook.send_bulk(self, batch, error=reason)
-                self.rejected_sent += len(batch)
-                self.batches += 1
+                self._send(records[start : start + self.batch_size], reason)
+
+    def _send(self, batch: list[dict[str, Any]], error: str | None) -> None:
+        if self.concurrency <= 1:
+            self.hook.send_bulk(self, batch, error=error)
+            self._count(batch, error)
+            return
+        if self._pool is None:
+            self.hook.session  # noqa: B018 - build the shared session before the threads use it
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="oomnitza-bulk")
+        while len(self._in_flight) >= self.concurrency:
+            self._settle_oldest()
+        self._in_flight.append(
+            (self._pool.submit(self.hook.send_bulk, self, batch, error=error), batch, error)
+        )
+
+    def _settle_oldest(self) -> None:
+        future, batch, error = self._in_flight.popleft()
+        future.result()  # a batch that failed after its retries fails the run here
+        self._count(batch, error)
+
+    def _count(self, batch: list[dict[str, Any]], error: str | None) -> None:
+        if error is None:
+            self.sent += len(batch)
+        else:
+            self.rejected_sent += len(batch)
+        self.batches += 1
+
+    def __enter__(self) -> ConnectorRun:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.drain()
+            return
+        # Already failing: let the batches in flight settle; the first failure is the one reported.
+        with contextlib.suppress(Exception):
+            self.drain()
+
+    def drain(self) -> None:
+        """Wait for every batch in flight; the first failure is raised after all have settled."""
+        failure: BaseException | None = None
+        while self._in_flight:
+            try:
+                self._settle_oldest()
+            except BaseException as exc:
+                failure = failure or exc
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if failure is not None:
+            raise failure
 
     def finish(self, *, timeout_seconds: float = 600.0, poll_seconds: float = 1.0) -> RunOutcome:
         self.flush()
+        self.drain()
         self.hook.finalize(self.portion)
         return self.hook.wait_for_outcome(
             self.portion, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds
