@@ -212,6 +212,19 @@ def test_prism_export_polls_and_downloads_without_the_token(kandji_emulator):
     assert len(kandji_emulator.requests("/prism/export/")) >= 2  # polled while pending
 
 
+def test_prism_export_and_prism_pages_list_the_same_app_rows(kandji_emulator):
+    def key(row):
+        return (row["device_id"], row["name"], row["version"], row["path"] or "")
+
+    exported = sorted(
+        key(row)
+        for chunk in hook().export_prism("apps", poll_seconds=0.01)
+        for row in chunk.to_dict("records")
+    )
+    paged = sorted(key(row) for page in hook().iter_prism_pages("apps") for row in page)
+    assert exported == paged and len(paged) == kandji_emulator.get("summary")["prism_app_rows"]
+
+
 def test_prism_export_failure_and_unexpected_columns(kandji_emulator):
     kandji_emulator.put("settings", {"export_mode": "failed"})
     with pytest.raises(PrismExportError, match="status 'failed'"):

@@ -530,6 +530,11 @@ class KandjiEmulator(Emulator):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow([heading for heading, _ in columns])
+        if category == "apps" and columns is EXPORT_COLUMNS:
+            writer.writerows(
+                ("" if v is None else v for v in row) for row in self.fleet.prism_app_export_rows(families)
+            )
+            return buffer.getvalue().encode()
         total = self._prism_total(category, families)
         for start in range(0, total, 5000):
             for row in self._prism_rows(category, start, start + 5000, families):

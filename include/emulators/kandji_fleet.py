@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -312,6 +313,19 @@ class Fleet:
                 rows.append(self.prism_app_row(device, app))
             position += take
         return rows
+
+    def prism_app_export_rows(self, families: set[str] | None = None) -> Iterator[tuple[Any, ...]]:
+        """Every Prism app row as the values of the export's columns (``kandji.EXPORT_COLUMNS``), built
+        per device rather than as full row dicts: a large fleet's export has about a million rows."""
+        ids, _ = self.prism_index(families)
+        collected = (self.base_time - timedelta(hours=3)).isoformat()
+        for device_id in ids:
+            device = self.device(device_id)
+            head = (device["device_id"], device["device_name"], PRISM_FAMILY[device["platform"]],
+                    device["serial_number"])  # fmt: skip
+            for app in self.apps(device_id):
+                yield (*head, app["name"], app["version"], app["version"].replace(".", ""), app["bundle_id"],
+                       self.app_path(device, app), app["source"], collected)  # fmt: skip
 
     def prism_app_row(self, device: dict[str, Any], app: dict[str, str]) -> dict[str, Any]:
         user = device["user"] if isinstance(device["user"], dict) else {}
