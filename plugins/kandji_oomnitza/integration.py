@@ -117,6 +117,13 @@ def transform(
     return out
 
 
+def report_index(integration: Integration, frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of the transformed frame the report needs: which records were rejected and why,
+    and the sync keys that name a record in Oomnitza's messages. A few columns of small values."""
+    wanted = [ID, LABEL, *integration.sync_key, "_reason", "_sync_key"]
+    return frame[[c for c in dict.fromkeys(wanted) if c in frame.columns]]
+
+
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "_reason" not in frame.columns:
         return frame, frame.iloc[0:0]

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, dag, task
+from airflow.sdk import DAG, Param, XComArg, dag, task
 
 from kandji_oomnitza.integration_config import Integration, integration_files, load_all
 from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
 
 KANDJI_POOL = "kandji_api"
+STATS, INDEX = "stats", "index"  # the small XComs the report reads
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
@@ -109,49 +110,55 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 return {"checked_fields": [], "calls": 0}
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
+        # The frames travel as each task's return value; the small facts the report needs travel
+        # apart ("stats", "index"), so the report never loads a fleet's worth of data again.
         @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji")
-        def extract() -> dict[str, Any]:
+        def extract(**context) -> dict[str, Any]:
             from kandji_oomnitza.hooks.kandji import KandjiHook
             from kandji_oomnitza.integration import extract_devices, extract_users
 
             kandji = KandjiHook(integration.kandji_conn_id)
             step = extract_devices if integration.type == "assets" else extract_users
             frame = step(integration, kandji)
-            return {"frame": frame, "calls": kandji.calls, "retries": kandji.retries, "count": len(frame)}
+            stats = {"calls": kandji.calls, "retries": kandji.retries, "count": len(frame)}
+            context["ti"].xcom_push(key=STATS, value=stats)
+            return {"frame": frame, **stats}
 
         @task(pool=KANDJI_POOL, task_display_name="Extract software")
-        def extract_software(extracted: dict[str, Any]) -> dict[str, Any]:
+        def extract_software(extracted: dict[str, Any], **context) -> dict[str, Any]:
             from kandji_oomnitza.hooks.kandji import KandjiHook
             from kandji_oomnitza.mapping import ID
             from kandji_oomnitza.software import collect
 
             if integration.type != "assets" or not integration.software_settings.enabled:
-                return {"frame": None, "summary": None, "calls": 0, "retries": 0}
+                stats = {"summary": None, "calls": 0, "retries": 0}
+                context["ti"].xcom_push(key=STATS, value=stats)
+                return {"frame": None, **stats}
             kandji = KandjiHook(integration.kandji_conn_id)
             result = collect(kandji, extracted["frame"][[ID, "platform"]], integration.software_settings)
-            return {
-                "frame": result.frame(),
-                "summary": result.summary(),
-                "calls": kandji.calls,
-                "retries": kandji.retries,
-            }
+            stats = {"summary": result.summary(), "calls": kandji.calls, "retries": kandji.retries}
+            context["ti"].xcom_push(key=STATS, value=stats)
+            return {"frame": result.frame(), **stats}
 
         @task(task_display_name="Transform")
         def transform(extracted: dict[str, Any], software: dict[str, Any], **context) -> Any:
+            from kandji_oomnitza.integration import report_index
             from kandji_oomnitza.integration import transform as transform_step
 
             run = context["dag_run"]
             # The run's own time, so a retried task sends exactly what the first attempt sent.
             synced_at = (run.logical_date or run.run_after).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return transform_step(integration, extracted["frame"], software["frame"], synced_at)
+            frame = transform_step(integration, extracted["frame"], software["frame"], synced_at)
+            context["ti"].xcom_push(key=INDEX, value=report_index(integration, frame))
+            return frame
 
         @task(task_display_name="Report")
         def report(
-            extracted: dict[str, Any], software: dict[str, Any], frame: Any, loaded: dict[str, Any], **context
+            extracted: dict[str, Any], software: dict[str, Any], index: Any, loaded: dict[str, Any], **context
         ) -> dict[str, Any]:
             from kandji_oomnitza.reporting import publish_report
 
-            return publish_report(integration, dag_id, extracted, software, frame, loaded, context)
+            return publish_report(integration, dag_id, extracted, software, index, loaded, context)
 
         checked = check_oomnitza_fields()
         extracted = extract()
@@ -165,7 +172,12 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             check_task_id="check_oomnitza_fields",
         )
         [checked, frame] >> load
-        report(extracted, software, frame, load.output)
+        report(
+            XComArg(extracted.operator, key=STATS),
+            XComArg(software.operator, key=STATS),
+            XComArg(frame.operator, key=INDEX),
+            load.output,
+        )
 
     return integration_dag()
 

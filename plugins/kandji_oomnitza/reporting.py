@@ -51,12 +51,12 @@ def publish_report(
     dag_id: str,
     extracted: dict[str, Any],
     software: dict[str, Any],
-    frame: Any,
+    index: Any,
     loaded: dict[str, Any],
     context: dict[str, Any],
 ) -> dict[str, Any]:
     run = context["dag_run"]
-    rows = error_rows(integration, frame, loaded)
+    rows = error_rows(integration, index, loaded)
     location = write_error_log(dag_id, run.run_id, error_csv(rows))
     calls = {
         "kandji": extracted.get("calls", 0) + software.get("calls", 0),
@@ -66,7 +66,7 @@ def publish_report(
     summary = summarise(
         integration,
         source_count=extracted["count"],
-        frame=frame,
+        frame=index,
         software=software.get("summary"),
         loaded=loaded,
         calls=calls,
