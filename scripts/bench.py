@@ -84,14 +84,10 @@ def write_integration(folder: Path, scenario: Scenario) -> str:
         data["preference"] = "create_and_update"
     else:
         # The per-device baseline is sequential, as Kandji's own example scripts are; our routes send the
-        # per-device calls they still need (Windows, Android) four at a time.
-        concurrency = 1 if scenario.route == "per_device" else 4
-        data["software"] = {
-            "enabled": True,
-            "route": scenario.route,
-            "export_threshold_rows": 50_000,
-            "concurrency": concurrency,
-        }
+        # per-device calls they still need (Windows, Android) with the default concurrency.
+        data["software"] = {"enabled": True, "route": scenario.route, "export_threshold_rows": 50_000}
+        if scenario.route == "per_device":
+            data["software"]["concurrency"] = 1
     dag_id = "kandji_users" if scenario.kind == "users" else "kandji_devices_and_software"
     for old in folder.glob("*.yaml"):
         old.unlink()

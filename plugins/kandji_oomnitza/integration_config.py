@@ -178,7 +178,7 @@ class Software(Strict):
         50_000, description="with route auto, Prism app rows at or above which the CSV export is used"
     )
     concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
-        4, description="per-device /apps calls in flight at once (the rate limiter still paces them)"
+        8, description="per-device /apps calls in flight at once (the rate limiter still paces them)"
     )
 
 
