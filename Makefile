@@ -34,7 +34,8 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# SCENARIOS=quick|default|large or a comma list of scenario names; LATENCY_MS=50 (see scripts/bench.py).
+# SCENARIOS=quick|default|large or a comma list of scenario names; LATENCY_MS=50;
+# BENCH_MODE=executor|in-process; PROFILE=py-spy|memray (see scripts/bench.py).
 bench: install
 	$(BIN)/python scripts/bench.py
 

@@ -10,7 +10,8 @@ Scenarios (pick with SCENARIOS=a,b or a preset name):
              devices_10k_{per_device,prism,prism_export,auto}, users_10k
   quick    = the 1k scenarios only
   large    = devices_100k_auto (opt-in: about 10M app rows)
-Knobs: LATENCY_MS (50); PROFILE=py-spy (a flame graph of where the wall time goes) or PROFILE=memray
+Knobs: LATENCY_MS (50); BENCH_MODE=executor (default: LocalExecutor, each task in its own process, as in
+production) or in-process (plain dag.test(), every task in one process); PROFILE=py-spy (a flame graph of where the wall time goes) or PROFILE=memray
 (what holds the memory at the peak: `python -m memray flamegraph bench-results/<scenario>.memray.bin`). Results go to bench-results/ (git-ignored): results.json, results.md, chart.png.
 """
 
