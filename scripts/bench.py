@@ -123,6 +123,7 @@ def profiled(scenario: Scenario, child: list[str]) -> list[str]:
             str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--idle",
+            "--subprocesses",
             "--rate",
             "50",
             "-o",
@@ -259,7 +260,13 @@ def markdown(rows: list[dict], ratio_lines: list[str], parse: list[dict]) -> str
     lines += ["", *(f"- {line}" for line in ratio_lines), "", "| DAG file | parse ms |", "|---|---|"]
     lines += [f"| {p['file']} | {p['duration_ms']:.1f} |" for p in parse]
     machine = (
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, latency {LATENCY_MS:g} ms per request"
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, latency {LATENCY_MS:g} ms per request, "
+        f"BENCH_MODE={os.environ.get('BENCH_MODE', 'executor')} (peak_mb: "
+        + (
+            "the largest task process)"
+            if os.environ.get("BENCH_MODE", "executor") == "executor"
+            else "the one process)"
+        )
     )
     return f"Measured {time.strftime('%Y-%m-%d')} on {machine}.\n\n" + "\n".join(lines) + "\n"
 
