@@ -138,6 +138,7 @@ def profiled(scenario: Scenario, child: list[str]) -> list[str]:
             "-m",
             "memray",
             "run",
+            "--follow-fork",
             "--force",
             "-o",
             str(OUT / f"{scenario.name}.memray.bin"),
