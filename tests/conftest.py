@@ -41,6 +41,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for servers a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Migrate the session's metadata DB once; return AIRFLOW_HOME."""

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
+from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 POSTGRES = "postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379/7"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _psql(sql: str) -> None:

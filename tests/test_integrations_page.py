@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 import yaml
-from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
+from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 PAGE = "/kandji-oomnitza"
@@ -29,14 +29,6 @@ BROKEN_FILE = {
     "sync_key": "serial_number",
     "mappings": {"serial_number": "Serial Numbr"},  # a misspelt standard field
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
