@@ -185,6 +185,10 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
     started = time.perf_counter()
     child = [str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")]
     out = subprocess.run(profiled(scenario, child), env=env, capture_output=True, text=True, check=False)
+    (OUT / f"{scenario.name}.log").write_text(out.stdout + out.stderr)  # the run's Airflow logs
+    for task_log in sorted(home.rglob("*.log")):
+        with (OUT / f"{scenario.name}.log").open("a") as combined:
+            combined.write(f"\n==> {task_log.relative_to(home)}\n{task_log.read_text(errors='replace')}")
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise SystemExit(f"{scenario.name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
