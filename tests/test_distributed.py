@@ -190,12 +190,13 @@ def test_devices_integration_and_a_preset_through_the_rest_api(
     connection = psycopg2.connect(f"postgresql://{POSTGRES}/{distributed['database']}")
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM xcom WHERE dag_id = %s AND task_id = 'transform'",
+            "SELECT key FROM xcom WHERE dag_id = %s AND task_id = 'transform' ORDER BY key",
             ("kandji_devices_and_software",),
         )
-        (transform_xcoms,) = cursor.fetchone()
+        transform_xcoms = [key for (key,) in cursor.fetchall()]
     connection.close()
-    assert transform_xcoms == 1, "the transformed frame travelled through the metadata database"
+    # The transformed frame and the report's small index travelled through the metadata database.
+    assert transform_xcoms == ["index", "return_value"]
 
     mac = next(d for d in devices if d["platform"] == "Mac")
     lock = trigger_and_wait(distributed, "kandji_preset_lock_device", {"serial_number": mac["serial_number"]})
