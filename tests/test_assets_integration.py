@@ -246,7 +246,7 @@ def test_auto_route_uses_the_export_for_large_fleets_and_falls_back(
     result = run_dag(integration_dag(software={"route": "auto", "export_threshold_rows": 10}))
     summary = result.xcom("report")
     assert result.state == "success"
-    software = result.xcom("extract_software")["summary"]
+    software = result.xcom("extract", key="stats")["software"]
     assert software["route"] == "prism_export" and "Prism pages used instead" in software["fallbacks"][0]
     assert kandji_emulator.requests("/prism/apps$")  # the fallback paged Prism
     assert summary["software_rows"] == sum(d["_app_count"] for d in kandji_emulator.get("devices"))
@@ -259,7 +259,7 @@ def test_token_without_prism_permission_falls_back_to_per_device(run_dag, kandji
     kandji_emulator.put("settings", {"denied": {KANDJI_TOKEN: ["prism"]}})
     result = run_dag("kandji_devices_and_software")
     assert result.state == "success"
-    assert result.xcom("extract_software")["summary"]["route"] == "per_device"
+    assert result.xcom("extract", key="stats")["software"]["route"] == "per_device"
     assert len(kandji_emulator.requests("/devices/.*/apps$")) == len(kandji_emulator.get("devices"))
 
 

@@ -162,7 +162,7 @@ def test_prism_export_failure_falls_back(
         time.monotonic() - started,
     )
     assert result.state == "success" and accounting["lost"] == 0
-    assert "Prism pages used instead" in result.xcom("extract_software")["summary"]["fallbacks"][0]
+    assert "Prism pages used instead" in result.xcom("extract", key="stats")["software"]["fallbacks"][0]
 
 
 OOMNITZA_FAULTS = {

@@ -170,7 +170,9 @@ class OomnitzaEmulator(Emulator):
     def _save(self) -> None:
         if self.state_file:
             tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(self.store)))
+            # vars(), not asdict(): asdict deep-copies every record first, which made each bulk call
+            # of a large store slow enough to time out a client with a short timeout.
+            tmp.write_text(json.dumps(vars(self.store)))
             tmp.replace(self.state_file)
 
     # -- data model ---------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.integration_config import Integration, Preference, UserSelection
 from kandji_oomnitza.mapping import ID, LABEL, apply_mappings, plain, source_frame, to_oomnitza
+from kandji_oomnitza.software import Applications, SoftwareResult, collect
 
 log = logging.getLogger(__name__)
-SOFTWARE_COLUMN = "_applications"
 SAAS_COLUMN = "_saas"
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
@@ -81,6 +81,16 @@ def extract_devices(integration: Integration, kandji: KandjiHook) -> pd.DataFram
     return frame
 
 
+def extract_assets(
+    integration: Integration, kandji: KandjiHook
+) -> tuple[pd.DataFrame, SoftwareResult | None]:
+    """The devices and, with software on, every device's apps (the Prism route running in the
+    background while the devices are listed)."""
+    if not integration.software_settings.enabled:
+        return extract_devices(integration, kandji), None
+    return collect(kandji, integration.software_settings, lambda: extract_devices(integration, kandji))
+
+
 def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
     settings = integration.user_settings
     filters = {"archived": "false"} if settings.skip_archived else {}
@@ -93,14 +103,11 @@ def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
 
 
 # -- transform ----------------------------------------------------------------------------------
-def transform(
-    integration: Integration, source: pd.DataFrame, software: pd.DataFrame | None, sync_time: str
-) -> pd.DataFrame:
-    """Mapped records and rejected ones in one frame; rejected rows carry ``_reason``."""
+def transform(integration: Integration, source: pd.DataFrame, sync_time: str) -> pd.DataFrame:
+    """Mapped records and rejected ones in one frame; rejected rows carry ``_reason``. The software
+    stays in its own frame until the load: it would outweigh the records a hundred times over."""
     mapped = apply_mappings(source, integration, sync_time)
     records = mapped.records
-    if integration.type == "assets" and software is not None and integration.software_settings.enabled:
-        records = records.merge(software[[ID, SOFTWARE_COLUMN]], on=ID, how="left")
     if (
         integration.type == "users"
         and integration.user_settings.selection is UserSelection.USER_PLUS_SAAS_USER
@@ -131,19 +138,19 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~rejected], frame[rejected]
 
 
-def payloads(integration: Integration, records: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """Oomnitza records one by one: software and SaaS lists are decoded only as each record is sent,
-    so a fleet's worth of app lists never sits in memory as Python objects at once."""
-    json_columns = {}
-    if SOFTWARE_COLUMN in records.columns:
-        json_columns["APPLICATIONS"] = SOFTWARE_COLUMN
-    if SAAS_COLUMN in records.columns:
-        json_columns["SAAS"] = SAAS_COLUMN
-    attachments = records[list(json_columns.values())].itertuples(index=False)
-    for record, row in zip(to_oomnitza(records, integration), attachments, strict=True):
-        for name, value in zip(json_columns, row, strict=True):
-            if isinstance(value, str):
-                record[name] = json.loads(value)
+def payloads(
+    integration: Integration, records: pd.DataFrame, software: pd.DataFrame | None = None
+) -> Iterator[dict[str, Any]]:
+    """Oomnitza records one by one: app and SaaS lists are built only as each record is sent."""
+    applications = Applications(software) if software is not None else None
+    saas = records[SAAS_COLUMN] if SAAS_COLUMN in records.columns else [None] * len(records)
+    for record, record_id, saas_list in zip(
+        to_oomnitza(records, integration), records[ID], saas, strict=True
+    ):
+        if applications is not None and record_id in applications:
+            record["APPLICATIONS"] = applications.get(record_id)
+        if isinstance(saas_list, str):
+            record["SAAS"] = json.loads(saas_list)
         yield record
 
 
@@ -153,11 +160,14 @@ def load(
     oomnitza: OomnitzaHook,
     frame: pd.DataFrame,
     *,
+    software: pd.DataFrame | None = None,
     portion: str,
     dry_run: bool,
 ) -> dict[str, Any]:
     records, rejected = split(frame)
-    bodies = payloads(integration, records)  # a generator: each record is built as its batch goes out
+    bodies = payloads(
+        integration, records, software
+    )  # a generator: each record is built as its batch goes out
     rejects = [
         (
             {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},

@@ -6,6 +6,7 @@ imported inside the tasks.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from airflow.sdk import DAG, Param, XComArg, dag, task
 from kandji_oomnitza.integration_config import Integration, integration_files, load_all
 from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
 
+log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
-STATS, INDEX = "stats", "index"  # the small XComs the report reads
+STATS, INDEX, SOFTWARE = "stats", "index", "software"
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
@@ -110,74 +112,71 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 return {"checked_fields": [], "calls": 0}
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
-        # The frames travel as each task's return value; the small facts the report needs travel
-        # apart ("stats", "index"), so the report never loads a fleet's worth of data again.
-        @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji")
-        def extract(**context) -> dict[str, Any]:
+        # The frames travel as XComs of their own (the devices as extract's return value, the software
+        # under "software"); the small facts the report needs travel apart ("stats", "index"), so the
+        # report never loads a fleet's worth of data again. multiple_outputs=False: a dict return
+        # would otherwise be pushed twice, once whole and once key by key.
+        @task(
+            pool=KANDJI_POOL,
+            task_display_name="Extract from Kandji",
+            multiple_outputs=False,
+            show_return_value_in_logs=False,
+        )
+        def extract(**context) -> Any:
             from kandji_oomnitza.hooks.kandji import KandjiHook
-            from kandji_oomnitza.integration import extract_devices, extract_users
+            from kandji_oomnitza.integration import extract_assets, extract_users
 
             kandji = KandjiHook(integration.kandji_conn_id)
-            step = extract_devices if integration.type == "assets" else extract_users
-            frame = step(integration, kandji)
-            stats = {"calls": kandji.calls, "retries": kandji.retries, "count": len(frame)}
+            software = None
+            if integration.type == "assets":
+                frame, software = extract_assets(integration, kandji)
+            else:
+                frame = extract_users(integration, kandji)
+            stats = {
+                "calls": kandji.calls,
+                "retries": kandji.retries,
+                "count": len(frame),
+                "software": software.summary() if software else None,
+            }
+            if software is not None:
+                log.info("Software: %s", stats["software"])
+                context["ti"].xcom_push(key=SOFTWARE, value=software.frame())
             context["ti"].xcom_push(key=STATS, value=stats)
-            return {"frame": frame, **stats}
+            return frame
 
-        @task(pool=KANDJI_POOL, task_display_name="Extract software")
-        def extract_software(extracted: dict[str, Any], **context) -> dict[str, Any]:
-            from kandji_oomnitza.hooks.kandji import KandjiHook
-            from kandji_oomnitza.mapping import ID
-            from kandji_oomnitza.software import collect
-
-            if integration.type != "assets" or not integration.software_settings.enabled:
-                stats = {"summary": None, "calls": 0, "retries": 0}
-                context["ti"].xcom_push(key=STATS, value=stats)
-                return {"frame": None, **stats}
-            kandji = KandjiHook(integration.kandji_conn_id)
-            result = collect(kandji, extracted["frame"][[ID, "platform"]], integration.software_settings)
-            stats = {"summary": result.summary(), "calls": kandji.calls, "retries": kandji.retries}
-            context["ti"].xcom_push(key=STATS, value=stats)
-            return {"frame": result.frame(), **stats}
-
-        @task(task_display_name="Transform")
-        def transform(extracted: dict[str, Any], software: dict[str, Any], **context) -> Any:
+        @task(task_display_name="Transform", show_return_value_in_logs=False)
+        def transform(source: Any, **context) -> Any:
             from kandji_oomnitza.integration import report_index
             from kandji_oomnitza.integration import transform as transform_step
 
             run = context["dag_run"]
             # The run's own time, so a retried task sends exactly what the first attempt sent.
             synced_at = (run.logical_date or run.run_after).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            frame = transform_step(integration, extracted["frame"], software["frame"], synced_at)
+            frame = transform_step(integration, source, synced_at)
             context["ti"].xcom_push(key=INDEX, value=report_index(integration, frame))
             return frame
 
         @task(task_display_name="Report")
         def report(
-            extracted: dict[str, Any], software: dict[str, Any], index: Any, loaded: dict[str, Any], **context
+            extracted: dict[str, Any], index: Any, loaded: dict[str, Any], **context
         ) -> dict[str, Any]:
             from kandji_oomnitza.reporting import publish_report
 
-            return publish_report(integration, dag_id, extracted, software, index, loaded, context)
+            return publish_report(integration, dag_id, extracted, index, loaded, context)
 
         checked = check_oomnitza_fields()
         extracted = extract()
-        software = extract_software(extracted)
-        frame = transform(extracted, software)
+        frame = transform(extracted)
         load = OomnitzaLoadOperator(
             task_id="load",
             task_display_name="Load into Oomnitza",
             integration=integration,
             transform_task_id="transform",
             check_task_id="check_oomnitza_fields",
+            software_xcom=("extract", SOFTWARE) if integration.type == "assets" else None,
         )
         [checked, frame] >> load
-        report(
-            XComArg(extracted.operator, key=STATS),
-            XComArg(software.operator, key=STATS),
-            XComArg(frame.operator, key=INDEX),
-            load.output,
-        )
+        report(XComArg(extracted.operator, key=STATS), XComArg(frame.operator, key=INDEX), load.output)
 
     return integration_dag()
 

@@ -50,7 +50,6 @@ def publish_report(
     integration: Integration,
     dag_id: str,
     extracted: dict[str, Any],
-    software: dict[str, Any],
     index: Any,
     loaded: dict[str, Any],
     context: dict[str, Any],
@@ -59,7 +58,7 @@ def publish_report(
     rows = error_rows(integration, index, loaded)
     location = write_error_log(dag_id, run.run_id, error_csv(rows))
     calls = {
-        "kandji": extracted.get("calls", 0) + software.get("calls", 0),
+        "kandji": extracted.get("calls", 0),
         "oomnitza": loaded.get("calls", 0),
     }
     started = (run.start_date or run.run_after).timestamp()
@@ -67,7 +66,7 @@ def publish_report(
         integration,
         source_count=extracted["count"],
         frame=index,
-        software=software.get("summary"),
+        software=extracted.get("software"),
         loaded=loaded,
         calls=calls,
         started=started,
@@ -75,7 +74,7 @@ def publish_report(
         error_count=len(rows),
     )
     summary["retries"] = {
-        "kandji": extracted.get("retries", 0) + software.get("retries", 0),
+        "kandji": extracted.get("retries", 0),
         "oomnitza": loaded.get("retries", 0),
     }
     print("::group::Run summary")

@@ -5,18 +5,20 @@
 - per-device ``/devices/{id}/apps`` is the only route for Windows and Android devices, and the fallback
   when the token lacks the Prism permission.
 
-The result is one row per device: its id and its apps as Oomnitza's ``APPLICATIONS`` list (JSON).
-A device gets a row only when the route speaks for it: a per-device answer always does (even an empty
-list); Prism speaks only for devices it has rows for, so a device Prism has not inventoried yet keeps
-its software in Oomnitza instead of having it wiped.
+The Prism route runs in the background while the devices are listed, so its export is being built
+while the device pages come in.
+
+The result is one long frame, a row per installed app: ``_kandji_id``, ``name``, ``version``, ``path``,
+all categorical (a fleet repeats a few thousand apps millions of times, so a row costs a few bytes).
+A device appears in it only when the route speaks for it: a per-device answer always does (a device
+with no apps gets one row without a name); Prism speaks only for the devices it has rows for, so a
+device Prism has not inventoried yet keeps its software in Oomnitza instead of having it wiped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections import defaultdict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,27 @@ from kandji_oomnitza.mapping import ID
 
 log = logging.getLogger(__name__)
 PRISM_PLATFORMS = {"Mac", "iPhone", "iPad", "AppleTV"}
-EXPORT_COLUMNS = ("device_id", "name", "version", "path")
+APP_FIELDS = ("name", "version", "path")
+EXPORT_COLUMNS = ("device_id", *APP_FIELDS)
+COLUMNS = (ID, *APP_FIELDS)
+FLUSH_ROWS = 200_000  # rows held as Python tuples before they are packed into a categorical frame
+
+
+def _pack(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.astype(dict.fromkeys(COLUMNS, "category"))
+
+
+def empty_software() -> pd.DataFrame:
+    return _pack(pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS}))
+
+
+def concat_software(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Categorical frames into one, categories merged (plain ``pd.concat`` would fall back to strings)."""
+    if not parts:
+        return empty_software()
+    from pandas.api.types import union_categoricals
+
+    return pd.DataFrame({c: union_categoricals([p[c] for p in parts]) for c in COLUMNS})
 
 
 @dataclass
@@ -40,26 +62,57 @@ class SoftwareResult:
     per_device_calls: int = 0
     prism_rows: int = 0
     fallbacks: list[str] = field(default_factory=list)
-    # device id -> (name, version, path) tuples: a fleet can hold millions of app rows, and tuples
-    # cost a fraction of dicts; they become Oomnitza's {name, version, path} objects in frame().
-    apps: dict[str, list[tuple[Any, Any, Any]]] = field(default_factory=dict)
+    parts: list[pd.DataFrame] = field(default_factory=list)
+    _pending: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+
+    def add(self, device_id: str, apps: Iterable[dict[str, Any]], *, answered: bool = True) -> None:
+        """A device's apps in any shape Kandji sends. ``answered``: the source speaks for the device
+        even when it lists no apps (a per-device answer does; a Prism row does not)."""
+        before = len(self._pending)
+        for entry in filter(None, map(software_entry, apps)):
+            self._pending.append((device_id, *(_text(entry[f]) for f in APP_FIELDS)))
+        if answered and len(self._pending) == before:
+            self._pending.append((device_id, None, None, None))
+        if len(self._pending) >= FLUSH_ROWS:
+            self._flush()
+
+    def add_rows(self, rows: pd.DataFrame) -> None:
+        """Rows already in the long shape (the export's CSV)."""
+        self.parts.append(_pack(rows))
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.parts.append(_pack(pd.DataFrame(self._pending, columns=list(COLUMNS), dtype=object)))
+            self._pending = []
 
     def frame(self) -> pd.DataFrame:
-        encoded = [
-            json.dumps([{"name": n, "version": v, "path": p} for n, v, p in entries])
-            for entries in self.apps.values()
-        ]
-        return pd.DataFrame({ID: list(self.apps), "_applications": encoded}, dtype=object)
+        self._flush()
+        self.parts = [concat_software(self.parts)]
+        return self.parts[0]
+
+    def merge(self, other: SoftwareResult, keep: set[str]) -> None:
+        """Take ``other``'s rows for the devices in ``keep`` (Prism lists devices we did not list)."""
+        rows = other.frame()
+        self._flush()
+        self.parts.append(rows[rows[ID].isin(keep)])
+        self.prism_rows += other.prism_rows
+        self.per_device_calls += other.per_device_calls
+        self.fallbacks += other.fallbacks
 
     def summary(self) -> dict[str, Any]:
+        rows = self.frame()
         return {
             "route": self.route,
-            "devices_with_software": len(self.apps),
-            "software_rows": sum(len(v) for v in self.apps.values()),
+            "devices_with_software": int(rows[ID].nunique()),
+            "software_rows": int(rows["name"].notna().sum()),
             "prism_rows": self.prism_rows,
             "per_device_calls": self.per_device_calls,
             "fallbacks": self.fallbacks,
         }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
 
 
 def choose_route(kandji: KandjiHook, settings: Software, result: SoftwareResult) -> SoftwareRoute:
@@ -82,105 +135,100 @@ def choose_route(kandji: KandjiHook, settings: Software, result: SoftwareResult)
     return route
 
 
-def collect(kandji: KandjiHook, devices: pd.DataFrame, settings: Software) -> SoftwareResult:
-    """Apps for every device in ``devices`` (columns ``_kandji_id`` and ``platform``)."""
+def collect(
+    kandji: KandjiHook, settings: Software, list_devices: Callable[[], pd.DataFrame]
+) -> tuple[pd.DataFrame, SoftwareResult]:
+    """The devices (``list_devices`` returns a frame with ``_kandji_id`` and ``platform``) and the apps
+    of every one of them."""
     result = SoftwareResult(route=settings.route.value)
-    wanted = set(devices[ID])
     route = choose_route(kandji, settings, result)
     result.route = route.value
-    if route is SoftwareRoute.PER_DEVICE:
-        _per_device(kandji, list(devices[ID]), settings.concurrency, result)
-        return result
-    prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
-    others = [d for d in devices[ID] if d not in prism_ids]
-    # The devices Prism cannot cover are fetched one by one while Prism answers for the rest.
     kandji.session  # noqa: B018 - build the shared session before the threads use it
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-per-device") as background:
-        others_done = background.submit(_apps_per_device, kandji, others, settings.concurrency)
-        prism = SoftwareResult(route=route.value)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-prism") as background:
+        prism = None if route is SoftwareRoute.PER_DEVICE else background.submit(_from_prism, kandji, route)
+        devices = list_devices()
+        listed = list(devices[ID])
+        if prism is None:
+            _per_device(kandji, listed, settings.concurrency, result)
+            return devices, result
+        prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
+        # Prism does not cover these: fetched one by one while Prism answers for the rest.
+        _per_device(kandji, [d for d in listed if d not in prism_ids], settings.concurrency, result)
         try:
-            if route is SoftwareRoute.PRISM_EXPORT:
-                try:
-                    _from_export(kandji, wanted, prism)
-                except PrismExportError as exc:
-                    result.fallbacks.append(f"Prism export failed ({exc}); Prism pages used instead")
-                    log.warning("Prism export failed, falling back to Prism pages: %s", exc)
-                    prism = SoftwareResult(route=route.value)
-                    _from_prism_pages(kandji, wanted, prism)
-            else:
-                _from_prism_pages(kandji, wanted, prism)
+            result.merge(prism.result(), keep=prism_ids)
         except ApiError as exc:
             if exc.status not in (401, 403):
                 raise
+            log.warning("Prism refused (HTTP %s); falling back to per-device /apps", exc.status)
             result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
-            prism = SoftwareResult(route=route.value)
-            _per_device(kandji, [d for d in devices[ID] if d in prism_ids], settings.concurrency, prism)
-        result.apps.update(prism.apps)
-        result.prism_rows = prism.prism_rows
-        result.per_device_calls = prism.per_device_calls
-        result.apps.update(others_done.result())
-        result.per_device_calls += len(others)
-    return result
+            _per_device(kandji, [d for d in listed if d in prism_ids], settings.concurrency, result)
+    return devices, result
 
 
-def _apps_per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int) -> dict[str, list]:
-    found = SoftwareResult(route=SoftwareRoute.PER_DEVICE.value)
-    _per_device(kandji, device_ids, concurrency, found)
-    return found.apps
+def _from_prism(kandji: KandjiHook, route: SoftwareRoute) -> SoftwareResult:
+    found = SoftwareResult(route=route.value)
+    if route is SoftwareRoute.PRISM_EXPORT:
+        try:
+            _from_export(kandji, found)
+            return found
+        except PrismExportError as exc:
+            log.warning("Prism export failed, falling back to Prism pages: %s", exc)
+            found = SoftwareResult(route=route.value)
+            found.fallbacks.append(f"Prism export failed ({exc}); Prism pages used instead")
+    for page in kandji.iter_prism_pages("apps"):
+        for row in page:
+            if row.get("device_id"):
+                found.add(row["device_id"], [row], answered=False)
+        found.prism_rows += len(page)
+    return found
+
+
+def _from_export(kandji: KandjiHook, found: SoftwareResult) -> None:
+    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS):
+        rows = chunk[(chunk["device_id"] != "") & (chunk["name"] != "")].rename(columns={"device_id": ID})
+        found.add_rows(rows[list(COLUMNS)].replace("", None))
+        found.prism_rows += len(chunk)
 
 
 def _per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int, result: SoftwareResult) -> None:
     """One ``/apps`` call per device, ``concurrency`` at a time (the hook's rate limiter still paces
     them under the tenant's budget). With concurrency 1 this is what Kandji's own scripts do."""
     if concurrency <= 1:
-        for device_id in device_ids:
-            result.apps[device_id] = _entries(kandji.get_device_apps(device_id))
+        answers = map(kandji.get_device_apps, device_ids)
+        for device_id, apps in zip(device_ids, answers, strict=True):
+            result.add(device_id, apps)
             result.per_device_calls += 1
         return
-    kandji.session  # noqa: B018 - build the shared session before the threads use it
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kandji-apps") as pool:
         for device_id, apps in zip(device_ids, pool.map(kandji.get_device_apps, device_ids), strict=True):
-            result.apps[device_id] = _entries(apps)
+            result.add(device_id, apps)
             result.per_device_calls += 1
 
 
-def _shared(value: Any) -> Any:
-    """One copy of each app name, version and path string: fleets repeat them millions of times."""
-    return sys.intern(value) if isinstance(value, str) else value
+class Applications:
+    """Each device's Oomnitza ``APPLICATIONS`` list, built only as its record is sent, so a fleet's
+    app lists never sit in memory as Python objects at once."""
 
+    def __init__(self, software: pd.DataFrame) -> None:
+        devices = software[ID].cat.codes.to_numpy()
+        order = devices.argsort(kind="stable")
+        devices = devices[order]
+        starts = [0, *(devices[1:] != devices[:-1]).nonzero()[0] + 1]
+        ends = [*starts[1:], len(devices)]
+        names = software[ID].cat.categories
+        self._span = {names[devices[s]]: (s, e) for s, e in zip(starts, ends, strict=True) if e > s}
+        # Category codes per row; code -1 (no value) picks the None appended to each category list.
+        self._codes = [software[f].cat.codes.to_numpy()[order] for f in APP_FIELDS]
+        self._values = [[*software[f].cat.categories, None] for f in APP_FIELDS]
 
-def _entries(apps: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
-    return [(e["name"], e["version"], e["path"]) for e in map(software_entry, apps) if e]
+    def __contains__(self, device_id: str) -> bool:
+        return device_id in self._span
 
-
-def _add_rows(rows: list[dict[str, Any]], wanted: set[str], result: SoftwareResult) -> None:
-    grouped: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
-    for row in rows:
-        device_id = row.get("device_id")
-        if device_id in wanted:
-            entry = software_entry(row)
-            if entry:
-                grouped[device_id].append(
-                    (_shared(entry["name"]), _shared(entry["version"]), _shared(entry["path"]))
-                )
-    for device_id, entries in grouped.items():
-        result.apps.setdefault(device_id, []).extend(entries)
-    result.prism_rows += len(rows)
-
-
-def _from_prism_pages(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -> None:
-    for page in kandji.iter_prism_pages("apps"):
-        _add_rows(page, wanted, result)
-
-
-def _from_export(kandji: KandjiHook, wanted: set[str], result: SoftwareResult) -> None:
-    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS):
-        # Column by column, not row dicts: a chunk is 200,000 rows.
-        for device_id, name, version, path in zip(
-            chunk["device_id"], chunk["name"], chunk["version"], chunk["path"], strict=True
-        ):
-            if device_id in wanted and name:
-                result.apps.setdefault(device_id, []).append(
-                    (_shared(name), _shared(version or None), _shared(path or None))
-                )
-        result.prism_rows += len(chunk)
+    def get(self, device_id: str) -> list[dict[str, Any]] | None:
+        """The device's apps, ``[]`` when it has none, None when the route did not speak for it."""
+        span = self._span.get(device_id)
+        if span is None:
+            return None
+        rows = zip(*(codes[span[0] : span[1]].tolist() for codes in self._codes), strict=True)
+        names, versions, paths = self._values
+        return [{"name": names[n], "version": versions[v], "path": paths[p]} for n, v, p in rows if n >= 0]
