@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -67,10 +67,17 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
 
 
 # -- extract ------------------------------------------------------------------------------------
-def extract_devices(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
-    """Kandji devices, page by page, into a frame of the paths the mappings read."""
+def extract_devices(
+    integration: Integration,
+    kandji: KandjiHook,
+    on_page: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> pd.DataFrame:
+    """Kandji devices, page by page, into a frame of the paths the mappings read; ``on_page`` sees each
+    page as it arrives."""
     records: list[dict[str, Any]] = []
     for page in kandji.iter_device_pages():
+        if on_page is not None:
+            on_page(page)
         if integration.needs_details:
             for device in page:
                 device["details"] = kandji.get_device_details(device["device_id"])
@@ -88,7 +95,9 @@ def extract_assets(
     background while the devices are listed)."""
     if not integration.software_settings.enabled:
         return extract_devices(integration, kandji), None
-    return collect(kandji, integration.software_settings, lambda: extract_devices(integration, kandji))
+    return collect(
+        kandji, integration.software_settings, lambda on_page: extract_devices(integration, kandji, on_page)
+    )
 
 
 def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:

@@ -18,8 +18,9 @@ device Prism has not inventoried yet keeps its software in Oomnitza instead of h
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,24 +137,34 @@ def choose_route(kandji: KandjiHook, settings: Software, result: SoftwareResult)
 
 
 def collect(
-    kandji: KandjiHook, settings: Software, list_devices: Callable[[], pd.DataFrame]
+    kandji: KandjiHook, settings: Software, list_devices: Callable[[PageCallback], pd.DataFrame]
 ) -> tuple[pd.DataFrame, SoftwareResult]:
-    """The devices (``list_devices`` returns a frame with ``_kandji_id`` and ``platform``) and the apps
-    of every one of them."""
+    """The devices and the apps of every one of them. ``list_devices(on_page)`` lists the devices into a
+    frame (with ``_kandji_id`` and ``platform``), calling ``on_page`` with each page as it arrives."""
     result = SoftwareResult(route=settings.route.value)
     route = choose_route(kandji, settings, result)
     result.route = route.value
     kandji.session  # noqa: B018 - build the shared session before the threads use it
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-prism") as background:
         prism = None if route is SoftwareRoute.PER_DEVICE else background.submit(_from_prism, kandji, route)
-        devices = list_devices()
-        listed = list(devices[ID])
+        if settings.concurrency > 1:
+            # The devices Prism cannot cover are fetched one by one as their page arrives, while Prism
+            # answers for the rest.
+            with _PerDevice(kandji, settings.concurrency, result) as per_device:
+                devices = list_devices(
+                    lambda page: per_device.submit(
+                        d["device_id"]
+                        for d in page
+                        if prism is None or d.get("platform") not in PRISM_PLATFORMS
+                    )
+                )
+        else:  # what Kandji's own scripts do: list, then one device at a time
+            devices = list_devices(lambda page: None)
+            covered = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID]) if prism else set()
+            _per_device(kandji, [d for d in devices[ID] if d not in covered], 1, result)
         if prism is None:
-            _per_device(kandji, listed, settings.concurrency, result)
             return devices, result
         prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
-        # Prism does not cover these: fetched one by one while Prism answers for the rest.
-        _per_device(kandji, [d for d in listed if d not in prism_ids], settings.concurrency, result)
         try:
             result.merge(prism.result(), keep=prism_ids)
         except ApiError as exc:
@@ -161,8 +172,42 @@ def collect(
                 raise
             log.warning("Prism refused (HTTP %s); falling back to per-device /apps", exc.status)
             result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
-            _per_device(kandji, [d for d in listed if d in prism_ids], settings.concurrency, result)
+            _per_device(kandji, [d for d in devices[ID] if d in prism_ids], settings.concurrency, result)
     return devices, result
+
+
+PageCallback = Callable[[list[dict[str, Any]]], None]
+
+
+class _PerDevice:
+    """``/apps`` calls in flight on a thread pool, their answers taken in order as they come, with at
+    most a few per worker waiting so a fleet's answers never pile up in memory."""
+
+    def __init__(self, kandji: KandjiHook, concurrency: int, result: SoftwareResult) -> None:
+        self.kandji, self.result, self.window = kandji, result, concurrency * 4
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kandji-apps")
+        self.pending: deque[tuple[str, Future]] = deque()
+
+    def __enter__(self) -> _PerDevice:
+        return self
+
+    def submit(self, device_ids: Iterable[str]) -> None:
+        for device_id in device_ids:
+            self.pending.append((device_id, self.pool.submit(self.kandji.get_device_apps, device_id)))
+            while len(self.pending) > self.window:
+                self._take()
+
+    def _take(self) -> None:
+        device_id, answer = self.pending.popleft()
+        self.result.add(device_id, answer.result())
+        self.result.per_device_calls += 1
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            while self.pending and kind is None:
+                self._take()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _from_prism(kandji: KandjiHook, route: SoftwareRoute) -> SoftwareResult:
@@ -194,15 +239,12 @@ def _per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int, res
     """One ``/apps`` call per device, ``concurrency`` at a time (the hook's rate limiter still paces
     them under the tenant's budget). With concurrency 1 this is what Kandji's own scripts do."""
     if concurrency <= 1:
-        answers = map(kandji.get_device_apps, device_ids)
-        for device_id, apps in zip(device_ids, answers, strict=True):
-            result.add(device_id, apps)
+        for device_id in device_ids:
+            result.add(device_id, kandji.get_device_apps(device_id))
             result.per_device_calls += 1
         return
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kandji-apps") as pool:
-        for device_id, apps in zip(device_ids, pool.map(kandji.get_device_apps, device_ids), strict=True):
-            result.add(device_id, apps)
-            result.per_device_calls += 1
+    with _PerDevice(kandji, concurrency, result) as per_device:
+        per_device.submit(device_ids)
 
 
 class Applications:
