@@ -113,18 +113,13 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
         # The frames travel as XComs of their own (the devices as extract's return value, the software
-        # under "software"); the small facts the report needs travel apart ("stats", "index"), so the
-        # report never loads a fleet's worth of data again. multiple_outputs=False: a dict return
-        # would otherwise be pushed twice, once whole and once key by key.
-        @task(
-            pool=KANDJI_POOL,
-            task_display_name="Extract from Kandji",
-            multiple_outputs=False,
-            show_return_value_in_logs=False,
-        )
+        # in parts under "software.N"); the small facts the report needs travel apart ("stats",
+        # "index"), so the report never loads a fleet's worth of data again.
+        @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji", show_return_value_in_logs=False)
         def extract(**context) -> Any:
             from kandji_oomnitza.hooks.kandji import KandjiHook
             from kandji_oomnitza.integration import extract_assets, extract_users
+            from kandji_oomnitza.software import push_software
 
             kandji = KandjiHook(integration.kandji_conn_id)
             software = None
@@ -140,7 +135,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             }
             if software is not None:
                 log.info("Software: %s", stats["software"])
-                context["ti"].xcom_push(key=SOFTWARE, value=software.frame())
+                push_software(context["ti"], SOFTWARE, software.frame())
             context["ti"].xcom_push(key=STATS, value=stats)
             return frame
 

@@ -44,13 +44,14 @@ class OomnitzaLoadOperator(BaseOperator):
     def execute(self, context) -> dict[str, Any]:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
         from kandji_oomnitza.integration import load
+        from kandji_oomnitza.software import pull_software
 
         ti = context["ti"]
         frame = ti.xcom_pull(task_ids=self.transform_task_id)
         software = None
         if self.software_xcom:
             task_id, key = self.software_xcom
-            software = ti.xcom_pull(task_ids=task_id, key=key)
+            software = pull_software(ti, task_id, key)
         checked = ti.xcom_pull(task_ids=self.check_task_id) if self.check_task_id else None
         portion = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.dag_id}/{ti.run_id}/{ti.try_number}"))
         loaded = load(
