@@ -204,6 +204,15 @@ def oomnitza_process(tmp_path_factory):
     process.stop()
 
 
+def oomnitza_assets(admin) -> dict[str, dict]:
+    """The assets in the Oomnitza emulator by serial number, each with its software as ``_software``."""
+    state = admin.get("state")
+    return {
+        a["serial_number"]: a | {"_software": state["software"].get(a["equipment_id"])}
+        for a in state["records"]["assets"].values()
+    }
+
+
 @pytest.fixture
 def oomnitza_emulator(oomnitza_process, airflow_connections):
     """The Oomnitza emulator, emptied, with ``oomnitza_default`` pointing at it."""

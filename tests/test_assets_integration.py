@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, oomnitza_assets
 
 DEFAULT_FILE = ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml"
 
@@ -16,14 +16,6 @@ DEFAULT_FILE = ROOT / "include" / "integrations" / "kandji_devices_and_software.
 @pytest.fixture
 def integration_dag(integration_dag_from):
     return lambda **changes: integration_dag_from("kandji_devices_and_software", **changes)
-
-
-def oomnitza_assets(admin) -> dict[str, dict]:
-    state = admin.get("state")
-    return {
-        a["serial_number"]: a | {"_software": state["software"].get(a["equipment_id"])}
-        for a in state["records"]["assets"].values()
-    }
 
 
 def read_error_log(summary) -> list[dict]:

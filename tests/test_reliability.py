@@ -234,6 +234,7 @@ def test_two_integrations_at_once_share_one_tenant(
     """Both integrations in parallel processes against one Kandji tenant limited to 10 requests/s:
     each hook's limiter and Retry-After handling keep both runs going, and both succeed."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -276,9 +277,15 @@ def test_two_integrations_at_once_share_one_tenant(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
+                start_new_session=True,
             )
         )
-    outputs = [child.communicate(timeout=600)[0] for child in children]
+    try:
+        outputs = [child.communicate(timeout=600)[0] for child in children]
+    finally:
+        for child in children:  # a hung run must not outlive the test, nor its API server
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
     results = [
         json.loads(
             next(line for line in out.splitlines() if line.startswith("BENCH ")).removeprefix("BENCH ")

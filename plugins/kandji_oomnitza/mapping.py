@@ -8,7 +8,7 @@ converter cannot read, an empty sync key, or a sync key that two Kandji records 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,11 +225,12 @@ def _identity(sync_key: list[str], row: Iterable[Any]) -> str | None:
 
 def to_oomnitza(
     records: pd.DataFrame, integration: Integration, extra_columns: Iterable[str] = ()
-) -> list[dict[str, Any]]:
-    """Records as Oomnitza payloads: empty values are left out unless the field clears when empty."""
+) -> Iterator[dict[str, Any]]:
+    """Records as Oomnitza payloads, one at a time (the caller attaches each record's app list, and a
+    fleet's worth of those must not be held at once): empty values are left out unless the field
+    clears when empty."""
     clearing = {t for t in integration.mappings if integration.mappings[t].clear_when_empty}
     fields = [*integration.mappings, *extra_columns]
-    out = []
     for row in records[fields].itertuples(index=False):
         record = {}
         for name, value in zip(fields, row, strict=True):
@@ -239,5 +240,4 @@ def to_oomnitza(
                     record[name] = None
                 continue
             record[name] = value
-        out.append(record)
-    return out
+        yield record

@@ -41,7 +41,8 @@ FLUSH_ROWS = 200_000  # rows held as Python tuples before they are packed into a
 
 
 def _pack(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.astype(dict.fromkeys(COLUMNS, "category"))
+    # Text first, so every part's categories share one dtype (a column of only None would not).
+    return rows.astype(dict.fromkeys(COLUMNS, "str")).astype(dict.fromkeys(COLUMNS, "category"))
 
 
 def empty_software() -> pd.DataFrame:
@@ -282,7 +283,8 @@ class Applications:
 ROWS_PER_PART = 1_000_000
 
 
-def push_software(ti: Any, key: str, software: pd.DataFrame, rows_per_part: int = ROWS_PER_PART) -> None:
+def push_software(ti: Any, key: str, software: pd.DataFrame, rows_per_part: int | None = None) -> None:
+    rows_per_part = rows_per_part or ROWS_PER_PART
     ordered = software.sort_values(ID, kind="stable", ignore_index=True)  # a part then names few devices
     parts = max(1, -(-len(ordered) // rows_per_part))
     for number in range(parts):

@@ -1,0 +1,145 @@
+"""The software frame: what a route's answers become, how a record gets its app list back, and the
+frame's trip between tasks in parts."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import requests
+from conftest import KANDJI_TOKEN, oomnitza_assets
+
+from kandji_oomnitza import software
+from kandji_oomnitza.mapping import ID
+from kandji_oomnitza.software import Applications, SoftwareResult, pull_software, push_software
+
+
+def apple_app(name, version, path=None):
+    return {"app_name": name, "version": version, "path": path}
+
+
+def test_a_per_device_answer_speaks_for_its_device_even_when_empty():
+    result = SoftwareResult(route="per_device")
+    result.add("mac", [apple_app("Slack", "4.1", "/Applications/Slack.app"), apple_app("Xcode", 15)])
+    result.add("empty-mac", [])
+    result.add("pc", [{"display_name": "7-Zip", "version": "23.01", "installed_path": "C:\\7-Zip"}])
+    apps = Applications(result.frame())
+    assert apps.get("mac") == [
+        {"name": "Slack", "version": "4.1", "path": "/Applications/Slack.app"},
+        {"name": "Xcode", "version": "15", "path": None},  # Oomnitza gets every version as text
+    ]
+    assert apps.get("empty-mac") == []  # known to have none: Oomnitza's list is emptied
+    assert apps.get("pc") == [{"name": "7-Zip", "version": "23.01", "path": "C:\\7-Zip"}]
+    assert "never-answered" not in apps and apps.get("never-answered") is None
+    assert result.summary()["devices_with_software"] == 3
+    assert result.summary()["software_rows"] == 3
+
+
+def test_prism_rows_speak_only_for_the_devices_they_name_and_only_listed_devices_are_kept():
+    prism = SoftwareResult(route="prism")
+    prism.add("listed", [{"device_id": "listed", "name": "Zoom", "version": "6"}], answered=False)
+    prism.add("not-inventoried", [{"device_id": "not-inventoried", "name": None}], answered=False)
+    prism.add("enrolled-later", [{"device_id": "enrolled-later", "name": "Chrome"}], answered=False)
+    prism.prism_rows = 3
+    result = SoftwareResult(route="prism")
+    result.add("windows-pc", [])
+    result.merge(prism, keep={"listed", "not-inventoried"})
+    apps = Applications(result.frame())
+    assert apps.get("listed") == [{"name": "Zoom", "version": "6", "path": None}]
+    assert apps.get("not-inventoried") is None  # its software in Oomnitza is left alone
+    assert apps.get("enrolled-later") is None
+    assert apps.get("windows-pc") == []
+    assert result.summary()["prism_rows"] == 3
+
+
+def test_a_large_result_is_packed_as_it_grows_and_stays_categorical(monkeypatch):
+    monkeypatch.setattr(software, "FLUSH_ROWS", 50)
+    result = SoftwareResult(route="per_device")
+    for n in range(40):
+        result.add(
+            f"device-{n}", [apple_app(f"App {k}", f"{k}.0", f"/Applications/App {k}.app") for k in range(5)]
+        )
+    assert len(result.parts) == 4  # 200 rows packed 50 at a time, not held as Python objects
+    frame = result.frame()
+    assert len(frame) == 200 and all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in frame)
+    assert Applications(frame).get("device-39")[4] == {
+        "name": "App 4",
+        "version": "4.0",
+        "path": "/Applications/App 4.app",
+    }
+
+
+class SerialisingTaskInstance:
+    """Stores XComs the way Airflow does: through its serde, as JSON text."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, str] = {}
+
+    def xcom_push(self, key, value):
+        from airflow.sdk.serde import serialize
+
+        self.stored[key] = json.dumps(serialize(value))
+
+    def xcom_pull(self, task_ids, key):
+        from airflow.sdk.serde import deserialize
+
+        return deserialize(json.loads(self.stored[key])) if key in self.stored else None
+
+
+def test_the_frame_travels_in_parts_and_comes_back_whole():
+    result = SoftwareResult(route="per_device")
+    for n in range(30):
+        result.add(f"device-{n:02}", [apple_app(f"App {k}", str(k)) for k in range(n % 4)])
+    frame = result.frame()
+    ti = SerialisingTaskInstance()
+    push_software(ti, "software", frame, rows_per_part=10)
+    assert json.loads(ti.stored["software"])  # the head says how many parts
+    parts = sorted(k for k in ti.stored if k.startswith("software."))
+    assert len(parts) == -(-len(frame) // 10) > 1
+    back = pull_software(ti, "extract", "software")
+    before, after = Applications(frame), Applications(back)
+    assert all(before.get(f"device-{n:02}") == after.get(f"device-{n:02}") for n in range(30))
+    assert after.get("device-03") == [{"name": f"App {k}", "version": str(k), "path": None} for k in range(3)]
+    assert pull_software(SerialisingTaskInstance(), "extract", "software") is None
+
+
+def test_a_part_carries_only_its_own_devices():
+    result = SoftwareResult(route="per_device")
+    for n in range(100):
+        result.add(f"device-{n:03}", [apple_app("Slack", "4")])
+    ti = SerialisingTaskInstance()
+    push_software(ti, "software", result.frame(), rows_per_part=10)
+    from airflow.sdk.serde import deserialize
+
+    first = deserialize(json.loads(ti.stored["software.0"]))
+    assert len(first[ID].cat.categories) == 10
+
+
+@pytest.mark.e2e
+def test_software_in_many_parts_reaches_every_asset_exactly(
+    run_dag, integration_dag_from, kandji_process, kandji_emulator, oomnitza_emulator, monkeypatch
+):
+    monkeypatch.setattr(software, "ROWS_PER_PART", 2_000)  # dag.test runs the tasks in this process
+    kandji_emulator.put("settings", {"export_ready_after_polls": 1})
+    dag = integration_dag_from("kandji_devices_and_software", software={"route": "prism_export"})
+    result = run_dag(dag)
+    assert result.state == "success", result.task_states
+    assert result.xcom("extract", key="software")["parts"] > 3
+    devices = {d["serial_number"]: d for d in kandji_emulator.get("devices")}
+    assets = oomnitza_assets(oomnitza_emulator)
+    assert set(assets) == set(devices)
+    for serial, asset in assets.items():
+        answer = requests.get(
+            f"{kandji_process.url}/api/v1/devices/{devices[serial]['device_id']}/apps",
+            headers={"Authorization": f"Bearer {KANDJI_TOKEN}"},
+            timeout=10,
+        ).json()["apps"]
+        expected = [
+            (
+                a.get("app_name") or a.get("display_name") or a.get("name"),
+                a.get("version") or a.get("version_name"),
+            )
+            for a in answer
+        ]
+        assert [(a["name"], a["version"]) for a in asset["_software"]] == expected, serial
