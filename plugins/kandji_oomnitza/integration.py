@@ -174,9 +174,8 @@ def load(
     dry_run: bool,
 ) -> dict[str, Any]:
     records, rejected = split(frame)
-    bodies = payloads(
-        integration, records, software
-    )  # a generator: each record is built as its batch goes out
+    # A generator: each record is built as its batch goes out.
+    bodies = payloads(integration, records, software)
     rejects = [
         (
             {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},

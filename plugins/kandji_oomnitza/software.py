@@ -89,7 +89,8 @@ class SoftwareResult:
 
     def frame(self) -> pd.DataFrame:
         self._flush()
-        self.parts = [concat_software(self.parts)]
+        if len(self.parts) != 1:  # merged once; the summary and the push then reuse it
+            self.parts = [concat_software(self.parts)]
         return self.parts[0]
 
     def merge(self, other: SoftwareResult, keep: set[str]) -> None:
@@ -148,21 +149,23 @@ def collect(
     kandji.session  # noqa: B018 - build the shared session before the threads use it
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-prism") as background:
         prism = None if route is SoftwareRoute.PER_DEVICE else background.submit(_from_prism, kandji, route)
+
+        def prism_covers(platform: Any) -> bool:
+            return prism is not None and platform in PRISM_PLATFORMS
+
         if settings.concurrency > 1:
             # The devices Prism cannot cover are fetched one by one as their page arrives, while Prism
             # answers for the rest.
             with _PerDevice(kandji, settings.concurrency, result) as per_device:
                 devices = list_devices(
                     lambda page: per_device.submit(
-                        d["device_id"]
-                        for d in page
-                        if prism is None or d.get("platform") not in PRISM_PLATFORMS
+                        d["device_id"] for d in page if not prism_covers(d.get("platform"))
                     )
                 )
         else:  # what Kandji's own scripts do: list, then one device at a time
             devices = list_devices(lambda page: None)
-            covered = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID]) if prism else set()
-            _per_device(kandji, [d for d in devices[ID] if d not in covered], 1, result)
+            uncovered = devices.loc[~devices["platform"].map(prism_covers).astype(bool), ID]
+            _per_device(kandji, list(uncovered), 1, result)
         if prism is None:
             return devices, result
         prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
