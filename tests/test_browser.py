@@ -124,10 +124,24 @@ def show_finished_run(page, sandbox, dag_id: str, run: dict, screenshot: Path) -
 
 
 def trigger_from_form(page, serial: str | None = None) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
     if serial is not None:
         page.locator("#element_serial_number").fill(serial)
-    # force: an error toast from an earlier attempt may still float over the button
-    page.get_by_test_id("trigger-dag-submit").click(force=True)
+    submit = page.get_by_test_id("trigger-dag-submit")
+    # The form re-validates after an edit, and under load a click landing meanwhile was dropped (the run
+    # then never came): wait for the request the click sends, and click again only if none went out.
+    for _ in range(3):
+        expect(submit).to_be_enabled(timeout=15_000)
+        try:
+            with page.expect_request(lambda r: r.method == "POST" and "/dagRuns" in r.url, timeout=10_000):
+                # force: an error toast from an earlier attempt may still float over the button
+                submit.click(force=True)
+            return
+        except PlaywrightTimeout:
+            continue
+    pytest.fail("the trigger form sent no request after three clicks")
 
 
 def test_trigger_the_devices_integration_from_the_ui(sandbox, browser_page):
