@@ -242,12 +242,7 @@ def _from_export(kandji: KandjiHook, found: SoftwareResult) -> None:
 def _per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int, result: SoftwareResult) -> None:
     """One ``/apps`` call per device, ``concurrency`` at a time (the hook's rate limiter still paces
     them under the tenant's budget). With concurrency 1 this is what Kandji's own scripts do."""
-    if concurrency <= 1:
-        for device_id in device_ids:
-            result.add(device_id, kandji.get_device_apps(device_id))
-            result.per_device_calls += 1
-        return
-    with _PerDevice(kandji, concurrency, result) as per_device:
+    with _PerDevice(kandji, max(1, concurrency), result) as per_device:
         per_device.submit(device_ids)
 
 
