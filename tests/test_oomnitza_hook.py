@@ -9,8 +9,8 @@ import requests
 from conftest import OOMNITZA_TOKEN
 
 from include.emulators.client import EmulatorProcess
-from kandji_oomnitza.hooks.base import ApiError, ConfigurationError
-from kandji_oomnitza.hooks.oomnitza import OomnitzaHook, Preference, RunOutcomeTimeout
+from kandji_oomnitza.hooks.base import ApiError, ConfigurationError, TransportError
+from kandji_oomnitza.hooks.oomnitza import UNCONFIRMED, OomnitzaHook, Preference, RunOutcomeTimeout
 
 
 def hook(**kwargs) -> OomnitzaHook:
@@ -34,7 +34,9 @@ def load(
     run = h.start_run(data_type=data_type, sync_field=sync_field, preference=preference, **kw)
     run.add_many(records)
     run.reject(rejected)
-    return run, run.finish(poll_seconds=0.01)
+    finished = run.finish(poll_seconds=0.01)
+    assert run.failure is None and finished.outcome is not None, (run.failure, finished)
+    return run, finished.outcome
 
 
 # -- connection -----------------------------------------------------------------------------------
@@ -61,7 +63,7 @@ def test_wrong_token_names_the_connection_and_the_fix(
 def test_bad_host_is_a_configuration_error(airflow_connections, host):
     airflow_connections("oomnitza_default", host=host, password="t")
     with pytest.raises(ConfigurationError, match=r"Connection 'oomnitza_default'.*host"):
-        hook().base_url_checked  # noqa: B018
+        hook().root_url()
 
 
 def test_integration_user_comes_from_login(oomnitza_emulator):
@@ -219,8 +221,8 @@ def test_bulk_batches_survive_faults_without_duplicates(oomnitza_emulator, fault
     h = hook(timeout=0.5)
     run = h.start_run(data_type="assets", sync_field=["serial_number"])
     run.add_many(asset(f"S{i}") for i in range(300))
-    outcome = run.finish(poll_seconds=0.01)
-    assert h.retries == 2
+    outcome = run.finish(poll_seconds=0.01).outcome
+    assert run.failure is None and h.retries == 2
     serials = [a["serial_number"] for a in hook().iter_records("assets", page_size=50)]
     assert len(serials) == len(set(serials)) == 300
     assert outcome.counts["failed"] == 0 and outcome.counts["added"] == 300
@@ -245,9 +247,15 @@ def test_bulk_retries_are_bounded(oomnitza_emulator):
     h = hook(max_attempts=3)
     run = h.start_run(data_type="assets", sync_field=["serial_number"])
     run.add(asset("S1"))
-    with pytest.raises(ApiError, match=r"HTTP 500.*boom"):
-        run.flush()
+    run.add(asset("S2"))
+    run.flush()
+    assert isinstance(run.failure, ApiError) and "HTTP 500" in str(run.failure) and "boom" in str(run.failure)
     assert len(oomnitza_emulator.requests("^/api/v3/bulk$")) == 3
+    (batch,) = run.batches
+    assert batch.state == UNCONFIRMED and batch.positions == [0, 1]  # a 500 may have stored some of it
+    run.add(asset("S3"))  # a stopped run sends nothing more
+    run.flush()
+    assert len(oomnitza_emulator.requests("^/api/v3/bulk$")) == 3 and len(run.batches) == 1
 
 
 # -- REST -----------------------------------------------------------------------------------------
@@ -287,8 +295,9 @@ def test_create_is_not_resent_after_a_timeout(oomnitza_emulator):
     oomnitza_emulator.faults(
         scripted=[{"kind": "timeout", "seconds": 1.0, "path": "^/api/v3/assets$", "method": "POST"}]
     )
-    with pytest.raises(requests.RequestException):
+    with pytest.raises(TransportError, match=r"no answer within 0\.3s") as excinfo:
         hook(timeout=0.3).create_record("assets", {"serial_number": "T1"})
+    assert not excinfo.value.certainly_unsent
     assert len(oomnitza_emulator.requests("^/api/v3/assets$", "POST")) == 1
 
 

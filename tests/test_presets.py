@@ -116,7 +116,10 @@ def test_serial_resolution_is_exact(run_dag, kandji_emulator, oomnitza_emulator)
     kandji_emulator.post("devices", {"serial_number": "C02EXACT1234", "platform": "Mac"})
     result = run_dag("kandji_preset_device_restart", conf={"serial_number": "C02EXACT123"})
     assert result.state == "failed"
-    assert "No Kandji device has serial number 'C02EXACT123'" in result.log and "contain it" in result.log
+    assert (
+        "No Kandji device has serial number 'C02EXACT123'" in result.log
+        and "1 device has a serial number containing it: C02EXACT1234" in result.log
+    )
     assert action_calls(kandji_emulator) == []
 
 
@@ -154,8 +157,12 @@ def test_erase_needs_the_serial_number_twice(run_dag, kandji_emulator, oomnitza_
         conf={"serial_number": target["serial_number"], "confirm_serial_number": "C02SOMEOTHER"},
     )
     assert result.state == "failed"
-    assert "confirm_serial_number must repeat serial_number exactly; nothing was erased" in result.log
+    assert "Nothing was erased: type the serial number again in Confirm serial number" in result.log
     assert kandji_emulator.requests("/api/v1/") == []  # not even a lookup
+    # Left empty, the confirmation gets the same plain sentence (not a JSON-schema dump at trigger time).
+    missing = run_dag("kandji_preset_erase_device", conf={"serial_number": target["serial_number"]})
+    assert missing.state == "failed" and "Nothing was erased" in missing.log
+    assert kandji_emulator.requests("/api/v1/") == []
 
 
 @pytest.mark.e2e

@@ -1,8 +1,9 @@
-"""The steps of an integration run: extract, transform, load, report. Plain functions over hooks and
-frames, so the DAG's tasks stay thin and every step is testable on its own.
+"""The steps of an integration run: check, extract, transform, load, report. Plain functions over hooks
+and frames, so the DAG's tasks stay thin and every step is testable on its own.
 
-Accounting rule: every Kandji record ends up either loaded into Oomnitza or in the run's error log with
-its reason (rejected before loading, or failed/skipped by Oomnitza).
+Accounting rule: every Kandji record ends up loaded into Oomnitza, or in the run's error log with what
+happened to it and why: rejected before loading, refused or failed or skipped by Oomnitza, sent but
+unconfirmed, or never sent. That holds whatever broke, since the report runs whatever happened upstream.
 """
 
 from __future__ import annotations
@@ -13,22 +14,37 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
 from airflow.sdk.exceptions import AirflowFailException
 
+from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
-from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+from kandji_oomnitza.hooks.oomnitza import REFUSED, SENT, UNCONFIRMED, UNSENT, Batch, OomnitzaHook, RunResult
 from kandji_oomnitza.integration_config import Integration, Preference, UserSelection
-from kandji_oomnitza.mapping import ID, LABEL, apply_mappings, plain, source_frame, to_oomnitza
+from kandji_oomnitza.kandji_values import is_empty, valid_id
+from kandji_oomnitza.mapping import ID, LABEL, PROBLEM, apply_mappings, plain, source_frame, to_oomnitza
+from kandji_oomnitza.redaction import redact, redact_value, shorten
 from kandji_oomnitza.software import Applications, SoftwareResult, collect
 
 log = logging.getLogger(__name__)
 SAAS_COLUMN = "_saas"
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+PREVIEW_FIELDS = 5
+
+# The error log's stages, and which of them count as failures toward load.max_failed_records.
+REJECTED = "rejected before loading"
+FAILED = "failed in Oomnitza"
+FAILED_SILENTLY = "failed in Oomnitza, without a message"
+SKIPPED = "skipped in Oomnitza"
+FATAL = "fatal error in Oomnitza"
+WITHOUT_SOFTWARE = "loaded without software"
+FAILURE_STAGES = {REJECTED, FAILED, FAILED_SILENTLY, FATAL, REFUSED, UNSENT}
+# Not failures: skipped by the preference, possibly loaded (unconfirmed), loaded without its app list.
+ERROR_LOG_COLUMNS = ["stage", "sync_key", "kandji_id", "name", "reason"]
 
 
 class FieldCheckError(AirflowFailException):
@@ -40,6 +56,10 @@ class TooManyFailures(AirflowFailException):
     fail them again)."""
 
 
+class RunIncomplete(AirflowFailException):
+    """A step before the report failed; the report has accounted for every record it could."""
+
+
 def source_paths(integration: Integration) -> list[str]:
     paths = [p for target in integration.mappings for p in integration.resolved(target)["paths"]]
     always = ["platform"] if integration.type == "assets" else ["archived"]
@@ -48,8 +68,21 @@ def source_paths(integration: Integration) -> list[str]:
 
 # -- check --------------------------------------------------------------------------------------
 def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, Any]:
-    """Stop before loading anything when a mapped field is not a field of the Oomnitza instance."""
-    fields = oomnitza.field_metadata(integration.type)
+    """Stop before loading anything when Oomnitza's field metadata shows a mapped field missing or a
+    sync key that is not unique. Metadata that cannot be read (no permission, not found, an outage)
+    is a warning, not a failure: the load goes on, and a missing field then fails record by record.
+    A wrong token fails at once (every other Oomnitza call would fail the same way)."""
+    try:
+        fields = oomnitza.field_metadata(integration.type)
+    except ApiError as exc:
+        if exc.status == 401:
+            raise
+        warning = (
+            f"Oomnitza's {integration.type} field metadata could not be read, so the mapped fields were not "
+            f"checked before loading ({shorten(exc, 300)})"
+        )
+        log.warning(warning)
+        return {"checked_fields": [], "warnings": [warning], "calls": oomnitza.calls}
     unknown = [name for name in integration.mappings if name not in fields]
     if unknown:
         raise FieldCheckError(
@@ -63,29 +96,33 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
             f"{integration.name}: sync key field(s) {not_unique} are not Unique in Oomnitza; only unique "
             "fields can be sync keys. Pick another sync_key or mark the field Unique."
         )
-    return {"checked_fields": sorted(integration.mappings), "calls": oomnitza.calls}
+    return {"checked_fields": sorted(integration.mappings), "warnings": [], "calls": oomnitza.calls}
 
 
 # -- extract ------------------------------------------------------------------------------------
-def extract_devices(
-    integration: Integration,
-    kandji: KandjiHook,
-    on_page: Callable[[list[dict[str, Any]]], None] | None = None,
-) -> pd.DataFrame:
+def extract_devices(integration: Integration, kandji: KandjiHook, on_page=None) -> pd.DataFrame:
     """Kandji devices, page by page, into a frame of the paths the mappings read; ``on_page`` sees each
-    page as it arrives."""
+    page as it arrives. A device whose details vanished mid-run (404) is kept, marked with the problem,
+    and rejected by the transform; any other failure to read details stops the extract."""
     records: list[dict[str, Any]] = []
     for page in kandji.iter_device_pages():
         if on_page is not None:
             on_page(page)
         if integration.needs_details:
             for device in page:
-                device["details"] = kandji.get_device_details(device["device_id"])
+                if not valid_id(device.get("device_id")):
+                    continue  # rejected by the transform, with its reason
+                try:
+                    device["details"] = kandji.get_device_details(device["device_id"])
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    device[PROBLEM] = (
+                        "Kandji has no details for this device (HTTP 404): it probably left Kandji during the run"
+                    )
         records.extend(page)
         log.info("Kandji devices so far: %d", len(records))
-    frame = source_frame(records, source_paths(integration), id_path="device_id", label_path="device_name")
-    frame.attrs["calls"] = kandji.calls
-    return frame
+    return source_frame(records, source_paths(integration), id_path="device_id", label_path="device_name")
 
 
 def extract_assets(
@@ -101,14 +138,22 @@ def extract_assets(
 
 
 def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
+    """Kandji users; one listed twice (several directory integrations) is kept once. A user without an
+    id cannot be told apart from another, so each is kept and rejected by the transform."""
     settings = integration.user_settings
     filters = {"archived": "false"} if settings.skip_archived else {}
     records: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for integration_id in settings.integration_ids or [None]:
         for page in kandji.iter_user_pages(integration_id=integration_id, **filters):
-            records.extend(page)
-    unique = list({str(r.get("id")): r for r in records}.values())
-    return source_frame(unique, source_paths(integration), id_path="id", label_path="name")
+            for user in page:
+                user_id = user.get("id")
+                if not is_empty(user_id):
+                    if str(user_id) in seen:
+                        continue
+                    seen.add(str(user_id))
+                records.append(user)
+    return source_frame(records, source_paths(integration), id_path="id", label_path="name")
 
 
 # -- transform ----------------------------------------------------------------------------------
@@ -121,9 +166,10 @@ def transform(integration: Integration, source: pd.DataFrame, sync_time: str) ->
         integration.type == "users"
         and integration.user_settings.selection is UserSelection.USER_PLUS_SAAS_USER
     ):
-        archived = source.set_index(ID)["archived"].map(lambda v: str(v).lower() == "true")
-        records[SAAS_COLUMN] = records[ID].map(
-            lambda i: json.dumps([{"name": "Kandji", "status": "archived" if archived.get(i) else "active"}])
+        # By row, not by id: the rows kept are the source rows, and ids may repeat or be missing.
+        archived = source.loc[records.index, "archived"].map(lambda v: str(v).lower() == "true")
+        records[SAAS_COLUMN] = archived.map(
+            lambda a: json.dumps([{"name": "Kandji", "status": "archived" if a else "active"}])
         )
     rejected = mapped.rejected.rename(columns={"reason": "_reason", "sync_key": "_sync_key"})
     out = pd.concat([records, rejected], ignore_index=True)
@@ -141,6 +187,7 @@ def report_index(integration: Integration, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(records to send, rejected records), each in the frame's order: the load's positions refer to it."""
     if "_reason" not in frame.columns:
         return frame, frame.iloc[0:0]
     rejected = frame["_reason"].notna()
@@ -163,7 +210,27 @@ def payloads(
         yield record
 
 
+def preview(integration: Integration, record: dict[str, Any]) -> dict[str, Any]:
+    """A record as a person skims it: its first mapped fields, and how many apps or SaaS entries."""
+    shown = {k: record[k] for k in list(integration.mappings)[:PREVIEW_FIELDS] if k in record}
+    if "APPLICATIONS" in record:
+        shown["APPLICATIONS"] = f"{len(record['APPLICATIONS'])} apps"
+    if "SAAS" in record:
+        shown["SAAS"] = ", ".join(f"{s.get('name')} ({s.get('status')})" for s in record["SAAS"])
+    return shown
+
+
 # -- load ---------------------------------------------------------------------------------------
+def rejects_of(rejected: pd.DataFrame) -> list[tuple[dict[str, Any], str]]:
+    return [
+        (
+            {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},
+            str(row["_reason"]),
+        )
+        for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")
+    ]
+
+
 def load(
     integration: Integration,
     oomnitza: OomnitzaHook,
@@ -171,159 +238,312 @@ def load(
     *,
     software: pd.DataFrame | None = None,
     portion: str,
-    dry_run: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], BaseException | None]:
+    """Send the records (and the rejected ones, with their reasons) under one portion, finalize it, and
+    read Oomnitza's outcome. Returns the result (for the report: counts, the outcome, and the ledger of
+    every batch that did not arrive cleanly) and the failure that stopped the sending, if any, which
+    the caller raises once the result is stored."""
     records, rejected = split(frame)
-    # A generator: each record is built as its batch goes out.
-    bodies = payloads(integration, records, software)
-    rejects = [
-        (
-            {"kandji_id": plain(row[ID]), "name": plain(row[LABEL]), "sync_key": plain(row["_sync_key"])},
-            str(row["_reason"]),
-        )
-        for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")
-    ]
-    if dry_run:
-        sample = [record for _, record in zip(range(5), bodies, strict=False)]
-        log.info("Dry run: %d records would be sent, %d rejected; nothing sent", len(records), len(rejects))
-        return {
-            "dry_run": True,
-            "portion": None,
-            "would_send": len(records),
-            "sample": sample,
-            "outcome": None,
-            "calls": 0,
-        }
-    with oomnitza.start_run(
+    run = oomnitza.start_run(
         data_type=integration.type,
         sync_field=integration.sync_key,
         preference=integration.preference.value,
         batch_size=integration.load.batch_size,
         portion=portion,
         concurrency=integration.load.concurrency,
-    ) as run:
-        run.add_many(bodies)
-        run.reject(rejects)
-        outcome = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
-    log.info("Oomnitza run %s: %s %s", portion, outcome.status, outcome.counts)
-    return {
-        "dry_run": False,
-        "portion": portion,
-        "sent": run.sent,
-        "rejected_sent": run.rejected_sent,
-        "batches": run.batches,
-        # Only the messages the error log needs: a message per unchanged record would bloat XCom.
-        "outcome": {
-            "status": outcome.status,
-            "counts": outcome.counts,
-            "messages": {k: outcome.messages.get(k, []) for k in ("failed", "skipped", "Fatal Error")},
-        },
-        "calls": oomnitza.calls,
-        "retries": oomnitza.retries,
-    }
+    )
+    try:
+        run.add_many(payloads(integration, records, software))  # each record built as its batch goes out
+        run.reject(rejects_of(rejected))
+    finally:
+        finished = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
+    if finished.outcome is not None:
+        log.info("Oomnitza run %s: %s %s", portion, finished.outcome.status, finished.outcome.counts)
+        _pinpoint_unaccounted(integration, records, finished)
+    return load_result(finished, total_records=len(records), total_rejects=len(rejected)), run.failure
+
+
+def _pinpoint_unaccounted(integration: Integration, records: pd.DataFrame, finished: RunResult) -> None:
+    """When Oomnitza's run log counts fewer records than were sent, find the sent records none of its
+    messages names (INFERRED: messages name a record by its sync-key value) and mark them unconfirmed."""
+    run, outcome = finished.run, finished.outcome
+    if outcome is None or outcome.total >= run.sent + run.rejected_sent:
+        return
+    named = {a or b for messages in outcome.messages.values() for m in messages for a, b in QUOTED.findall(m)}
+    sent = sorted(p for b in run.batches if b.kind == "records" and b.state == SENT for p in b.positions)
+    keys = records[list(integration.sync_key)].iloc[sent]
+    missing = [
+        position
+        for position, row in zip(sent, keys.itertuples(index=False), strict=True)
+        if not any(str(plain(v)) in named for v in row if not is_empty(v))
+    ]
+    if 0 < len(missing) <= run.sent + run.rejected_sent - outcome.total:
+        run.batches.append(
+            Batch(
+                "records",
+                missing,
+                state=UNCONFIRMED,
+                detail=f"Oomnitza's run log does not mention this record (it accounts for {outcome.total} of "
+                f"{run.sent + run.rejected_sent} records sent)",
+            )
+        )
+        for batch in run.batches:
+            if batch.kind == "records" and batch.state == SENT:
+                batch.positions = [p for p in batch.positions if p not in set(missing)]
+
+
+def load_result(finished: RunResult, *, total_records: int, total_rejects: int) -> dict[str, Any]:
+    """What the report needs of a load, small enough for XCom: counts, the outcome's counts and the
+    messages the error log names, and the batches that did not arrive cleanly (positions)."""
+    run, outcome = finished.run, finished.outcome
+    problems = [
+        {"kind": b.kind, "positions": b.positions, "state": b.state, "detail": b.detail}
+        for b in run.batches
+        if b.state != SENT
+    ]
+    return redact_value(
+        {
+            "dry_run": False,
+            "portion": run.portion,
+            "records": total_records,
+            "rejects": total_rejects,
+            "added_to_run": dict(run.added),
+            "sent": run.sent,
+            "rejected_sent": run.rejected_sent,
+            "batches": len(run.batches),
+            "problems": problems,
+            "failure": shorten(run.failure, 500) if run.failure else None,
+            "finalize_error": finished.finalize_error,
+            "outcome_error": finished.outcome_error,
+            # Only the messages the error log needs: a message per unchanged record would bloat XCom.
+            "outcome": {
+                "status": outcome.status,
+                "counts": outcome.counts,
+                "messages": {k: outcome.messages.get(k, []) for k in ("failed", "skipped", "Fatal Error")},
+            }
+            if outcome is not None
+            else None,
+            "calls": run.hook.calls,
+            "retries": run.hook.retries,
+        }
+    )
+
+
+def dry_run(
+    integration: Integration, frame: pd.DataFrame, software: pd.DataFrame | None, write_payloads
+) -> dict[str, Any]:
+    """Everything but the load: how many records would be sent, a readable preview of the first
+    ones, and every payload written by ``write_payloads(lines)`` (JSON lines) for whoever wants them."""
+    records, rejected = split(frame)
+    sample: list[dict[str, Any]] = []
+
+    def lines() -> Iterable[str]:
+        for record in payloads(integration, records, software):
+            if len(sample) < PREVIEW_FIELDS:
+                sample.append(preview(integration, record))
+            yield json.dumps(record, default=str) + "\n"
+
+    location = write_payloads(lines())
+    log.info("Dry run: %d records would be sent, %d rejected; nothing sent", len(records), len(rejected))
+    return redact_value(
+        {
+            "dry_run": True,
+            "portion": None,
+            "records": len(records),
+            "rejects": len(rejected),
+            "would_send": len(records),
+            "sample": sample,
+            "payloads": location,
+            "outcome": None,
+            "calls": 0,
+        }
+    )
 
 
 # -- report -------------------------------------------------------------------------------------
 def safe_cell(value: Any) -> str:
-    """Text for a CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
+    """Text for a CSV cell that a spreadsheet will not run as a formula, and that holds no credential."""
+    text = redact("" if value is None else value)
     return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
 
 
-def error_rows(integration: Integration, frame: pd.DataFrame, loaded: dict[str, Any]) -> list[dict[str, str]]:
-    """Every record that was not loaded, with its reason."""
-    _, rejected = split(frame)
-    rows = [
-        {
-            "stage": "rejected before loading",
-            "sync_key": plain(row["_sync_key"]) or "",
-            "kandji_id": plain(row[ID]) or "",
-            "name": plain(row[LABEL]) or "",
-            "reason": row["_reason"],
-        }
-        for row in rejected[[ID, LABEL, "_sync_key", "_reason"]].to_dict("records")
-    ]
-    outcome = loaded.get("outcome") or {}
+def _row(stage: str, record: dict[str, Any] | None, reason: str, sync_key: str = "") -> dict[str, str]:
+    record = record or {}
+    return {
+        "stage": stage,
+        "sync_key": sync_key or plain(record.get("_sync_key")) or "",
+        "kandji_id": plain(record.get(ID)) or "",
+        "name": plain(record.get(LABEL)) or "",
+        "reason": reason,
+    }
+
+
+def error_rows(
+    integration: Integration,
+    index: pd.DataFrame | None,
+    loaded: dict[str, Any] | None,
+    *,
+    software_unread: dict[str, str] | None = None,
+    not_loaded_because: str | None = None,
+) -> list[dict[str, str]]:
+    """Every record that was not (certainly) loaded, with its stage and reason.
+
+    :param index: the transform's report index (None when the transform did not finish)
+    :param loaded: the load's result (None when the load did not run)
+    :param not_loaded_because: why nothing was sent, when the load did not run
+    """
+    if index is None:
+        return []
+    records, rejected = split(index)
+    records = records.assign(_sync_key=_identities(integration, records))
+    rows = [_row(REJECTED, r, str(r["_reason"])) for r in rejected.to_dict("records")]
+    if loaded is None:
+        why = not_loaded_because or "the load did not run"
+        return rows + [_row(UNSENT, r, why) for r in records.to_dict("records")]
+    if loaded.get("dry_run"):
+        return rows
+
+    def at(positions: Iterable[int]) -> list[dict[str, Any]]:
+        return records.iloc[list(positions)].to_dict("records")
+
+    listed: set[int] = set()
+    for problem in loaded.get("problems") or []:
+        if problem["kind"] != "records":
+            continue  # rejected records: listed above, whatever became of their copy in Oomnitza
+        listed.update(problem["positions"])
+        rows += [_row(problem["state"], r, problem["detail"]) for r in at(problem["positions"])]
+    added = (loaded.get("added_to_run") or {}).get("records", len(records))
+    stopped = loaded.get("failure") or "the load stopped"
+    rows += [_row(UNSENT, r, f"not sent: {stopped}") for r in at(range(added, len(records)))]
+    outcome = loaded.get("outcome")
+    if outcome is None:
+        why = loaded.get("outcome_error") or loaded.get("finalize_error") or "Oomnitza's run log was not read"
+        unknown = (p for p in range(added) if p not in listed)
+        return rows + [_row(UNCONFIRMED, r, f"Oomnitza's outcome is unknown: {why}") for r in at(unknown)]
+    rows += _outcome_rows(
+        integration, records, outcome, {r["reason"] for r in rows if r["stage"] == REJECTED}
+    )
+    for device_id, why in (software_unread or {}).items():
+        match = records[records[ID] == device_id]
+        record = match.iloc[0].to_dict() if len(match) else {ID: device_id}
+        rows.append(_row(WITHOUT_SOFTWARE, record, f"{why}; Oomnitza keeps the software it had"))
+    return rows
+
+
+def _identities(integration: Integration, records: pd.DataFrame) -> list[str]:
+    """Each record's sync-key identity as the transform writes it for rejects (``name='value'``)."""
+    out = []
+    for row in records[list(integration.sync_key)].itertuples(index=False):
+        out.append(
+            next(
+                (
+                    f"{k}={plain(v)!r}"
+                    for k, v in zip(integration.sync_key, row, strict=True)
+                    if not is_empty(v)
+                ),
+                "",
+            )
+        )
+    return out
+
+
+def _outcome_rows(
+    integration: Integration, records: pd.DataFrame, outcome: dict[str, Any], own_reasons: set[str]
+) -> list[dict[str, str]]:
+    """Rows for what Oomnitza reported failed, skipped or fatal, and for failures it counted but did
+    not describe."""
     update_only = integration.preference is Preference.UPDATE_ONLY
-    rejected_reasons = {r["reason"] for r in rows}
-    sent, _ = split(frame)
     by_key = {
-        str(plain(value)): (plain(row_id), plain(label), f"{name}={plain(value)!r}")
+        str(plain(value)): record
         for name in integration.sync_key
-        for value, row_id, label in zip(sent[name], sent[ID], sent[LABEL], strict=True)
+        for value, record in zip(records[name], records.to_dict("records"), strict=True)
         if plain(value) is not None
     }
-    for stage in ("failed", "skipped"):
-        for message in (outcome.get("messages") or {}).get(stage, []):
-            if stage == "failed" and any(reason in message for reason in rejected_reasons):
-                continue  # our own rejects, echoed back by Oomnitza: already listed
+    rows = []
+    messages = outcome.get("messages") or {}
+    failed_described = 0
+    for stage, words in (("failed", FAILED), ("skipped", SKIPPED)):
+        for message in messages.get(stage, []):
+            if stage == "failed":
+                failed_described += 1
+                if any(reason in message for reason in own_reasons):
+                    continue  # our own rejects, echoed back by Oomnitza: already listed
             reason = message
             if stage == "skipped" and update_only:
                 reason = f"not in Oomnitza, so not created (the preference is update only): {message}"
             # INFERRED: Oomnitza's messages name the record by its sync-key value; find it to say which
             # Kandji record the message is about.
             tokens = [a or b for a, b in QUOTED.findall(message)]
-            kandji_id, name, sync_key = next((by_key[t] for t in tokens if t in by_key), ("", "", ""))
-            rows.append(
-                {
-                    "stage": f"{stage} in Oomnitza",
-                    "sync_key": sync_key,
-                    "kandji_id": kandji_id or "",
-                    "name": name or "",
-                    "reason": reason,
-                }
+            record = next((by_key[t] for t in tokens if t in by_key), None)
+            rows.append(_row(words, record, reason))
+    rows += [_row(FATAL, None, message) for message in messages.get("Fatal Error", [])]
+    silent = int((outcome.get("counts") or {}).get("failed", 0)) - failed_described
+    if silent > 0:
+        rows += [
+            _row(
+                FAILED_SILENTLY,
+                None,
+                f"Oomnitza counted {silent} failed record(s) without saying which or why; see the run in "
+                "Oomnitza's connector logs",
             )
-    for message in (outcome.get("messages") or {}).get("Fatal Error", []):
-        rows.append(
-            {
-                "stage": "fatal error in Oomnitza",
-                "sync_key": "",
-                "kandji_id": "",
-                "name": "",
-                "reason": message,
-            }
-        )
+            for _ in range(silent)
+        ]
     return rows
 
 
 def error_csv(rows: list[dict[str, str]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["stage", "sync_key", "kandji_id", "name", "reason"])
+    writer = csv.DictWriter(buffer, fieldnames=ERROR_LOG_COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: safe_cell(v) for k, v in row.items()})
+        writer.writerow({k: safe_cell(row.get(k)) for k in ERROR_LOG_COLUMNS})
     return buffer.getvalue()
 
 
 def summarise(
     integration: Integration,
     *,
-    source_count: int,
-    frame: pd.DataFrame,
-    software: dict[str, Any] | None,
-    loaded: dict[str, Any],
-    calls: dict[str, int],
+    extracted: dict[str, Any] | None,
+    loaded: dict[str, Any] | None,
+    rows: list[dict[str, str]],
+    warnings: list[str],
     started: float,
     error_log: str | None,
-    error_count: int,
 ) -> dict[str, Any]:
-    records, rejected = split(frame)
+    """The run summary: what Kandji held, what was sent, what Oomnitza made of it, what was not loaded."""
+    loaded = loaded or {}
     counts = (loaded.get("outcome") or {}).get("counts") or {}
-    return {
-        "integration": integration.name,
-        "type": integration.type,
-        "dry_run": loaded.get("dry_run", False),
-        "portion": loaded.get("portion"),
-        "kandji_records": source_count,
-        "records_sent": len(records) if not loaded.get("dry_run") else 0,
-        "would_send": loaded.get("would_send"),
-        "rejected_before_load": len(rejected),
-        **{k: counts.get(k, 0) for k in ("added", "updated", "unchanged", "skipped", "failed")},
-        "oomnitza_status": (loaded.get("outcome") or {}).get("status"),
-        "software_route": (software or {}).get("route"),
-        "software_rows": (software or {}).get("software_rows", 0),
-        "calls": calls,
-        "duration_seconds": round(time.time() - started, 1),
-        "not_loaded": error_count,
-        "error_log": error_log,
-    }
+    stages: dict[str, int] = {}
+    for row in rows:
+        stages[row["stage"]] = stages.get(row["stage"], 0) + 1
+    failures = sum(n for stage, n in stages.items() if stage in FAILURE_STAGES)
+    software = (extracted or {}).get("software") or {}
+    return redact_value(
+        {
+            "integration": integration.name,
+            "type": integration.type,
+            "dry_run": loaded.get("dry_run", False),
+            "portion": loaded.get("portion"),
+            "read_at": (extracted or {}).get("read_at"),
+            "kandji_records": (extracted or {}).get("count"),
+            "records_sent": loaded.get("sent", 0),
+            "would_send": loaded.get("would_send"),
+            "rejected_before_load": stages.get(REJECTED, 0),
+            **{k: counts.get(k, 0) for k in ("added", "updated", "unchanged", "skipped", "failed")},
+            "unconfirmed": stages.get(UNCONFIRMED, 0),
+            "never_sent": stages.get(UNSENT, 0),
+            "refused": stages.get(REFUSED, 0),
+            "failed_without_message": stages.get(FAILED_SILENTLY, 0),
+            "loaded_without_software": stages.get(WITHOUT_SOFTWARE, 0),
+            "oomnitza_status": (loaded.get("outcome") or {}).get("status"),
+            "software_route": software.get("route"),
+            "software_rows": software.get("software_rows", 0),
+            "calls": {"kandji": (extracted or {}).get("calls", 0), "oomnitza": loaded.get("calls", 0)},
+            "retries": {"kandji": (extracted or {}).get("retries", 0), "oomnitza": loaded.get("retries", 0)},
+            "duration_seconds": round(time.time() - started, 1),
+            "not_loaded": failures,
+            "failures": failures,
+            "warnings": warnings,
+            "error_log": error_log,
+        }
+    )

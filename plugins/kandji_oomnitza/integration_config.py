@@ -25,9 +25,15 @@ CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@year
 
 
 class Preference(enum.StrEnum):
+    """Oomnitza's integration preference, and the flags the connector protocol sends for it."""
+
     CREATE_AND_UPDATE = "create_and_update"
     CREATE_ONLY = "create_only"
     UPDATE_ONLY = "update_only"
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        return {"insert_only": self is Preference.CREATE_ONLY, "update_only": self is Preference.UPDATE_ONLY}
 
 
 class SoftwareRoute(enum.StrEnum):

@@ -7,12 +7,12 @@ imported inside the tasks.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, XComArg, dag, task
+from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
 from kandji_oomnitza.integration_config import Integration, integration_files, load_all
 from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
@@ -20,6 +20,7 @@ from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
 log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
 STATS, INDEX, SOFTWARE = "stats", "index", "software"
+SYNC_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
@@ -109,7 +110,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             from kandji_oomnitza.integration import check_fields
 
             if not integration.load.check_fields:
-                return {"checked_fields": [], "calls": 0}
+                return {"checked_fields": [], "warnings": [], "calls": 0}
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
         # The frames travel as XComs of their own (the devices as extract's return value, the software
@@ -119,8 +120,12 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         def extract(**context) -> Any:
             from kandji_oomnitza.hooks.kandji import KandjiHook
             from kandji_oomnitza.integration import extract_assets, extract_users
+            from kandji_oomnitza.redaction import redact_value
             from kandji_oomnitza.software import push_software
 
+            # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later
+            # tasks and their retries (a retried extract reads Kandji again, and takes a new time).
+            read_at = datetime.now(UTC).strftime(SYNC_TIME_FORMAT)
             kandji = KandjiHook(integration.kandji_conn_id)
             software = None
             if integration.type == "assets":
@@ -128,6 +133,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             else:
                 frame = extract_users(integration, kandji)
             stats = {
+                "read_at": read_at,
                 "calls": kandji.calls,
                 "retries": kandji.retries,
                 "count": len(frame),
@@ -136,7 +142,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             if software is not None:
                 log.info("Software: %s", stats["software"])
                 push_software(context["ti"], SOFTWARE, software.frame())
-            context["ti"].xcom_push(key=STATS, value=stats)
+            context["ti"].xcom_push(key=STATS, value=redact_value(stats))
             return frame
 
         @task(task_display_name="Transform", show_return_value_in_logs=False)
@@ -144,20 +150,28 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             from kandji_oomnitza.integration import report_index
             from kandji_oomnitza.integration import transform as transform_step
 
-            run = context["dag_run"]
-            # The run's own time, so a retried task sends exactly what the first attempt sent.
-            synced_at = (run.logical_date or run.run_after).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            frame = transform_step(integration, source, synced_at)
+            stats = context["ti"].xcom_pull(task_ids="extract", key=STATS)
+            frame = transform_step(integration, source, stats["read_at"])
             context["ti"].xcom_push(key=INDEX, value=report_index(integration, frame))
             return frame
 
-        @task(task_display_name="Report")
-        def report(
-            extracted: dict[str, Any], index: Any, loaded: dict[str, Any], **context
-        ) -> dict[str, Any]:
+        # The report runs whatever happened upstream, so every record is accounted for even when the
+        # load broke part-way, and it fails the run when anything was not loaded.
+        @task(task_display_name="Report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def report(**context) -> dict[str, Any]:
+            from kandji_oomnitza.operators.oomnitza import RESULT_KEY
             from kandji_oomnitza.reporting import publish_report
 
-            return publish_report(integration, dag_id, extracted, index, loaded, context)
+            ti = context["ti"]
+            return publish_report(
+                integration,
+                dag_id,
+                checked=ti.xcom_pull(task_ids="check_oomnitza_fields"),
+                extracted=ti.xcom_pull(task_ids="extract", key=STATS),
+                index=ti.xcom_pull(task_ids="transform", key=INDEX),
+                loaded=ti.xcom_pull(task_ids="load", key=RESULT_KEY),
+                context=context,
+            )
 
         checked = check_oomnitza_fields()
         extracted = extract()
@@ -171,7 +185,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             software_xcom=("extract", SOFTWARE) if integration.type == "assets" else None,
         )
         [checked, frame] >> load
-        report(XComArg(extracted.operator, key=STATS), XComArg(frame.operator, key=INDEX), load.output)
+        # Upstream of the report directly, so it waits for each of them to finish, whatever their state.
+        [checked, extracted, frame, load] >> report()
 
     return integration_dag()
 

@@ -1,4 +1,4 @@
-"""Lenient readers for Kandji's value quirks (shared/reference/kandji-api.md §2.2–2.5, §4.2).
+"""Lenient readers for Kandji's value quirks (docs/reference/kandji-api.md §2.2–2.5, §4.2).
 
 - ``user`` is an object on an assigned device and ``""`` on an unassigned one;
 - booleans arrive as JSON booleans or as ``"True"``/``"False"``/``"Yes"``/``"No"`` strings;
@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 import pendulum
 import pendulum.parsing.exceptions
 
+ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
 TRUE_STRINGS = {"true", "yes", "1", "y", "on"}
 FALSE_STRINGS = {"false", "no", "0", "n", "off"}
 
@@ -30,6 +32,12 @@ def is_empty(value: Any) -> bool:
     if isinstance(value, (list, dict, tuple, set)) or hasattr(value, "tolist"):  # incl. numpy arrays
         return len(value) == 0 if hasattr(value, "__len__") else False
     return False
+
+
+def valid_id(value: Any) -> bool:
+    """Whether a Kandji id is usable: letters, digits and hyphens (Kandji's ids are UUIDs), so it can go
+    into a URL path and name its record."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def parse_bool(value: Any) -> bool | None:

@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 
 from kandji_oomnitza.integration_config import Integration
-from kandji_oomnitza.kandji_values import is_empty, parse_bool
+from kandji_oomnitza.kandji_values import is_empty, parse_bool, valid_id
 
 ID = "_kandji_id"
 LABEL = "_label"
+PROBLEM = "_problem"  # why a record could not be read completely from Kandji (set during extract)
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -52,10 +53,12 @@ def dig(record: Any, path: str) -> Any:
 def source_frame(
     records: list[dict[str, Any]], paths: Iterable[str], *, id_path: str, label_path: str
 ) -> pd.DataFrame:
-    """A frame with one column per path (plus the record's id and a human label), XCom-safe."""
+    """A frame with one column per path (plus the record's id, a human label and any problem met while
+    reading it), XCom-safe."""
     columns: dict[str, list[Any]] = {
         ID: [dig(r, id_path) for r in records],
         LABEL: [dig(r, label_path) for r in records],
+        PROBLEM: [r.get(PROBLEM) for r in records],
     }
     for path in dict.fromkeys(paths):
         columns[path] = [dig(r, path) for r in records]
@@ -148,6 +151,21 @@ def apply_mappings(frame: pd.DataFrame, integration: Integration, sync_time: str
         nonlocal reasons
         fresh = mask & reasons.isna()
         reasons = reasons.where(~fresh, reason)
+
+    # A record without a usable id cannot be told apart from others, nor its software or details read.
+    ids = frame[ID]
+    reject(
+        ~ids.map(valid_id).astype(bool),
+        ids.map(
+            lambda i: (
+                "the Kandji record has no id"
+                if is_empty(i)
+                else f"the Kandji id {str(i)[:80]!r} is not valid (Kandji ids are letters, digits and hyphens)"
+            )
+        ),
+    )
+    if PROBLEM in frame.columns:
+        reject(frame[PROBLEM].notna(), frame[PROBLEM])
 
     for target in integration.mappings:
         spec = integration.resolved(target)

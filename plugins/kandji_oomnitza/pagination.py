@@ -23,6 +23,9 @@ class UnexpectedPageError(ValueError):
     """A page did not have the shape the strategy expects."""
 
 
+_START = object()  # no page read yet
+
+
 class ListingShifted(Exception):
     """The collection changed under an offset walk: records before the current offset were added or
     removed, so the walk may have skipped one. The caller walks again."""
@@ -41,7 +44,7 @@ class OffsetArrayPaginator:
         self.limit = min(limit, 300)
         self.key = key
         self.offset = 0
-        self.anchor: Any = None
+        self.anchor: Any = _START
 
     def first_params(self) -> dict[str, Any]:
         return {"limit": self.limit, "offset": 0}
@@ -49,7 +52,7 @@ class OffsetArrayPaginator:
     def records(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, list):
             raise UnexpectedPageError(f"expected a JSON array of records, got {type(body).__name__}")
-        if self.anchor is None:
+        if self.anchor is _START:
             return body
         if not body or body[0].get(self.key) != self.anchor:
             raise ListingShifted(f"the record at offset {self.offset} is no longer {self.anchor!r}")
@@ -73,6 +76,7 @@ class PrismCursorPaginator:
     def __init__(self, limit: int = 300) -> None:
         self.limit = min(limit, 300)
         self.offset = 0
+        self.cursors = CursorGuard()
 
     def first_params(self) -> dict[str, Any]:
         return {"limit": self.limit}
@@ -85,7 +89,7 @@ class PrismCursorPaginator:
     def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
         if "cursor" in body:
             cursor = body["cursor"]
-            return {"limit": self.limit, "cursor": cursor} if cursor else None
+            return {"limit": self.limit, "cursor": self.cursors.check(cursor)} if cursor else None
         if not records:
             return None
         self.offset += len(records)
@@ -95,6 +99,9 @@ class PrismCursorPaginator:
 class NextLinkCursorPaginator:
     """``/users``: ``{"next", "previous", "results"}``. The ``next`` URL may name another host (the
     web app's), so only its ``cursor`` is taken and requested from our own base URL."""
+
+    def __init__(self) -> None:
+        self.cursors = CursorGuard()
 
     def first_params(self) -> dict[str, Any]:
         return {}
@@ -110,8 +117,21 @@ class NextLinkCursorPaginator:
             return None
         cursor = parse_qs(urlparse(next_link).query).get("cursor")
         if not cursor:
-            raise UnexpectedPageError(f"the 'next' link has no cursor to follow: {next_link!r}")
-        return {"cursor": cursor[0]}
+            raise UnexpectedPageError("the 'next' link has no cursor to follow")
+        return {"cursor": self.cursors.check(cursor[0])}
+
+
+class CursorGuard:
+    """A server that hands back a cursor it gave before would have us loop forever: stop instead."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def check(self, cursor: str) -> str:
+        if cursor in self.seen:
+            raise UnexpectedPageError("the server returned a cursor it had already returned (a paging loop)")
+        self.seen.add(cursor)
+        return cursor
 
 
 def paginate(

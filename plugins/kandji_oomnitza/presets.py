@@ -122,9 +122,10 @@ PRESETS: tuple[Preset, ...] = (
         platforms=APPLE,
         summary="Erases the device. Irreversible: type the serial number twice.",
         params={
+            # Nullable, so a missing confirmation gets the task's plain sentence, not a schema dump.
             "confirm_serial_number": _param(
                 None,
-                "string",
+                ["null", "string"],
                 "Confirm serial number",
                 "Type the serial number again: the device is erased only when both match.",
                 pattern=SERIAL_PATTERN,
@@ -209,5 +210,3 @@ PRESETS: tuple[Preset, ...] = (
         command_type="UnlockUserAccount",
     ),
 )
-
-PRESETS_BY_DAG_ID = {p.dag_id: p for p in PRESETS}

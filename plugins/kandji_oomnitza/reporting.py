@@ -1,21 +1,35 @@
 """The run report: a summary in the task log and XCom, and the error log as a CSV artifact.
 
-The CSV goes to ``<reports path>/<dag_id>/<run_id>/errors.csv``. The reports path is the Airflow
-Variable ``kandji_oomnitza_reports_path`` (any ObjectStoragePath URL: ``s3://conn@bucket/reports``,
+Artifacts go to ``<reports path>/<dag_id>/<run folder>/``: ``errors.csv`` for every run, and
+``dry_run_payloads.jsonl`` for a dry run. The reports path is the Airflow Variable
+``kandji_oomnitza_reports_path`` (any ObjectStoragePath URL: ``s3://conn@bucket/reports``,
 ``file:///shared/reports``), by default ``file://$AIRFLOW_HOME/kandji_oomnitza_reports``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import time
+from collections.abc import Iterable
 from typing import Any
 
-from kandji_oomnitza.integration import TooManyFailures, error_csv, error_rows, summarise
+from kandji_oomnitza.integration import (
+    RunIncomplete,
+    TooManyFailures,
+    error_csv,
+    error_rows,
+    summarise,
+)
 from kandji_oomnitza.integration_config import Integration
+from kandji_oomnitza.redaction import shorten
 
 log = logging.getLogger(__name__)
 REPORTS_VARIABLE = "kandji_oomnitza_reports_path"
+ERROR_LOG = "errors.csv"
+DRY_RUN_PAYLOADS = "dry_run_payloads.jsonl"
 
 
 def default_reports_root() -> str:
@@ -31,77 +45,126 @@ def reports_root() -> str:
     return Variable.get(REPORTS_VARIABLE, default=default_reports_root())
 
 
-def error_log_path(root: str, dag_id: str, run_id: str):
-    """Where a run's error log lives; the Integrations page finds it the same way."""
+def run_folder(run_id: str) -> str:
+    """A folder name per run id: readable, and never shared by two run ids (``run:1`` and ``run_1``
+    differ in their hash suffix)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)[:80]
+    return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
+
+
+def artifact_path(root: str, dag_id: str, run_id: str, name: str = ERROR_LOG):
+    """Where a run's artifact lives; the Integrations page finds the error log the same way."""
     from airflow.sdk import ObjectStoragePath
 
-    safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return ObjectStoragePath(root) / dag_id / safe_run / "errors.csv"
+    return ObjectStoragePath(root) / dag_id / run_folder(run_id) / name
 
 
-def write_error_log(dag_id: str, run_id: str, text: str) -> str:
-    target = error_log_path(reports_root(), dag_id, run_id)
+def write_artifact(dag_id: str, run_id: str, name: str, chunks: Iterable[str]) -> str:
+    target = artifact_path(reports_root(), dag_id, run_id, name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    with target.open("w", encoding="utf-8") as out:
+        for chunk in chunks:
+            out.write(chunk)
     return str(target)
 
 
 def publish_report(
     integration: Integration,
     dag_id: str,
-    extracted: dict[str, Any],
+    *,
+    checked: dict[str, Any] | None,
+    extracted: dict[str, Any] | None,
     index: Any,
-    loaded: dict[str, Any],
+    loaded: dict[str, Any] | None,
     context: dict[str, Any],
 ) -> dict[str, Any]:
+    """Account for every record whatever happened upstream, write the error log, publish the summary,
+    and fail the run when records failed beyond ``load.max_failed_records`` or a step did not finish.
+
+    :param checked: the field check's result (None when it failed)
+    :param extracted: the extract's stats (None when it failed)
+    :param index: the transform's report index (None when it did not finish)
+    :param loaded: the load's result (None when the load did not run)
+    """
     run = context["dag_run"]
-    rows = error_rows(integration, index, loaded)
-    location = write_error_log(dag_id, run.run_id, error_csv(rows))
-    calls = {
-        "kandji": extracted.get("calls", 0),
-        "oomnitza": loaded.get("calls", 0),
-    }
-    started = (run.start_date or run.run_after).timestamp()
+    incomplete = _incomplete(checked, extracted, index, loaded)
+    rows = error_rows(
+        integration,
+        index,
+        loaded,
+        software_unread=((extracted or {}).get("software") or {}).get("unread"),
+        not_loaded_because=incomplete,
+    )
+    location = write_artifact(dag_id, run.run_id, ERROR_LOG, [error_csv(rows)])
+    warnings = [
+        *((checked or {}).get("warnings") or []),
+        *(((extracted or {}).get("software") or {}).get("fallbacks") or []),
+    ]
+    started = (
+        (run.start_date or run.run_after).timestamp() if (run.start_date or run.run_after) else time.time()
+    )
     summary = summarise(
         integration,
-        source_count=extracted["count"],
-        frame=index,
-        software=extracted.get("software"),
+        extracted=extracted,
         loaded=loaded,
-        calls=calls,
+        rows=rows,
+        warnings=warnings,
         started=started,
         error_log=location,
-        error_count=len(rows),
     )
-    summary["retries"] = {
-        "kandji": extracted.get("retries", 0),
-        "oomnitza": loaded.get("retries", 0),
-    }
     print("::group::Run summary")
     for key, value in summary.items():
-        log.info("%-22s %s", key, value)
+        log.info("%-24s %s", key, value)
     print("::endgroup::")
-    log.info("Error log (%d record(s) not loaded): %s", len(rows), location)
-    if loaded.get("dry_run"):
+    for warning in warnings:
+        log.warning("%s", warning)
+    log.info("Error log (%d record(s) listed, %d failure(s)): %s", len(rows), summary["failures"], location)
+    if (loaded or {}).get("dry_run"):
         log.info(
-            "Dry run: nothing was sent. %d record(s) would be sent; first ones: %s",
+            "Dry run: nothing was sent. %d record(s) would be sent; the first ones: %s. Every payload: %s",
             loaded.get("would_send", 0),
             loaded.get("sample"),
+            loaded.get("payloads"),
         )
-    limit = integration.load.max_failed_records
-    failures = [r for r in rows if not r["stage"].startswith("skipped")]
-    skipped = len(rows) - len(failures)
+    skipped = sum(1 for r in rows if r["stage"].startswith("skipped"))
     if skipped:
         log.info(
             "%d record(s) skipped by the preference (%s): listed in the error log, not counted as failures.",
             skipped,
             integration.preference.value,
         )
-    summary["failures"] = len(failures)
-    if not loaded.get("dry_run") and len(failures) > limit:
-        context["ti"].xcom_push(key="summary", value=summary)
-        raise TooManyFailures(
-            f"{len(failures)} record(s) failed to load (allowed: {limit}); everything else was loaded. "
+    limit = integration.load.max_failed_records
+    failure: Exception | None = None
+    if incomplete:
+        failure = RunIncomplete(
+            f"{incomplete}. {summary['failures']} record(s) not loaded; what happened to each: {location}"
+        )
+    elif not summary["dry_run"] and summary["failures"] > limit:
+        failure = TooManyFailures(
+            f"{summary['failures']} record(s) failed to load (allowed: {limit}); everything else was loaded. "
             f"Reasons per record: {location}"
         )
+    if failure is not None:
+        context["ti"].xcom_push(key="summary", value=summary)  # a failed task has no return value
+        raise failure
     return summary
+
+
+def _incomplete(
+    checked: dict[str, Any] | None,
+    extracted: dict[str, Any] | None,
+    index: Any,
+    loaded: dict[str, Any] | None,
+) -> str | None:
+    """Why the run did not get through its load, in words, or None when it did."""
+    if extracted is None:
+        return "Kandji could not be read (see the extract task's log); nothing was sent"
+    if index is None:
+        return "The transform did not finish (see its log); nothing was sent"
+    if loaded is None:
+        if checked is None:
+            return "The Oomnitza field check stopped the run before loading (see its log); nothing was sent"
+        return "The load did not run (see its log); nothing was sent"
+    if loaded.get("failure"):
+        return f"The load stopped: {shorten(loaded['failure'], 300)}"
+    return None

@@ -27,10 +27,11 @@ from typing import Any
 import pandas as pd
 
 from kandji_oomnitza.hooks.base import ApiError
-from kandji_oomnitza.hooks.kandji import KandjiHook, PrismExportError
+from kandji_oomnitza.hooks.kandji import KandjiHook, PrismCount, PrismExportError
 from kandji_oomnitza.integration_config import Software, SoftwareRoute
-from kandji_oomnitza.kandji_values import software_entry
+from kandji_oomnitza.kandji_values import software_entry, valid_id
 from kandji_oomnitza.mapping import ID
+from kandji_oomnitza.redaction import shorten
 
 log = logging.getLogger(__name__)
 PRISM_PLATFORMS = {"Mac", "iPhone", "iPad", "AppleTV"}
@@ -38,6 +39,7 @@ APP_FIELDS = ("name", "version", "path")
 EXPORT_COLUMNS = ("device_id", *APP_FIELDS)
 COLUMNS = (ID, *APP_FIELDS)
 FLUSH_ROWS = 200_000  # rows held as Python tuples before they are packed into a categorical frame
+PRISM_REFUSALS = (403, 404)  # the token lacks the Prism permission, or the tenant has no Prism
 
 
 def _pack(rows: pd.DataFrame) -> pd.DataFrame:
@@ -64,6 +66,7 @@ class SoftwareResult:
     per_device_calls: int = 0
     prism_rows: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)  # device id -> why its apps could not be read
     parts: list[pd.DataFrame] = field(default_factory=list)
     _pending: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
 
@@ -101,6 +104,7 @@ class SoftwareResult:
         self.prism_rows += other.prism_rows
         self.per_device_calls += other.per_device_calls
         self.fallbacks += other.fallbacks
+        self.unread.update(other.unread)
 
     def summary(self) -> dict[str, Any]:
         rows = self.frame()
@@ -111,6 +115,7 @@ class SoftwareResult:
             "prism_rows": self.prism_rows,
             "per_device_calls": self.per_device_calls,
             "fallbacks": self.fallbacks,
+            "unread": self.unread,
         }
 
 
@@ -118,24 +123,35 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def choose_route(kandji: KandjiHook, settings: Software, result: SoftwareResult) -> SoftwareRoute:
-    """The automatic choice: Prism pages, or the export at or above the threshold of app rows."""
-    if settings.route is not SoftwareRoute.AUTO:
-        return settings.route
+def choose_route(
+    kandji: KandjiHook, settings: Software, result: SoftwareResult
+) -> tuple[SoftwareRoute, PrismCount | None]:
+    """The automatic choice: Prism pages, or the export at or above the threshold of app rows. Prism's
+    row count is also what an export is checked against, so the export route reads it too."""
+    if settings.route in (SoftwareRoute.PER_DEVICE, SoftwareRoute.PRISM):
+        return settings.route, None
     try:
-        rows = kandji.prism_count("apps")
+        count = kandji.prism_count("apps")
     except ApiError as exc:
-        if exc.status in (401, 403):
+        if exc.status in PRISM_REFUSALS:
+            log.warning("Prism is unavailable to this token: %s", exc)
             result.fallbacks.append(
                 f"Prism unavailable to this token (HTTP {exc.status}); per-device /apps used"
             )
-            return SoftwareRoute.PER_DEVICE
+            return SoftwareRoute.PER_DEVICE, None
         raise
-    route = SoftwareRoute.PRISM_EXPORT if rows >= settings.export_threshold_rows else SoftwareRoute.PRISM
-    log.info(
-        "Prism reports %d app rows; threshold %d → %s", rows, settings.export_threshold_rows, route.value
+    if settings.route is SoftwareRoute.PRISM_EXPORT:
+        return settings.route, count
+    route = (
+        SoftwareRoute.PRISM_EXPORT if count.rows >= settings.export_threshold_rows else SoftwareRoute.PRISM
     )
-    return route
+    log.info(
+        "Prism reports %d app rows; threshold %d → %s",
+        count.rows,
+        settings.export_threshold_rows,
+        route.value,
+    )
+    return route, count
 
 
 def collect(
@@ -144,11 +160,15 @@ def collect(
     """The devices and the apps of every one of them. ``list_devices(on_page)`` lists the devices into a
     frame (with ``_kandji_id`` and ``platform``), calling ``on_page`` with each page as it arrives."""
     result = SoftwareResult(route=settings.route.value)
-    route = choose_route(kandji, settings, result)
+    route, count = choose_route(kandji, settings, result)
     result.route = route.value
     kandji.session  # noqa: B018 - build the shared session before the threads use it
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandji-prism") as background:
-        prism = None if route is SoftwareRoute.PER_DEVICE else background.submit(_from_prism, kandji, route)
+        prism = (
+            None
+            if route is SoftwareRoute.PER_DEVICE
+            else background.submit(_from_prism, kandji, route, count)
+        )
 
         def prism_covers(platform: Any) -> bool:
             return prism is not None and platform in PRISM_PLATFORMS
@@ -156,27 +176,35 @@ def collect(
         if settings.concurrency > 1:
             # The devices Prism cannot cover are fetched one by one as their page arrives, while Prism
             # answers for the rest.
+            # A device without a usable id is rejected by the transform; its apps are not asked for.
             with _PerDevice(kandji, settings.concurrency, result) as per_device:
                 devices = list_devices(
                     lambda page: per_device.submit(
-                        d["device_id"] for d in page if not prism_covers(d.get("platform"))
+                        d["device_id"]
+                        for d in page
+                        if not prism_covers(d.get("platform")) and valid_id(d.get("device_id"))
                     )
                 )
         else:  # what Kandji's own scripts do: list, then one device at a time
             devices = list_devices(lambda page: None)
             uncovered = devices.loc[~devices["platform"].map(prism_covers).astype(bool), ID]
-            _per_device(kandji, list(uncovered), 1, result)
+            _per_device(kandji, [d for d in uncovered if valid_id(d)], 1, result)
         if prism is None:
             return devices, result
         prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
         try:
             result.merge(prism.result(), keep=prism_ids)
         except ApiError as exc:
-            if exc.status not in (401, 403):
+            if exc.status not in PRISM_REFUSALS:
                 raise
             log.warning("Prism refused (HTTP %s); falling back to per-device /apps", exc.status)
             result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
-            _per_device(kandji, [d for d in devices[ID] if d in prism_ids], settings.concurrency, result)
+            _per_device(
+                kandji,
+                [d for d in devices[ID] if d in prism_ids and valid_id(d)],
+                settings.concurrency,
+                result,
+            )
     return devices, result
 
 
@@ -203,8 +231,17 @@ class _PerDevice:
 
     def _take(self) -> None:
         device_id, answer = self.pending.popleft()
-        self.result.add(device_id, answer.result())
         self.result.per_device_calls += 1
+        try:
+            apps = answer.result()
+        except ApiError as exc:
+            if exc.status != 404:
+                raise  # a missing permission or an outage: the software of the fleet cannot be read
+            # The device left Kandji during the run: its record still loads, without a software list,
+            # so Oomnitza keeps what it had. The report lists it.
+            self.result.unread[device_id] = shorten(f"its apps could not be read ({exc})", 300)
+            return
+        self.result.add(device_id, apps)
 
     def __exit__(self, kind, error, trace) -> None:
         try:
@@ -214,16 +251,17 @@ class _PerDevice:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _from_prism(kandji: KandjiHook, route: SoftwareRoute) -> SoftwareResult:
+def _from_prism(kandji: KandjiHook, route: SoftwareRoute, count: PrismCount | None) -> SoftwareResult:
     found = SoftwareResult(route=route.value)
     if route is SoftwareRoute.PRISM_EXPORT:
         try:
-            _from_export(kandji, found)
+            _from_export(kandji, found, count)
             return found
         except PrismExportError as exc:
+            # Whatever the export gave is dropped: a partial list would replace a device's software.
             log.warning("Prism export failed, falling back to Prism pages: %s", exc)
             found = SoftwareResult(route=route.value)
-            found.fallbacks.append(f"Prism export failed ({exc}); Prism pages used instead")
+            found.fallbacks.append(shorten(f"Prism export failed ({exc}); Prism pages used instead", 400))
     for page in kandji.iter_prism_pages("apps"):
         for row in page:
             if row.get("device_id"):
@@ -232,8 +270,8 @@ def _from_prism(kandji: KandjiHook, route: SoftwareRoute) -> SoftwareResult:
     return found
 
 
-def _from_export(kandji: KandjiHook, found: SoftwareResult) -> None:
-    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS):
+def _from_export(kandji: KandjiHook, found: SoftwareResult, count: PrismCount | None) -> None:
+    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS, expected=count):
         rows = chunk[(chunk["device_id"] != "") & (chunk["name"] != "")].rename(columns={"device_id": ID})
         found.add_rows(rows[list(COLUMNS)].replace("", None))
         found.prism_rows += len(chunk)

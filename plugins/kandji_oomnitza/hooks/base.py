@@ -3,12 +3,22 @@
 Built on the HTTP provider's ``HttpHook``: it reads the connection and builds the ``requests`` session
 (``get_conn``), and sends through ``run_and_check``. The session is built once and reused, so every
 call rides one keep-alive connection and the connection is looked up once per hook, not per request.
+
+One classification of failures, used by both hooks and every operator:
+
+- **permanent** (``PermanentApiError``, an ``AirflowFailException``): a 4xx other than 408/425/429, a
+  redirect off the configured origin, a TLS failure, an invalid connection (``ConfigurationError``).
+  Sending the same request again cannot help, so neither the hook nor Airflow retries: the task ends
+  at once with a message naming the connection, the endpoint and the fix.
+- **transient**: 429, 408, 5xx, connection errors, timeouts, bodies cut mid-stream or unreadable.
+  The hook retries them (per ``RetryMode``), then Airflow's task retries take over.
 """
 
 from __future__ import annotations
 
 import email.utils
 import enum
+import functools
 import html
 import json
 import re
@@ -16,30 +26,39 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
+import urllib3.exceptions
 from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from kandji_oomnitza.redaction import redact, register_secret, shorten
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 6
 MAX_RETRY_WAIT_SECONDS = 120.0
 MESSAGE_LIMIT = 500
 RATE_LIMIT_PATIENCE = 5
+TRANSIENT_CLIENT_STATUSES = (408, 425, 429)  # request timeout, too early, too many requests
+
+
+def is_permanent_status(status: int | None) -> bool:
+    """An HTTP status the same request will get again: a 4xx other than 408, 425 and 429."""
+    return status is not None and 400 <= status < 500 and status not in TRANSIENT_CLIENT_STATUSES
 
 
 class RetryMode(enum.Enum):
     """When a failed request may be sent again."""
 
-    IDEMPOTENT = "idempotent"  # 429, 5xx, connection errors, timeouts
+    IDEMPOTENT = "idempotent"  # 429, 408, 5xx, connection errors, timeouts, cut or unreadable bodies
     UNSENT_ONLY = "unsent_only"  # only when the server certainly did not act: 429, connection refused
     NEVER = "never"
 
 
 class ApiError(AirflowException):
-    """An API answered with an error status, or could not be reached. Never carries a credential."""
+    """An API answered with an error, or could not be reached. Its texts never carry a credential."""
 
     def __init__(
         self,
@@ -48,38 +67,66 @@ class ApiError(AirflowException):
         status: int | None = None,
         endpoint: str = "",
         api_message: str = "",
-        response: requests.Response | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         self.endpoint = endpoint
-        self.api_message = api_message
-        self.response = response
+        self.api_message = redact(api_message)
+        self.retry_after = retry_after
 
     @property
-    def retry_after(self) -> float | None:
-        """Seconds the server asked us to wait (``Retry-After``, else ``RateLimit-Reset``)."""
-        if self.response is None:
-            return None
-        for header in ("Retry-After", "RateLimit-Reset"):
-            value = self.response.headers.get(header)
-            if value is None:
-                continue
-            try:
-                return max(float(value), 0.0)
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(value) if header == "Retry-After" else None
-                if parsed is not None:
-                    return max(parsed.timestamp() - time.time(), 0.0)
-        return None
+    def permanent(self) -> bool:
+        return isinstance(self, AirflowFailException)
+
+
+class PermanentApiError(ApiError, AirflowFailException):
+    """The same request would fail again (a 4xx, a refused redirect, a TLS failure): no retry at all."""
+
+
+class TransportError(ApiError):
+    """No complete answer: the connection failed, timed out, or the body was cut mid-stream.
+
+    ``certainly_unsent`` is true only when the connection never opened, so the server cannot have
+    acted on the request (decided from urllib3's exception types).
+    """
+
+    def __init__(self, message: str, *, endpoint: str = "", certainly_unsent: bool = False) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.certainly_unsent = certainly_unsent
 
 
 class MalformedResponseError(ApiError):
     """A 2xx response whose body could not be decoded (a truncated or garbled page)."""
 
 
-class ConfigurationError(AirflowException):
+class CrossOriginRedirectError(PermanentApiError):
+    """The server redirected to another origin; credentials and payloads stay on the configured one."""
+
+
+class ConfigurationError(AirflowFailException):
     """A connection or input is invalid; the message names it and says how to fix it."""
+
+
+def api_error(message: str, **kwargs: Any) -> ApiError:
+    """The ApiError for an HTTP error answer, permanent or not by its status."""
+    kind = PermanentApiError if is_permanent_status(kwargs.get("status")) else ApiError
+    return kind(message, **kwargs)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After``, else ``RateLimit-Reset``)."""
+    for header in ("Retry-After", "RateLimit-Reset"):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if header == "Retry-After" else None
+            if parsed is not None:
+                return max(parsed.timestamp() - time.time(), 0.0)
+    return None
 
 
 def error_message_from_body(response: requests.Response) -> str:
@@ -110,23 +157,42 @@ def _flatten_message(payload: Any) -> str:
     return "" if payload is None else str(payload)
 
 
-def _is_retryable(exc: BaseException, mode: RetryMode) -> bool:
-    if mode is RetryMode.NEVER:
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or anything it wraps (args, cause, context, MaxRetryError.reason) is of ``kinds``."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return True
+        pending += [*current.args, current.__cause__, current.__context__, getattr(current, "reason", None)]
+    return False
+
+
+def is_retryable(exc: BaseException, mode: RetryMode) -> bool:
+    """The hook's retry rule: never a permanent error; a 429 or a request that never left in every
+    mode but NEVER; everything else transient only for idempotent requests."""
+    if mode is RetryMode.NEVER or not isinstance(exc, ApiError) or exc.permanent:
         return False
-    if isinstance(exc, MalformedResponseError):
-        return mode is RetryMode.IDEMPOTENT
-    if isinstance(exc, ApiError) and exc.status is not None:
-        if exc.status == 429:
-            return True
-        return mode is RetryMode.IDEMPOTENT and exc.status >= 500
-    if isinstance(exc, requests.ConnectTimeout):
-        return True  # the connection never opened, so nothing was sent
-    if isinstance(exc, requests.ConnectionError):
-        if mode is RetryMode.IDEMPOTENT:
-            return True
-        # A refused connection certainly sent nothing; a reset after connecting may have.
-        return "refused" in str(exc).lower() or "NewConnectionError" in repr(exc)
-    return mode is RetryMode.IDEMPOTENT and isinstance(exc, requests.Timeout)
+    if exc.status == 429:
+        return True
+    if isinstance(exc, TransportError) and exc.certainly_unsent:
+        return True
+    return mode is RetryMode.IDEMPOTENT
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 class RestApiHook(HttpHook):
@@ -134,7 +200,7 @@ class RestApiHook(HttpHook):
 
     service_name = "API"
     # Connection extras this project reads; HttpHook would otherwise send each of them as a header.
-    own_extra_keys: tuple[str, ...] = ("max_attempts", "backoff_seconds")
+    own_extra_keys: tuple[str, ...] = ("max_attempts", "backoff_seconds", "timeout")
 
     def __init__(
         self,
@@ -149,17 +215,14 @@ class RestApiHook(HttpHook):
         self._backoff_seconds = backoff_seconds
         self._timeout = timeout
         self._session: requests.Session | None = None
-        self._secret: str | None = None
         self.calls = 0  # requests actually sent, retries included
         self.retries = 0
         self._count_lock = threading.Lock()  # worker threads may share one hook
 
     # -- connection ---------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def connection(self):
-        if not hasattr(self, "_connection"):
-            self._connection = self.get_connection(self.http_conn_id)
-        return self._connection
+        return self.get_connection(self.http_conn_id)
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -172,16 +235,29 @@ class RestApiHook(HttpHook):
 
     def url_from_host(self, fix: str, api_path: str) -> str:
         """The connection's ``host`` as a base URL: https when no scheme is given, the port applied, and
-        a pasted API path (``api_path``, a regex such as ``/api(/v1)?``) dropped. ``fix`` says what to use."""
-        host = (self.connection.host or "").strip()
-        if host and "://" not in host:
-            host = f"{self.connection.schema or 'https'}://{host}"
-        parsed = urlparse(host)
+        a pasted API path (``api_path``, a regex such as ``/api(/v1)?``) dropped. ``fix`` says what to use.
+        A host with a user name or password in it is refused: the token belongs in the password field."""
+        raw = (self.connection.host or "").strip()
+        host = raw if "://" in raw or not raw else f"{self.connection.schema or 'https'}://{raw}"
+        parsed = urlsplit(host)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"\s", host):
-            raise self._config_error("host", f"is {self.connection.host!r}, not a URL", fix)
+            raise self._config_error("host", f"is {shorten(raw, 80)!r}, not a URL", fix)
+        if "@" in parsed.netloc:
+            raise self._config_error(
+                "host",
+                f"contains a user name or password ({shorten(raw, 80)})",
+                "Remove them from the host: the API token goes in the connection's password field.",
+            )
         if self.connection.port:
             host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
         return re.sub(f"{api_path}/?$", "", host.rstrip("/"))
+
+    def root_url(self) -> str:
+        """The validated base URL every request goes to (the credential's only destination)."""
+        raise NotImplementedError
+
+    def url_from_endpoint(self, endpoint: str | None) -> str:
+        return f"{self.root_url()}/{(endpoint or '').lstrip('/')}"
 
     def credential(self) -> str:
         token = self.connection.password
@@ -189,21 +265,45 @@ class RestApiHook(HttpHook):
             raise self._config_error(
                 "password", "is empty", f"Put the {self.service_name} API token in the connection's password."
             )
+        register_secret(token)
         return token
 
     def apply_credentials(self, session: requests.Session, token: str) -> None:
         raise NotImplementedError
 
     def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None):
-        """The stock HTTP session, minus Basic auth and our own extras, plus our credential header."""
+        """The stock HTTP session, minus Basic auth and our own extras, plus our credential header and
+        a guard that stops any redirect off the configured origin before it is followed."""
         session = super().get_conn(headers, extra_options)
-        session.auth = None  # a login on the connection must never turn into Basic auth
+        # A login on the connection, user info in a URL or a ~/.netrc entry must never turn into Basic
+        # auth: a no-op auth object stops requests from looking for any of them (proxies still apply).
+        session.auth = _no_auth
         for key in self.own_extra_keys:
             session.headers.pop(key, None)
-        self._secret = self.credential()
-        self.apply_credentials(session, self._secret)
+        self.apply_credentials(session, self.credential())
         session.headers.setdefault("Accept", "application/json")
+        session.hooks["response"].append(self._refuse_cross_origin_redirect)
         return session
+
+    def _refuse_cross_origin_redirect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """A ``requests`` response hook: it sees every answer, redirects included, before ``requests``
+        follows one, so a redirect that leaves the configured origin is stopped before anything is sent
+        there. Same-origin redirects are followed: the credential stays on its origin."""
+        if not response.is_redirect:
+            return
+        target = urljoin(response.url, response.headers.get("Location", ""))
+        if origin(target) == origin(self.root_url()):
+            return
+        shown = urlsplit(target)
+        raise CrossOriginRedirectError(
+            f"{self.service_name} API {response.request.method} {urlsplit(response.url).path} answered "
+            f"HTTP {response.status_code} redirecting to {shown.scheme}://{shown.netloc}{shown.path}, another "
+            f"origin than {self.root_url()}. Not followed: the token and the payload stay on the configured "
+            f"origin. Fix the host of connection '{self.http_conn_id}' (use the address the redirect names, "
+            "if you trust it).",
+            status=response.status_code,
+            endpoint=f"{response.request.method} {urlsplit(response.url).path}",
+        )
 
     @property
     def session(self) -> requests.Session:
@@ -216,7 +316,9 @@ class RestApiHook(HttpHook):
         try:
             return cast(value)
         except (TypeError, ValueError):
-            raise self._config_error(f"extra '{name}'", f"is {value!r}", "Use a number.") from None
+            raise self._config_error(
+                f"extra '{name}'", f"is {shorten(value, 40)!r}", "Use a number."
+            ) from None
 
     @property
     def max_attempts(self) -> int:
@@ -254,8 +356,13 @@ class RestApiHook(HttpHook):
     ) -> Any:
         """Send one request, with bounded retries per ``retry``.
 
-        Returns the successful response, or ``decode(response)`` when given; a body that ``decode``
-        cannot read counts as a failed attempt (a truncated page is worth fetching again).
+        :param endpoint: the path under the base URL, e.g. ``api/v1/devices``
+        :param retry: when a failed attempt may be sent again (actions: ``UNSENT_ONLY``)
+        :param decode: turns the response into the result; a body it cannot read (``ValueError``)
+            counts as a failed attempt, since a truncated page is worth fetching again
+        :return: ``decode(response)``, or the response itself without ``decode``
+        :raises PermanentApiError: at once, for an answer the same request would get again
+        :raises ApiError: a transient failure that outlasted the retries
         """
         label = f"{method} {endpoint}"
 
@@ -268,42 +375,66 @@ class RestApiHook(HttpHook):
             with self._count_lock:
                 self.calls += 1
             try:
+                # Not streamed: the whole body is read here, so a body cut mid-stream fails here too.
                 response = self.run_and_check(
                     session, prepared, {"check_response": False, "timeout": self.timeout}
                 )
             except requests.RequestException as exc:
-                raise self._redacted(exc, label) from None
+                raise self._transport_error(exc, label) from None
             self.after_response(response)
-            if response.status_code >= 400:
-                api_message = self._redact(error_message_from_body(response))
-                raise ApiError(
-                    self.describe_error(response.status_code, label, api_message),
+            if response.status_code >= 300:
+                api_message = error_message_from_body(response)
+                raise api_error(
+                    self.describe_error(response.status_code, label, redact(api_message)),
                     status=response.status_code,
                     endpoint=label,
                     api_message=api_message,
-                    response=response,
+                    retry_after=retry_after_seconds(response),
                 )
             if decode is None:
                 return response
             try:
                 return decode(response)
             except ValueError:
-                snippet = " ".join(response.text[:120].split())
                 raise MalformedResponseError(
-                    f"{self.service_name} API {label} returned a body that could not be read: {snippet!r}",
-                    status=None,
+                    f"{self.service_name} API {label} returned a body that could not be read: "
+                    f"{shorten(response.text, 120)!r}",
                     endpoint=label,
-                    response=response,
                 ) from None
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda exc: _is_retryable(exc, retry)),
+            retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, retry)),
             stop=self._stop,
             wait=self._wait,
             before_sleep=self._log_retry,
             reraise=True,
         )
         return retrying(send)
+
+    def _transport_error(self, exc: requests.RequestException, label: str) -> ApiError:
+        """Our own error for a failure below HTTP, redacted, classified from urllib3's exception types."""
+        where = f"{self.service_name} API {label}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return PermanentApiError(
+                f"{where}: the TLS handshake with {self.root_url()} failed ({shorten(exc, 200)}). Check the "
+                f"host of connection '{self.http_conn_id}' and the server's certificate.",
+                endpoint=label,
+            )
+        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+            return self._config_error("host", f"gives an invalid URL ({shorten(exc, 200)})", "Fix the host.")
+        unsent = isinstance(exc, requests.ConnectTimeout) or _caused_by(
+            exc, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        )
+        what = {
+            requests.exceptions.ChunkedEncodingError: "the answer was cut off mid-body",
+            requests.exceptions.ContentDecodingError: "the answer could not be decoded",
+            requests.exceptions.ReadTimeout: f"no answer within {self.timeout:g}s",
+        }.get(type(exc), "could not connect" if unsent else "the connection failed")
+        return TransportError(
+            f"{where}: {what} ({type(exc).__name__}: {shorten(exc, 300)})",
+            endpoint=label,
+            certainly_unsent=unsent,
+        )
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
         """Give up after ``max_attempts``; a server that answers 429 is pacing us, not failing, so
@@ -332,18 +463,6 @@ class RestApiHook(HttpHook):
             exc,
             retry_state.next_action.sleep if retry_state.next_action else 0.0,
         )
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
-
-    def _redacted(self, exc: requests.RequestException, label: str) -> requests.RequestException:
-        """The same exception type, with a message that names the endpoint and cannot leak the token."""
-        kind = type(exc)
-        message = self._redact(f"{self.service_name} API {label}: {type(exc).__name__}: {exc}")
-        try:
-            return kind(message)
-        except TypeError:
-            return requests.ConnectionError(message)
 
     def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", endpoint, params=params, decode=lambda response: response.json())

@@ -1,17 +1,23 @@
-"""The Kandji (Iru Endpoint Management) API hook. Facts: shared/reference/kandji-api.md."""
+"""The Kandji (Iru Endpoint Management) API hook, per Kandji's API documentation (api-docs.kandji.io)."""
 
 from __future__ import annotations
 
 import csv
 import re
 import tempfile
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import requests
 
-from kandji_oomnitza.hooks.base import ApiError, RestApiHook, RetryMode
+from kandji_oomnitza.hooks.base import (
+    ApiError,
+    MalformedResponseError,
+    PermanentApiError,
+    RestApiHook,
+    RetryMode,
+)
+from kandji_oomnitza.kandji_values import valid_id
 from kandji_oomnitza.pagination import (
     ListingShifted,
     NextLinkCursorPaginator,
@@ -20,7 +26,9 @@ from kandji_oomnitza.pagination import (
     UnexpectedPageError,
     paginate,
 )
+from kandji_oomnitza.polling import poll
 from kandji_oomnitza.ratelimit import RateLimiter
+from kandji_oomnitza.redaction import shorten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,18 +36,40 @@ if TYPE_CHECKING:
 SUBDOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 REGION_HOSTS = {"us": "https://{sub}.api.kandji.io", "eu": "https://{sub}.api.eu.kandji.io"}
 API = "api/v1"
+EXPORT_PENDING = (None, "pending", "processing", "in_progress", "running")
+# The permission a Kandji API token needs for each endpoint (Settings > Access > API Token), as the
+# token form names them (INFERRED from third-party guides: "Device list", "Device details", ...).
+PERMISSIONS = (
+    (r"/devices/[^/]+/action/(\w+)$", "the device action '{0}'"),
+    (r"/devices/[^/]+/details$", "Device details"),
+    (r"/devices/[^/]+/apps$", "Application list"),
+    (r"/devices/[^/]+/commands$", "Device commands"),
+    (r"/devices/[^/]+$", "Device information"),
+    (r"/devices$", "Device list"),
+    (r"/prism/", "Prism (Visibility)"),
+    (r"/users", "User list"),
+)
 
 
-class DeviceNotFoundError(ApiError):
+class DeviceNotFoundError(PermanentApiError):
     """No Kandji device has exactly this serial number."""
 
 
-class AmbiguousDeviceError(ApiError):
+class AmbiguousDeviceError(PermanentApiError):
     """More than one Kandji device has exactly this serial number."""
 
 
+class InvalidIdError(PermanentApiError):
+    """A Kandji id that cannot go into a URL path (callers check ``valid_id`` first)."""
+
+
 class PrismExportError(ApiError):
-    """The asynchronous Prism export failed, timed out, or produced a CSV we cannot use."""
+    """The asynchronous Prism export failed, timed out, or produced a CSV we cannot use (incomplete)."""
+
+
+class PrismCount(NamedTuple):
+    rows: int
+    approximate: bool
 
 
 def normalise_column(name: str) -> str:
@@ -47,11 +77,21 @@ def normalise_column(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
 
+def permission_for(endpoint: str) -> str:
+    """The token permission an endpoint needs, in the words of Kandji's token form."""
+    path = endpoint.split(" ", 1)[-1].split("?", 1)[0]
+    for pattern, name in PERMISSIONS:
+        if match := re.search(pattern, path):
+            return name.format(*match.groups())
+    return "this endpoint"
+
+
 class KandjiHook(RestApiHook):
     """Talks to one Kandji tenant with the token from an Airflow connection (default ``kandji_default``).
 
     The token goes only to the tenant's API base URL, as ``Authorization: Bearer``; never Basic auth,
-    even if the connection has a login; never to the host of a ``next`` link or a signed export URL.
+    even if the connection has a login; never to the host of a ``next`` link or a signed export URL;
+    never to another origin through a redirect.
     """
 
     conn_name_attr = "kandji_conn_id"
@@ -71,7 +111,6 @@ class KandjiHook(RestApiHook):
         super().__init__(kandji_conn_id, **kwargs)
         self.kandji_conn_id = kandji_conn_id
         self._limiter: RateLimiter | None = None
-        self.duplicates_dropped = 0
         self.rewalks = 0
 
     # -- connection ---------------------------------------------------------------------------
@@ -80,7 +119,7 @@ class KandjiHook(RestApiHook):
         """The tenant's API URL from ``host``, or from extra ``subdomain`` + ``region``; validated."""
         if (self.connection.host or "").strip():
             return self.url_from_host(
-                "Use the API URL shown in Kandji under Settings > Access, e.g. https://acme.api.kandji.io.",
+                "Use your tenant's API URL, e.g. https://acme.api.kandji.io.",
                 api_path=r"/api(/v1)?",
             )
         subdomain = str(self.extra.get("subdomain", "")).strip()
@@ -95,17 +134,19 @@ class KandjiHook(RestApiHook):
         if not SUBDOMAIN_PATTERN.match(subdomain):
             raise self._config_error(
                 "extra 'subdomain'",
-                f"is {subdomain!r}",
+                f"is {shorten(subdomain, 80)!r}",
                 "Use only the first label of your API URL: letters, digits and hyphens (acme in acme.api.kandji.io).",
             )
         if region not in REGION_HOSTS:
             raise self._config_error(
-                "extra 'region'", f"is {region!r}", 'Use "us" or "eu" (the region in your API URL).'
+                "extra 'region'",
+                f"is {shorten(region, 20)!r}",
+                'Use "us" or "eu" (the region in your API URL).',
             )
         return REGION_HOSTS[region].format(sub=subdomain)
 
-    def url_from_endpoint(self, endpoint: str | None) -> str:
-        return f"{self.api_base_url}/{(endpoint or '').lstrip('/')}"
+    def root_url(self) -> str:
+        return self.api_base_url
 
     def apply_credentials(self, session: requests.Session, token: str) -> None:
         session.headers["Authorization"] = f"Bearer {token}"
@@ -136,21 +177,24 @@ class KandjiHook(RestApiHook):
             )
         if status == 403:
             return (
-                f"The Kandji API token of {conn} lacks the permission for {endpoint} (HTTP 403: {api_message}). "
-                "Tick that endpoint in the token's permissions in Kandji (Settings > Access > API Token)."
+                f"The Kandji API token of {conn} lacks the permission {permission_for(endpoint)!r} needed for "
+                f"{endpoint} (HTTP 403: {api_message}). Tick it in the token's permissions in Kandji "
+                "(Settings > Access > API Token)."
+            )
+        if status == 404 and "no Route matched" in api_message:
+            return (
+                f"Kandji has no endpoint {endpoint} at {self.api_base_url} (HTTP 404: {api_message}). Check the "
+                f"host of {conn}: it should be your tenant's API URL, e.g. https://acme.api.kandji.io."
             )
         return super().describe_error(status, endpoint, api_message)
 
     # -- listings -----------------------------------------------------------------------------
-    def _fetch_page(self, endpoint: str, params: dict[str, Any]) -> Any:
-        return self.get_json(endpoint, params)
-
     def _pages(self, endpoint: str, paginator, params: dict[str, Any] | None = None) -> Iterator[list]:
         try:
-            yield from paginate(self._fetch_page, endpoint, paginator, params)
+            yield from paginate(self.get_json, endpoint, paginator, params)
         except UnexpectedPageError as exc:
-            raise ApiError(
-                f"Kandji API GET {endpoint} returned an unexpected page: {exc}", endpoint=endpoint
+            raise MalformedResponseError(
+                f"Kandji API GET {endpoint} returned an unexpected page: {exc}", endpoint=f"GET {endpoint}"
             ) from None
 
     def iter_device_pages(
@@ -161,16 +205,17 @@ class KandjiHook(RestApiHook):
         Offset paging over a fleet that changes mid-walk can skip a device (one removed before the
         current offset shifts the rest back) or repeat one (one inserted shifts them forward). Pages
         overlap by one record to notice such a shift (``OffsetArrayPaginator``); then the list is
-        walked again, yielding only devices not yet seen, at most ``max_walks`` times in all.
+        walked again, yielding only devices not yet seen, at most ``max_walks`` times in all. A record
+        without a device id cannot be recognised on a second walk; it is yielded as it comes (the
+        transform rejects it, with its reason).
         """
         seen: set[str] = set()
         params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
         for walk in range(1, max_walks + 1):
             try:
                 for page in self._pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
-                    fresh = [d for d in page if d.get("device_id") not in seen]
-                    self.duplicates_dropped += len(page) - len(fresh)
-                    seen.update(d.get("device_id") for d in fresh)
+                    fresh = [d for d in page if _id_of(d) is None or _id_of(d) not in seen]
+                    seen.update(i for i in map(_id_of, fresh) if i is not None)
                     if fresh:
                         yield fresh
                 return
@@ -182,10 +227,6 @@ class KandjiHook(RestApiHook):
                     ) from None
                 self.log.warning("Kandji's device list changed during the walk (%s); walking it again", exc)
                 self.rewalks += 1
-
-    def iter_devices(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        for page in self.iter_device_pages(**filters):
-            yield from page
 
     def iter_prism_pages(
         self,
@@ -207,25 +248,35 @@ class KandjiHook(RestApiHook):
         yield from self._pages(f"{API}/users", NextLinkCursorPaginator(), params)
 
     # -- single reads -------------------------------------------------------------------------
-    def get_device(self, device_id: str) -> dict[str, Any]:
-        return self.get_json(f"{API}/devices/{_path_id(device_id)}")
-
     def get_device_details(self, device_id: str) -> dict[str, Any]:
-        return self.get_json(f"{API}/devices/{_path_id(device_id)}/details")
+        return self.request(
+            "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: _dict_body(r.json())
+        )
 
     def get_device_apps(self, device_id: str) -> list[dict[str, Any]]:
         """Installed apps of one device (no paging parameters exist on this endpoint)."""
-        body = self.get_json(f"{API}/devices/{_path_id(device_id)}/apps")
-        if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
-            raise ApiError(f"Kandji API GET devices/{device_id}/apps returned no 'apps' list")
-        return body["apps"]
+        return self.request(
+            "GET", f"{API}/devices/{_path_id(device_id)}/apps", decode=lambda r: _list_in(r.json(), "apps")
+        )
 
     def get_device_commands(self, device_id: str, limit: int = 300) -> list[dict[str, Any]]:
-        body = self.get_json(f"{API}/devices/{_path_id(device_id)}/commands", {"limit": limit})
-        return body.get("commands", {}).get("results", [])
+        return self.request(
+            "GET",
+            f"{API}/devices/{_path_id(device_id)}/commands",
+            params={"limit": limit},
+            decode=lambda r: _list_in(_dict_body(r.json()).get("commands"), "results"),
+        )
 
-    def prism_count(self, category: str) -> int:
-        return int(self.get_json(f"{API}/prism/count", {"category": category})["count"])
+    def prism_count(self, category: str) -> PrismCount:
+        """How many rows a Prism category holds (``approximate`` when Kandji says it estimated)."""
+        body = self.get_json(f"{API}/prism/count", {"category": category})
+        try:
+            return PrismCount(int(body["count"]), bool(body.get("approximate")))
+        except (TypeError, KeyError, ValueError):
+            raise MalformedResponseError(
+                f"Kandji API GET {API}/prism/count returned no count: {shorten(body, 120)!r}",
+                endpoint=f"GET {API}/prism/count",
+            ) from None
 
     def find_device_by_serial(self, serial_number: str) -> dict[str, Any]:
         """The one device whose serial number equals ``serial_number`` (Kandji's filter matches substrings)."""
@@ -233,8 +284,13 @@ class KandjiHook(RestApiHook):
         candidates = [d for page in self.iter_device_pages(serial_number=wanted) for d in page]
         exact = [d for d in candidates if str(d.get("serial_number", "")).strip().upper() == wanted]
         if not exact:
-            similar = ", ".join(sorted(d.get("serial_number", "?") for d in candidates)[:5])
-            hint = f" ({len(candidates)} serial numbers contain it: {similar})" if candidates else ""
+            similar = ", ".join(sorted(str(d.get("serial_number", "?")) for d in candidates)[:5])
+            hint = ""
+            if candidates:
+                which = (
+                    "device has a serial number" if len(candidates) == 1 else "devices have serial numbers"
+                )
+                hint = f" ({len(candidates)} {which} containing it: {similar})"
             raise DeviceNotFoundError(
                 f"No Kandji device has serial number {wanted!r}{hint}. Check the serial number "
                 "(Kandji shows it on the device's page) and that the device is enrolled in this tenant.",
@@ -242,7 +298,7 @@ class KandjiHook(RestApiHook):
                 endpoint="GET devices?serial_number",
             )
         if len(exact) > 1:
-            ids = ", ".join(d.get("device_id", "?") for d in exact)
+            ids = ", ".join(str(d.get("device_id", "?")) for d in exact)
             raise AmbiguousDeviceError(
                 f"{len(exact)} Kandji devices have serial number {wanted!r} (device ids {ids}); "
                 "remove the stale record in Kandji, then run again.",
@@ -257,6 +313,7 @@ class KandjiHook(RestApiHook):
         *,
         device_families: list[str] | None = None,
         required_columns: tuple[str, ...] = (),
+        expected: PrismCount | None = None,
         poll_seconds: float = 0.5,
         timeout_seconds: float = 900.0,
         chunk_rows: int = 200_000,
@@ -266,9 +323,22 @@ class KandjiHook(RestApiHook):
         Column names are normalised (``Serial Number`` → ``serial_number``). Only ``required_columns``
         are read when given, and the file is streamed to disk first, so a ten-million-row export never
         sits in memory whole. The CSV is downloaded from the signed URL without any Kandji credential.
+
+        An incomplete file raises ``PrismExportError`` after its last chunk (so the caller must drop what
+        it read): a download cut mid-row, or fewer rows than ``expected`` (``/prism/count`` read just
+        before; skipped when Kandji says its count is approximate).
         """
         signed_url, export_id = self._run_export(category, device_families, poll_seconds, timeout_seconds)
-        yield from self._read_export(signed_url, export_id, category, required_columns, chunk_rows)
+        rows = 0
+        for chunk in self._read_export(signed_url, export_id, category, required_columns, chunk_rows):
+            rows += len(chunk)
+            yield chunk
+        if expected is not None and not expected.approximate and rows < expected.rows:
+            raise PrismExportError(
+                f"Kandji's Prism export {export_id} ({category}) holds {rows} rows, but Prism counted "
+                f"{expected.rows}: the file is incomplete",
+                endpoint=f"GET {API}/prism/export/{export_id}",
+            )
 
     def _run_export(self, category, device_families, poll_seconds, timeout_seconds) -> tuple[str, str]:
         body = {
@@ -279,26 +349,34 @@ class KandjiHook(RestApiHook):
             "sort_by": "",
         }
         # Starting an export twice only costs a second export, never wrong data: safe to retry.
-        job = self.request("POST", f"{API}/prism/export", json_body=body, decode=lambda r: r.json())
+        job = self.request(
+            "POST", f"{API}/prism/export", json_body=body, decode=lambda r: _dict_body(r.json())
+        )
         export_id = job.get("id")
-        if not export_id:
-            raise PrismExportError(f"Kandji did not return an export id for category {category!r}: {job}")
-        deadline = time.monotonic() + timeout_seconds
-        wait = poll_seconds
-        while job.get("status") != "success":
-            status = job.get("status")
-            if status not in (None, "pending", "processing", "in_progress", "running"):
-                raise PrismExportError(
-                    f"Kandji's Prism export {export_id} ({category}) ended with status {status!r}: "
-                    f"{job.get('error_msg') or 'no message'}"
-                )
-            if time.monotonic() > deadline:
-                raise PrismExportError(
-                    f"Kandji's Prism export {export_id} ({category}) was not ready after {timeout_seconds:.0f}s"
-                )
-            time.sleep(wait)
-            wait = min(wait * 1.5, 30.0)
-            job = self.get_json(f"{API}/prism/export/{_path_id(export_id)}")
+        if not valid_id(export_id):
+            raise PrismExportError(
+                f"Kandji did not return a usable export id for category {category!r}: {shorten(job, 200)}"
+            )
+        if job.get("status") in EXPORT_PENDING:
+            job = poll(
+                lambda: self.request(
+                    "GET", f"{API}/prism/export/{export_id}", decode=lambda r: _dict_body(r.json())
+                ),
+                done=lambda answer: answer.get("status") not in EXPORT_PENDING,
+                timeout_seconds=timeout_seconds,
+                first_wait=poll_seconds,
+                max_wait=30.0,
+            )
+        status = job.get("status")
+        if status in EXPORT_PENDING:
+            raise PrismExportError(
+                f"Kandji's Prism export {export_id} ({category}) was not ready after {timeout_seconds:.0f}s"
+            )
+        if status != "success":
+            raise PrismExportError(
+                f"Kandji's Prism export {export_id} ({category}) ended with status {shorten(status, 40)!r}: "
+                f"{shorten(job.get('error_msg') or 'no message', 200)}"
+            )
         if not job.get("signed_url"):
             raise PrismExportError(f"Kandji's Prism export {export_id} succeeded without a download URL")
         return job["signed_url"], export_id
@@ -309,8 +387,9 @@ class KandjiHook(RestApiHook):
         import pandas as pd
 
         with tempfile.TemporaryFile() as spool:
-            # A bare session: the signed URL carries its own authorisation, and no Kandji token may leave.
-            self.calls += 1
+            # A bare request: the signed URL carries its own authorisation, and no Kandji token may leave.
+            with self._count_lock:
+                self.calls += 1
             try:
                 with requests.get(signed_url, timeout=max(self.timeout, 300.0), stream=True) as response:
                     if response.status_code >= 400:
@@ -323,6 +402,14 @@ class KandjiHook(RestApiHook):
                 raise PrismExportError(
                     f"Could not download Kandji's Prism export {export_id}: {type(exc).__name__}"
                 ) from None
+            size = spool.tell()
+            if size:
+                spool.seek(size - 1)
+                if spool.read(1) not in (b"\n", b"\r"):
+                    raise PrismExportError(
+                        f"Kandji's Prism export {export_id} ({category}) ends mid-row after {size} bytes: "
+                        "the download was cut off"
+                    )
             spool.seek(0)
             header = spool.readline().decode("utf-8-sig", "replace")
             raw_names = next(csv.reader([header]), [])
@@ -331,7 +418,7 @@ class KandjiHook(RestApiHook):
             if missing:
                 raise PrismExportError(
                     f"Kandji's Prism export {export_id} ({category}) lacks columns {missing}; "
-                    f"it has {sorted(by_normal)[:20]}"
+                    f"it has {shorten(sorted(by_normal)[:20], 300)}"
                 )
             spool.seek(0)
             usecols = [by_normal[c] for c in required_columns] if required_columns else None
@@ -342,14 +429,14 @@ class KandjiHook(RestApiHook):
                     keep_default_na=False,
                     usecols=usecols,
                     chunksize=chunk_rows,
-                    on_bad_lines="warn",
+                    on_bad_lines="error",  # a row we cannot read makes the export unusable, not shorter
                 )
                 for chunk in reader:
                     chunk.columns = [normalise_column(str(c)) for c in chunk.columns]
                     yield chunk
             except (ValueError, pd.errors.ParserError) as exc:
                 raise PrismExportError(
-                    f"Kandji's Prism export {export_id} could not be parsed: {exc}"
+                    f"Kandji's Prism export {export_id} could not be parsed: {shorten(exc, 200)}"
                 ) from None
 
     # -- actions ------------------------------------------------------------------------------
@@ -359,7 +446,9 @@ class KandjiHook(RestApiHook):
         """Queue one MDM command. Sent at most once: an action is retried only when Kandji certainly did
         not receive it (429, connection refused), never after a timeout or a 5xx.
 
-        Returns the decoded body (``{}`` for Kandji's usual empty 200; ``{"PIN": ...}`` for a Mac lock).
+        :param action: Kandji's action name in the URL (``lock``, ``restart``, ``setname``, ...)
+        :param body: the action's PascalCase inputs, if it takes any
+        :return: the decoded body (``{}`` for Kandji's usual empty 200; ``{"PIN": ...}`` for a Mac lock)
         """
         if not re.fullmatch(r"[a-z]+", action):
             raise ValueError(f"not a Kandji action name: {action!r}")
@@ -378,8 +467,26 @@ class KandjiHook(RestApiHook):
         return decoded if isinstance(decoded, dict) else {"message": decoded}
 
 
-def _path_id(value: str) -> str:
+def _id_of(device: dict[str, Any]) -> str | None:
+    value = device.get("device_id")
+    return None if value in (None, "") else str(value)
+
+
+def _path_id(value: Any) -> str:
     """Ids go into URL paths; refuse anything that could change the path."""
-    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value or ""):
-        raise ValueError(f"not a valid Kandji id: {value!r}")
+    if not valid_id(value):
+        raise InvalidIdError(f"not a valid Kandji id: {shorten(value, 80)!r} (letters, digits and hyphens)")
     return value
+
+
+def _dict_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _list_in(body: Any, key: str) -> list[dict[str, Any]]:
+    """``body[key]`` when it is a list; a ValueError (an unreadable answer, fetched again) otherwise."""
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise ValueError(f"expected an object with a {key!r} list")
+    return body[key]

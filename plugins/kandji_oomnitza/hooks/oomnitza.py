@@ -1,4 +1,4 @@
-"""The Oomnitza API hook: the connector ingestion protocol and the REST API (shared/reference/oomnitza.md).
+"""The Oomnitza API hook: the connector ingestion protocol and the REST API (docs/reference/oomnitza.md).
 
 The ingestion protocol is the one Oomnitza's own open-source connector uses: mapped records in
 batches to ``POST /api/v3/bulk`` under one ``portion`` id per run, then ``finalize``, then the run's
@@ -8,36 +8,39 @@ them), so everything read back is read tolerantly.
 
 from __future__ import annotations
 
-import contextlib
-import enum
-import time
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from kandji_oomnitza.hooks.base import ApiError, RestApiHook, RetryMode
+from kandji_oomnitza.hooks.base import (
+    ApiError,
+    MalformedResponseError,
+    RestApiHook,
+    RetryMode,
+    TransportError,
+)
+from kandji_oomnitza.integration_config import Preference
+from kandji_oomnitza.polling import poll
+from kandji_oomnitza.redaction import redact, shorten
 
 CONNECTOR_NAME = "kandji-oomnitza-airflow"
 CONNECTOR_VERSION = "1.0.0"
 OUTCOMES = ("added", "updated", "unchanged", "skipped", "failed")
-
-
-class Preference(enum.StrEnum):
-    """Oomnitza's integration preference and the flags it sends."""
-
-    CREATE_AND_UPDATE = "create_and_update"
-    CREATE_ONLY = "create_only"
-    UPDATE_ONLY = "update_only"
-
-    @property
-    def flags(self) -> dict[str, bool]:
-        return {"insert_only": self is Preference.CREATE_ONLY, "update_only": self is Preference.UPDATE_ONLY}
+PROCESSING = ("", "processing", "in progress", "running", "pending", "queued")
+# What the Oomnitza integration user's role must allow for each endpoint (INFERRED wording).
+PERMISSIONS = (
+    (r"/api/v3/bulk", "connector uploads (the connector API: bulk, finalize)"),
+    (r"/api/v3/connector_run_logs", "reading connector run logs"),
+    (r"/api/v3/\w+/meta", "reading the data model (field metadata)"),
+    (r"/api/v3/(assets|users)", "reading and editing {0}"),
+)
 
 
 class RunOutcomeTimeout(ApiError):
@@ -59,21 +62,18 @@ class RunOutcome:
         objects = body.get("objects") if isinstance(body.get("objects"), dict) else {}
         logs = body.get("logs") if isinstance(body.get("logs"), dict) else {}
         counts = {k: _int(objects.get(k)) for k in OUTCOMES}
-        messages = {k: [str(m) for m in logs.get(k) or []] for k in (*OUTCOMES, "Fatal Error")}
+        messages = {k: [redact(m) for m in logs.get(k) or []] for k in (*OUTCOMES, "Fatal Error")}
         return cls(
             portion=portion, status=str(body.get("status") or ""), counts=counts, messages=messages, raw=body
         )
 
     @property
     def processing(self) -> bool:
-        return self.status.strip().lower() in (
-            "",
-            "processing",
-            "in progress",
-            "running",
-            "pending",
-            "queued",
-        )
+        return self.status.strip().lower() in PROCESSING
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.get(k, 0) for k in OUTCOMES)
 
 
 def _int(value: Any) -> int:
@@ -81,6 +81,14 @@ def _int(value: Any) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def permission_for(endpoint: str) -> str:
+    path = endpoint.split(" ", 1)[-1]
+    for pattern, name in PERMISSIONS:
+        if match := re.search(pattern, "/" + path.lstrip("/")):
+            return name.format(*match.groups())
+    return "this endpoint"
 
 
 class OomnitzaHook(RestApiHook):
@@ -97,8 +105,7 @@ class OomnitzaHook(RestApiHook):
         super().__init__(oomnitza_conn_id, **kwargs)
         self.oomnitza_conn_id = oomnitza_conn_id
 
-    @property
-    def base_url_checked(self) -> str:
+    def root_url(self) -> str:
         return self.url_from_host(
             "Use your Oomnitza address, e.g. https://acme.oomnitza.com.", api_path=r"/api(/v3)?"
         )
@@ -106,9 +113,6 @@ class OomnitzaHook(RestApiHook):
     @property
     def integration_user(self) -> str | None:
         return self.connection.login or None
-
-    def url_from_endpoint(self, endpoint: str | None) -> str:
-        return f"{self.base_url_checked}/{(endpoint or '').lstrip('/')}"
 
     def apply_credentials(self, session: requests.Session, token: str) -> None:
         session.headers.pop("Authorization", None)
@@ -126,7 +130,8 @@ class OomnitzaHook(RestApiHook):
         if status == 403:
             return (
                 f"The Oomnitza user behind the token of {conn} may not call {endpoint} (HTTP 403: {api_message}). "
-                "Give the integration user's role the permission, or use another token."
+                f"Give the integration user's role the permission for {permission_for(endpoint)}, or use "
+                "another token."
             )
         return super().describe_error(status, endpoint, api_message)
 
@@ -161,26 +166,32 @@ class OomnitzaHook(RestApiHook):
         self.request("POST", f"api/v3/bulk/{quote(portion)}/finalize", json_body={})
 
     def run_outcome(self, portion: str) -> RunOutcome:
-        body = self.get_json(f"api/v3/connector_run_logs/connectors/{quote(portion)}")
-        return RunOutcome.from_run_log(portion, body if isinstance(body, dict) else {})
+        endpoint = f"api/v3/connector_run_logs/connectors/{quote(portion)}"
+        body = self.get_json(endpoint)
+        if not isinstance(body, dict):
+            raise MalformedResponseError(
+                f"Oomnitza API GET {endpoint} returned no run log: {shorten(body, 120)!r}",
+                endpoint=f"GET {endpoint}",
+            )
+        return RunOutcome.from_run_log(portion, body)
 
     def wait_for_outcome(
         self, portion: str, *, timeout_seconds: float = 600.0, poll_seconds: float = 1.0
     ) -> RunOutcome:
-        deadline = time.monotonic() + timeout_seconds
-        wait = poll_seconds
-        while True:
-            outcome = self.run_outcome(portion)
-            if not outcome.processing:
-                return outcome
-            if time.monotonic() > deadline:
-                raise RunOutcomeTimeout(
-                    f"Oomnitza still reports run {portion} as {outcome.status!r} after {timeout_seconds:.0f}s; "
-                    "its records were all sent. Check the run in Oomnitza's connector logs.",
-                    endpoint=f"GET api/v3/connector_run_logs/connectors/{portion}",
-                )
-            time.sleep(wait)
-            wait = min(wait * 1.5, 15.0)
+        """The run's outcome once Oomnitza has processed it (polling its run log)."""
+        outcome = poll(
+            lambda: self.run_outcome(portion),
+            done=lambda outcome: not outcome.processing,
+            timeout_seconds=timeout_seconds,
+            first_wait=poll_seconds,
+        )
+        if outcome.processing:
+            raise RunOutcomeTimeout(
+                f"Oomnitza still reports run {portion} as {shorten(outcome.status, 40)!r} after "
+                f"{timeout_seconds:.0f}s; check the run in Oomnitza's connector logs.",
+                endpoint=f"GET api/v3/connector_run_logs/connectors/{portion}",
+            )
+        return outcome
 
     def start_run(
         self,
@@ -194,6 +205,12 @@ class OomnitzaHook(RestApiHook):
         portion: str | None = None,
         concurrency: int = 1,
     ) -> ConnectorRun:
+        """A new ingestion run ("portion"); see ``ConnectorRun``.
+
+        :param sync_field: the Oomnitza fields records are matched on, in priority order
+        :param portion: the run's id (a UUID); a fresh one when not given
+        :param concurrency: batches in flight at once
+        """
         if data_type not in ("assets", "users"):
             raise ValueError(f"data_type must be 'assets' or 'users', not {data_type!r}")
         return ConnectorRun(
@@ -227,7 +244,10 @@ class OomnitzaHook(RestApiHook):
                 params["fields"] = ",".join(fields)
             page = self.get_json(f"api/v3/{_kind(kind)}", params)
             if not isinstance(page, list):
-                raise ApiError(f"Oomnitza API GET api/v3/{kind} returned {type(page).__name__}, not a list")
+                raise MalformedResponseError(
+                    f"Oomnitza API GET api/v3/{kind} returned {type(page).__name__}, not a list",
+                    endpoint=f"GET api/v3/{kind}",
+                )
             yield from page
             if len(page) < page_size:
                 return
@@ -256,8 +276,12 @@ class OomnitzaHook(RestApiHook):
         return self.get_json(f"api/v3/assets/{quote(equipment_id, safe='')}/software")
 
     def field_metadata(self, kind: str) -> dict[str, dict[str, Any]]:
-        """The instance's fields by external id: ``{"serial_number": {"type": ..., "unique": ...}}``."""
-        body = self.get_json(f"api/v3/{_kind(kind)}/meta")
+        """The instance's fields by external id: ``{"serial_number": {"type": ..., "unique": ...}}``.
+
+        An answer that names no field at all is unreadable (``MalformedResponseError``), not an instance
+        without fields."""
+        endpoint = f"api/v3/{_kind(kind)}/meta"
+        body = self.get_json(endpoint)
         entries = body if isinstance(body, list) else body.get("fields", []) if isinstance(body, dict) else []
         out = {}
         for entry in entries:
@@ -265,6 +289,11 @@ class OomnitzaHook(RestApiHook):
                 name = entry.get("field") or entry.get("external_id") or entry.get("name")
                 if name:
                     out[str(name)] = entry
+        if not out:
+            raise MalformedResponseError(
+                f"Oomnitza API GET {endpoint} named no field: {shorten(body, 120)!r}",
+                endpoint=f"GET {endpoint}",
+            )
         return out
 
 
@@ -278,12 +307,33 @@ def _json_or_none(response: requests.Response) -> Any:
     return response.json() if response.content else None
 
 
+# -- one ingestion run --------------------------------------------------------------------------
+SENT, UNCONFIRMED, REFUSED, UNSENT = "sent", "sent, unconfirmed", "refused by Oomnitza", "never sent"
+
+
+@dataclass
+class Batch:
+    """One bulk request: which records (positions in the order they were added) and how it ended."""
+
+    kind: str  # "records" or "rejects"
+    positions: list[int]
+    error: str | None = None  # the reason sent with rejected records
+    state: str = ""
+    detail: str = ""
+
+
 @dataclass
 class ConnectorRun:
-    """One ingestion run ("portion"): buffers records into batches, sends rejects with their reason.
+    """One ingestion run ("portion"): buffers records into batches, sends rejects with their reason,
+    and keeps a ledger of what happened to every batch.
 
     Up to ``concurrency`` batches are in flight at once: batches of one run are independent upserts
     on the sync key, so their order does not matter, and the wait for each answer overlaps.
+
+    A batch that fails (after the hook's retries) stops the run: nothing more is sent (``stopped``),
+    the batches in flight settle, and ``finish`` still finalizes the portion and reads what Oomnitza
+    made of it, so its run log closes and the caller can account for every record. ``failure`` is
+    the first failure, for the caller to raise once it has reported.
     """
 
     hook: OomnitzaHook
@@ -295,41 +345,60 @@ class ConnectorRun:
     batch_size: int
     portion: str
     concurrency: int = 1
-    sent: int = 0
-    rejected_sent: int = 0
-    batches: int = 0
-    _buffer: list[dict[str, Any]] = field(default_factory=list)
-    _in_flight: deque = field(default_factory=deque)
+    batches: list[Batch] = field(default_factory=list)
+    failure: BaseException | None = None
+    added: dict[str, int] = field(default_factory=lambda: {"records": 0, "rejects": 0})
+    _buffer: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    _in_flight: deque[tuple[Future, Batch]] = field(default_factory=deque)
     _pool: ThreadPoolExecutor | None = None
 
+    @property
+    def stopped(self) -> bool:
+        return self.failure is not None
+
     def add(self, record: dict[str, Any]) -> None:
-        self._buffer.append(record)
+        """Queue one record (position = how many were added before it); sent with its batch."""
+        if self.stopped:
+            return
+        self._buffer.append((self.added["records"], record))
+        self.added["records"] += 1
         if len(self._buffer) >= self.batch_size:
             self.flush()
 
     def add_many(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
+            if self.stopped:
+                return
             self.add(record)
 
     def flush(self) -> None:
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            self._send(batch, None)
+        if self._buffer and not self.stopped:
+            buffered, self._buffer = self._buffer, []
+            self._send(Batch("records", [p for p, _ in buffered]), [r for _, r in buffered])
 
     def reject(self, rejected: Iterable[tuple[dict[str, Any], str]]) -> None:
         """Send records we refused to load, each with its reason, so Oomnitza's error log lists them too.
         Records sharing a reason share a request."""
-        by_reason: dict[str, list[dict[str, Any]]] = {}
+        by_reason: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for record, reason in rejected:
-            by_reason.setdefault(reason, []).append(record)
-        for reason, records in by_reason.items():
-            for start in range(0, len(records), self.batch_size):
-                self._send(records[start : start + self.batch_size], reason)
+            by_reason.setdefault(reason, []).append((self.added["rejects"], record))
+            self.added["rejects"] += 1
+        for reason, entries in by_reason.items():
+            for start in range(0, len(entries), self.batch_size):
+                if self.stopped:
+                    return
+                chunk = entries[start : start + self.batch_size]
+                self._send(Batch("rejects", [p for p, _ in chunk], error=reason), [r for _, r in chunk])
 
-    def _send(self, batch: list[dict[str, Any]], error: str | None) -> None:
+    def _send(self, batch: Batch, records: list[dict[str, Any]]) -> None:
+        self.batches.append(batch)
         if self.concurrency <= 1:
-            self.hook.send_bulk(self, batch, error=error)
-            self._count(batch, error)
+            try:
+                self.hook.send_bulk(self, records, error=batch.error)
+            except Exception as exc:
+                self._failed(batch, exc)
+            else:
+                batch.state = SENT
             return
         if self._pool is None:
             self.hook.session  # noqa: B018 - build the shared session before the threads use it
@@ -337,50 +406,81 @@ class ConnectorRun:
         while len(self._in_flight) >= self.concurrency:
             self._settle_oldest()
         self._in_flight.append(
-            (self._pool.submit(self.hook.send_bulk, self, batch, error=error), batch, error)
+            (self._pool.submit(self.hook.send_bulk, self, records, error=batch.error), batch)
         )
 
     def _settle_oldest(self) -> None:
-        future, batch, error = self._in_flight.popleft()
-        future.result()  # a batch that failed after its retries fails the run here
-        self._count(batch, error)
-
-    def _count(self, batch: list[dict[str, Any]], error: str | None) -> None:
-        if error is None:
-            self.sent += len(batch)
+        future, batch = self._in_flight.popleft()
+        try:
+            future.result()
+        except Exception as exc:
+            self._failed(batch, exc)
         else:
-            self.rejected_sent += len(batch)
-        self.batches += 1
+            batch.state = SENT
 
-    def __enter__(self) -> ConnectorRun:
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc_type is None:
-            self.drain()
-            return
-        # Already failing: let the batches in flight settle; the first failure is the one reported.
-        with contextlib.suppress(Exception):
-            self.drain()
+    def _failed(self, batch: Batch, exc: BaseException) -> None:
+        """Record how a batch failed: refused (a 4xx that is not 429: nothing of it was stored), unsent
+        (the connection never opened, or Oomnitza kept answering 429) or unconfirmed (it may have arrived)."""
+        if isinstance(exc, ApiError) and exc.permanent:
+            batch.state = REFUSED
+        elif (isinstance(exc, TransportError) and exc.certainly_unsent) or getattr(
+            exc, "status", None
+        ) == 429:
+            batch.state = UNSENT
+        else:
+            batch.state = UNCONFIRMED
+        batch.detail = shorten(exc, 300)
+        self.failure = self.failure or exc
 
     def drain(self) -> None:
-        """Wait for every batch in flight; the first failure is raised after all have settled."""
-        failure: BaseException | None = None
+        """Wait for every batch in flight."""
         while self._in_flight:
-            try:
-                self._settle_oldest()
-            except BaseException as exc:
-                failure = failure or exc
+            self._settle_oldest()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-        if failure is not None:
-            raise failure
 
-    def finish(self, *, timeout_seconds: float = 600.0, poll_seconds: float = 1.0) -> RunOutcome:
+    def count(self, kind: str, state: str = SENT) -> int:
+        return sum(len(b.positions) for b in self.batches if b.kind == kind and b.state == state)
+
+    @property
+    def sent(self) -> int:
+        return self.count("records")
+
+    @property
+    def rejected_sent(self) -> int:
+        return self.count("rejects")
+
+    def finish(self, *, timeout_seconds: float = 600.0, poll_seconds: float = 1.0) -> RunResult:
+        """Send what is buffered, finalize the portion and read its outcome. Never raises: a failure to
+        send (``failure``), to finalize or to read the outcome is in the result, next to the ledger."""
         self.flush()
         self.drain()
-        self.hook.finalize(self.portion)
-        return self.hook.wait_for_outcome(
-            self.portion, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds
-        )
+        result = RunResult(run=self)
+        try:
+            self.hook.finalize(self.portion)
+        except Exception as exc:
+            result.finalize_error = shorten(exc, 300)
+            self.failure = self.failure or exc
+            return result
+        try:
+            result.outcome = self.hook.wait_for_outcome(
+                self.portion, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds
+            )
+        except Exception as exc:
+            result.outcome_error = shorten(exc, 300)
+        return result
+
+
+@dataclass
+class RunResult:
+    """What became of a run: the ledger of its batches, and Oomnitza's outcome when it could be read."""
+
+    run: ConnectorRun
+    outcome: RunOutcome | None = None
+    finalize_error: str | None = None
+    outcome_error: str | None = None
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self.run.failure

@@ -200,7 +200,7 @@ def create_app() -> FastAPI:
         access: AccessDep,
         limit: Annotated[int, Query(ge=1, le=ERROR_ROWS_SHOWN)] = ERROR_ROWS_SHOWN,
     ) -> ErrorLog:
-        from kandji_oomnitza.reporting import error_log_path
+        from kandji_oomnitza.reporting import artifact_path
 
         entry = _file(access, integration_id)
         exists = session.scalar(
@@ -209,7 +209,7 @@ def create_app() -> FastAPI:
         if exists is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No run {run_id!r} of {entry.dag_id}.")
         # The location is derived from the run, never taken from the request or the XCom.
-        location = error_log_path(_reports_root(), entry.dag_id, run_id)
+        location = artifact_path(_reports_root(), entry.dag_id, run_id)
         try:
             text = location.read_text(encoding="utf-8")
         except FileNotFoundError:

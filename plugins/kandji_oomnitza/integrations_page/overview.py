@@ -141,7 +141,7 @@ def kandji_endpoint(conn_id: str) -> Endpoint:
 def oomnitza_endpoint(conn_id: str) -> Endpoint:
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
-    return endpoint(conn_id, lambda: OomnitzaHook(conn_id).base_url_checked)
+    return endpoint(conn_id, lambda: OomnitzaHook(conn_id).root_url())
 
 
 def software_words(integration: Integration) -> str | None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink
-from kandji_oomnitza.presets import SERIAL_PATTERN, Preset
+from kandji_oomnitza.presets import Preset
 
 COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+FINAL_STATUSES = ("completed", "failed", "not now")
 
 
 class PresetInputError(AirflowFailException):
@@ -21,30 +20,18 @@ class PresetInputError(AirflowFailException):
 
 
 def validate_inputs(preset: Preset, params: dict[str, Any]) -> dict[str, Any]:
-    """Check the inputs again in the task (a REST trigger could bypass the form) and cross-check them."""
+    """The checks Airflow's param schemas cannot express (Airflow has already checked each input's type,
+    pattern and length when the run was triggered): the erase confirmation, and no stray whitespace."""
     serial = params.get("serial_number")
-    if not isinstance(serial, str) or not re.fullmatch(SERIAL_PATTERN, serial):
-        raise PresetInputError(
-            f"serial_number {serial!r:.60} is not a serial number: use the letters and digits Kandji shows "
-            "for the device (4-32 characters)."
-        )
-    for name, spec in preset.params.items():
-        value = params.get(name)
-        if value is None and spec.get("default") is None and "null" not in spec["type"]:
-            raise PresetInputError(f"{name} is required: {spec['description']}")
-        if isinstance(value, str):
-            if CONTROL_CHARACTERS.search(value):
-                raise PresetInputError(f"{name} contains control characters; remove them.")
-            if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
-                raise PresetInputError(f"{name} {value!r:.60} is not valid: {spec['description']}")
-            if len(value) > spec.get("maxLength", 1000):
-                raise PresetInputError(f"{name} is longer than {spec['maxLength']} characters.")
+    for name, value in params.items():
+        if isinstance(value, str) and value != value.strip() and name in (*preset.params, "serial_number"):
+            raise PresetInputError(f"{name} has spaces at its start or end; remove them and trigger again.")
     if "confirm_serial_number" in preset.params and params.get("confirm_serial_number") != serial:
         raise PresetInputError(
-            "confirm_serial_number must repeat serial_number exactly; nothing was erased. "
-            "Type the serial number in both fields to confirm the erase."
+            "Nothing was erased: type the serial number again in Confirm serial number "
+            "(confirm_serial_number must repeat serial_number exactly)."
         )
-    return {"serial_number": serial.upper(), **{name: params.get(name) for name in preset.params}}
+    return {"serial_number": str(serial).upper(), **{name: params.get(name) for name in preset.params}}
 
 
 class KandjiDeviceActionOperator(BaseOperator):
@@ -72,20 +59,25 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.kandji_conn_id = kandji_conn_id
         self.oomnitza_conn_id = oomnitza_conn_id
         self.confirm_timeout_seconds = confirm_timeout_seconds
+        # What the run acted on, for the task's links (computed when the task finishes, in this process).
+        self.serial_number: str | None = None
+        self.device_id: str | None = None
 
     def execute(self, context) -> dict[str, Any]:
         from kandji_oomnitza.hooks.base import ApiError
-        from kandji_oomnitza.hooks.kandji import AmbiguousDeviceError, DeviceNotFoundError, KandjiHook
+        from kandji_oomnitza.hooks.kandji import KandjiHook
 
         inputs = validate_inputs(self.preset, context["params"])
         serial = inputs["serial_number"]
         ti = context["ti"]
+        self.serial_number = serial  # read by the task's links when it finishes
         ti.xcom_push(key="serial_number", value=serial)
         kandji = KandjiHook(self.kandji_conn_id)
         try:
             device = kandji.find_device_by_serial(serial)
-        except (DeviceNotFoundError, AmbiguousDeviceError) as exc:
-            raise AirflowFailException(str(exc)) from None
+        except ApiError as exc:
+            raise AirflowFailException(f"{self.preset.title}: {exc}") from None
+        self.device_id = device["device_id"]
         ti.xcom_push(key="device_id", value=device["device_id"])
         platform = device.get("platform", "")
         if platform not in self.preset.platforms:
@@ -125,35 +117,56 @@ class KandjiDeviceActionOperator(BaseOperator):
                 "device's page under Device Secrets (Unlock PIN)."
             )
             summary["unlock_pin"] = "kept in Kandji's device secrets"
+        # From here on Kandji has accepted the action: only Kandji reporting the command failed may fail
+        # the run. Whoever sees a failed run may send the action again (a second lock, a second erase).
         summary["result"] = "sent"
         summary["delivery"] = self._confirm(kandji, device["device_id"])
         return summary
 
     def _confirm(self, kandji, device_id: str) -> str:
-        """Poll the device's command list for the queued command, for a bounded time."""
+        """Poll the device's command list for the queued command, for a bounded time. A command list
+        that cannot be read (no permission, an outage) leaves delivery unknown, with a warning."""
+        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.polling import poll
+        from kandji_oomnitza.redaction import shorten
+
         if not self.preset.command_type or self.confirm_timeout_seconds <= 0:
             return "not checked"
-        deadline = time.monotonic() + self.confirm_timeout_seconds
-        status = "not seen"
-        while True:
+
+        def status() -> str:
             commands = [
                 c
                 for c in kandji.get_device_commands(device_id)
                 if c.get("command_type") == self.preset.command_type
             ]
-            if commands:
-                status = COMMAND_STATUS.get(commands[0].get("status"), str(commands[0].get("status")))
-                if status in ("completed", "failed", "not now"):
-                    break
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(min(2.0, max(self.confirm_timeout_seconds / 10, 0.2)))
-        self.log.info("Kandji reports the %s command as %s", self.preset.command_type, status)
-        if status == "failed":
+            if not commands:
+                return "not seen"
+            return COMMAND_STATUS.get(commands[0].get("status"), str(commands[0].get("status")))
+
+        try:
+            delivery = poll(
+                status,
+                done=lambda s: s in FINAL_STATUSES,
+                timeout_seconds=self.confirm_timeout_seconds,
+                first_wait=min(2.0, max(self.confirm_timeout_seconds / 10, 0.2)),
+                max_wait=2.0,
+                growth=1.0,
+            )
+        except ApiError as exc:
+            reason = shorten(exc, 300)
+            self.log.warning(
+                "Kandji accepted the %s command, but its delivery could not be checked: %s. The action was "
+                "sent; do not send it again. Check the device's command history in Kandji.",
+                self.preset.command_type,
+                reason,
+            )
+            return f"unknown ({reason})"
+        self.log.info("Kandji reports the %s command as %s", self.preset.command_type, delivery)
+        if delivery == "failed":
             raise AirflowFailException(
                 f"Kandji reports the {self.preset.command_type} command failed on the device."
             )
-        return status
+        return delivery
 
     def _asset_details(self, kandji, device: dict[str, Any]) -> dict[str, Any]:
         """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
@@ -174,7 +187,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         frame = source_frame(
             [device], source_paths(integration), id_path="device_id", label_path="device_name"
         )
-        synced = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        synced = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         mapped = apply_mappings(frame, integration, synced)
         if len(mapped.rejected):
             raise AirflowFailException(f"The device cannot be mapped: {mapped.rejected['reason'].iloc[0]}")
@@ -187,8 +200,19 @@ class KandjiDeviceActionOperator(BaseOperator):
             connector_name="kandji-oomnitza-airflow-presets",
         )
         run.add(record)
-        outcome = run.finish(timeout_seconds=120)
-        if outcome.counts.get("skipped") or outcome.counts.get("failed"):
+        finished = run.finish(timeout_seconds=120)
+        if run.failure is not None:
+            raise AirflowFailException(
+                f"Kandji's details of {device['serial_number']} could not be sent to Oomnitza: {run.failure}"
+            )
+        outcome = finished.outcome
+        if outcome is None:  # the run log is auxiliary: the update went out, its outcome is unknown
+            self.log.warning(
+                "The update of %s was sent to Oomnitza, but its outcome could not be read: %s",
+                device["serial_number"],
+                finished.outcome_error,
+            )
+        elif outcome.counts.get("skipped") or outcome.counts.get("failed"):
             messages = outcome.messages.get("skipped", []) + outcome.messages.get("failed", [])
             raise AirflowFailException(
                 f"Oomnitza did not update the asset with serial number {device['serial_number']}: {'; '.join(messages)}. "
@@ -206,6 +230,6 @@ class KandjiDeviceActionOperator(BaseOperator):
             "last_check_in": record.get("kandji_last_check_in"),
             "blueprint": device.get("blueprint_name"),
             "mdm_enabled": details.get("mdm", {}).get("mdm_enabled"),
-            "oomnitza": outcome.status,
-            "oomnitza_counts": {k: v for k, v in outcome.counts.items() if v},
+            "oomnitza": outcome.status if outcome else f"sent, outcome unknown ({finished.outcome_error})",
+            "oomnitza_counts": {k: v for k, v in outcome.counts.items() if v} if outcome else {},
         }

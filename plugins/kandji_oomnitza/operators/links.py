@@ -1,25 +1,14 @@
 """Extra links on our tasks: the records in Oomnitza, the device in Kandji's web app.
 
-Airflow 3 computes a link on the worker when the task finishes and stores it in XCom; the UI shows it
-as a button on the task. Each link is registered by ``plugins/kandji_oomnitza_plugin.py``.
+Airflow 3 computes a link on the worker when the task finishes, from the operator that just ran, and
+stores it in XCom; the UI shows it as a button on the task. So a link reads what the run set on its
+operator (never an XCom that a failed run may not have pushed). Each link is registered by
+``plugins/kandji_oomnitza_plugin.py``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import BaseOperatorLink
-
-
-def _pushed(ti_key, key: str):
-    """A value the task pushed to XCom under ``key`` (the device id or serial it acted on)."""
-    from airflow.sdk.execution_time.xcom import XCom
-
-    return XCom.get_one(
-        key=key,
-        task_id=ti_key.task_id,
-        dag_id=ti_key.dag_id,
-        run_id=ti_key.run_id,
-        map_index=ti_key.map_index,
-    )
 
 
 class OomnitzaRecordsLink(BaseOperatorLink):
@@ -30,7 +19,7 @@ class OomnitzaRecordsLink(BaseOperatorLink):
     def get_link(self, operator, *, ti_key) -> str:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
-        base = OomnitzaHook(operator.oomnitza_conn_id).base_url_checked
+        base = OomnitzaHook(operator.oomnitza_conn_id).root_url()
         return f"{base}/{operator.data_type}"
 
 
@@ -42,7 +31,7 @@ class KandjiDeviceLink(BaseOperatorLink):
     def get_link(self, operator, *, ti_key) -> str:
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
-        device_id = _pushed(ti_key, "device_id")
+        device_id = getattr(operator, "device_id", None)  # set by the run; absent when it found no device
         if not device_id:
             return ""
         api = KandjiHook(operator.kandji_conn_id).api_base_url
@@ -59,8 +48,8 @@ class OomnitzaAssetLink(BaseOperatorLink):
 
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
-        serial = _pushed(ti_key, "serial_number")
+        serial = getattr(operator, "serial_number", None)
         if not serial:
             return ""
-        base = OomnitzaHook(operator.oomnitza_conn_id).base_url_checked
+        base = OomnitzaHook(operator.oomnitza_conn_id).root_url()
         return f"{base}/assets?filter={quote(f'serial_number eq {serial!r}')}"

@@ -10,15 +10,20 @@ from airflow.sdk import BaseOperator
 from kandji_oomnitza.integration_config import Integration
 from kandji_oomnitza.operators.links import OomnitzaRecordsLink
 
+RESULT_KEY = "result"
+
 
 class OomnitzaLoadOperator(BaseOperator):
     """Load an integration's transformed frame into Oomnitza through the connector protocol.
 
     Reads the frame from the XCom of ``transform_task_id`` and, given ``software_xcom`` (task id, key),
-    each device's apps from that XCom. With ``dry_run`` (a DAG param) it sends
-    nothing and returns what would have been sent. Each attempt uses its own Oomnitza run ("portion"),
-    named from the DAG run and the try number; a retry resends every record, which Oomnitza matches on
-    the sync key, so it creates no duplicates.
+    each device's apps from that XCom. With ``dry_run`` (a DAG param) it sends nothing, writes every
+    payload it would have sent to an artifact and returns a preview. Each attempt uses its own Oomnitza
+    run ("portion"), named from the DAG run and the try number; a retry resends every record, which
+    Oomnitza matches on the sync key, so it creates no duplicates.
+
+    Its result (XCom ``result``) is pushed whatever happens, before a failure is raised: the report
+    reads it to account for every record, including those a broken load never sent.
     """
 
     operator_extra_links = (OomnitzaRecordsLink(),)
@@ -33,6 +38,7 @@ class OomnitzaLoadOperator(BaseOperator):
         software_xcom: tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("do_xcom_push", False)  # the result goes out under RESULT_KEY, failure or not
         super().__init__(**kwargs)
         self.integration = integration
         self.oomnitza_conn_id = integration.oomnitza_conn_id
@@ -41,9 +47,10 @@ class OomnitzaLoadOperator(BaseOperator):
         self.check_task_id = check_task_id
         self.software_xcom = software_xcom
 
-    def execute(self, context) -> dict[str, Any]:
+    def execute(self, context) -> None:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integration import load
+        from kandji_oomnitza.integration import dry_run, load
+        from kandji_oomnitza.reporting import DRY_RUN_PAYLOADS, write_artifact
         from kandji_oomnitza.software import pull_software
 
         ti = context["ti"]
@@ -52,15 +59,29 @@ class OomnitzaLoadOperator(BaseOperator):
         if self.software_xcom:
             task_id, key = self.software_xcom
             software = pull_software(ti, task_id, key)
+        if context["params"].get("dry_run"):
+            result = dry_run(
+                self.integration,
+                frame,
+                software,
+                lambda lines: write_artifact(self.dag_id, ti.run_id, DRY_RUN_PAYLOADS, lines),
+            )
+            ti.xcom_push(key=RESULT_KEY, value=result)
+            return
         checked = ti.xcom_pull(task_ids=self.check_task_id) if self.check_task_id else None
         portion = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.dag_id}/{ti.run_id}/{ti.try_number}"))
-        loaded = load(
-            self.integration,
-            OomnitzaHook(self.oomnitza_conn_id),
-            frame,
-            software=software,
-            portion=portion,
-            dry_run=bool(context["params"].get("dry_run")),
+        result, failure = load(
+            self.integration, OomnitzaHook(self.oomnitza_conn_id), frame, software=software, portion=portion
         )
-        loaded["calls"] = loaded.get("calls", 0) + (checked or {}).get("calls", 0)
-        return loaded
+        result["calls"] += (checked or {}).get("calls", 0)
+        ti.xcom_push(key=RESULT_KEY, value=result)
+        if failure is not None:
+            self.log.error(
+                "The load stopped after %d of %d record(s) were sent: %s. Oomnitza's run %s was finalized "
+                "so its log closes; the report lists every record not loaded.",
+                result["sent"],
+                result["records"],
+                result["failure"],
+                portion,
+            )
+            raise failure
