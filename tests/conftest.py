@@ -86,6 +86,7 @@ class DagRunResult:
     state: str
     task_states: dict[str, str]
     xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)  # task id -> attempts it took
     log: str = ""
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
@@ -127,10 +128,12 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)
         with create_session() as session:
+            instances = dag_run.get_task_instances(session=session)
             task_states = {
                 ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
-                for ti in dag_run.get_task_instances(session=session)
+                for ti in instances
             }
+            tries = {ti.task_id: ti.try_number for ti in instances if ti.map_index < 0}
             rows = session.query(XComModel).filter(
                 XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id
             )
@@ -145,6 +148,7 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
             state=str(dag_run.state),
             task_states=task_states,
             xcoms=xcoms,
+            tries=tries,
             log=caplog.text + captured.out + captured.err,
         )
 

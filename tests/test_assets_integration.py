@@ -248,7 +248,7 @@ def test_auto_route_uses_the_export_for_large_fleets_and_falls_back(
 def test_token_without_prism_permission_falls_back_to_per_device(run_dag, kandji_emulator, oomnitza_emulator):
     from conftest import KANDJI_TOKEN
 
-    kandji_emulator.put("settings", {"denied": {KANDJI_TOKEN: ["prism"]}})
+    kandji_emulator.put("permissions", {KANDJI_TOKEN: ["prism"]})
     result = run_dag("kandji_devices_and_software")
     assert result.state == "success"
     assert result.xcom("extract", key="stats")["software"]["route"] == "per_device"

@@ -91,7 +91,7 @@ def test_wrong_token_is_401_with_a_fix_and_no_retry(kandji_emulator, airflow_con
 
 
 def test_missing_permission_is_403_naming_the_endpoint(kandji_emulator):
-    kandji_emulator.put("settings", {"denied": {KANDJI_TOKEN: ["prism"]}})
+    kandji_emulator.put("permissions", {KANDJI_TOKEN: ["prism"]})
     with pytest.raises(ApiError) as excinfo:
         hook().prism_count("apps")
     assert excinfo.value.status == 403

@@ -31,7 +31,11 @@ class ScriptedFault:
     ``timeout`` (hang for ``seconds``), ``malformed_json`` (a truncated JSON body), ``html`` (an HTML
     error page with ``status``), ``latency`` (delay by ``seconds``, then serve normally),
     ``lost_response`` (serve the request, then drop the connection before the answer: the client cannot
-    know the request took effect).
+    know the request took effect), ``truncate`` (serve the request, send the first ``bytes`` of the
+    answer without a length, then drop the connection: a body cut mid-stream), ``echo`` (a hostile or
+    buggy server: answer ``status`` with ``body`` plus every request header it received, credentials
+    included, under ``echo``), ``redirect`` (answer ``status`` 301/302/303/307/308 pointing at
+    ``location``).
     """
 
     kind: str
@@ -43,6 +47,8 @@ class ScriptedFault:
     retry_after: float | None = None
     seconds: float = 0.0
     after: int = 0  # let this many matching requests through first
+    bytes: int = 0  # truncate: how much of the answer is sent
+    location: str = ""  # redirect: where to
 
     def matches(self, request: web.Request) -> bool:
         return (self.method in ("*", request.method)) and re.search(self.path, request.path) is not None
@@ -129,6 +135,7 @@ class Emulator:
         self.rate_limit = RateLimitConfig() if rate_limit is None else rate_limit
         self.limiter = RateLimiter(self.rate_limit)
         self.requests: deque[dict[str, Any]] = deque(maxlen=500_000)
+        self.denied: dict[str, list[str]] = {}  # token -> permissions it lacks (see ``permission``)
         self.request_count = 0
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024**2)
         self.app.router.add_get(ADMIN_PREFIX + "requests", self._admin_requests)
@@ -137,6 +144,8 @@ class Emulator:
         self.app.router.add_put(ADMIN_PREFIX + "faults", self._admin_set_faults)
         self.app.router.add_put(ADMIN_PREFIX + "rate_limit", self._admin_set_rate_limit)
         self.app.router.add_put(ADMIN_PREFIX + "tokens", self._admin_set_tokens)
+        self.app.router.add_get(ADMIN_PREFIX + "permissions", self._admin_get_permissions)
+        self.app.router.add_put(ADMIN_PREFIX + "permissions", self._admin_set_permissions)
         self.add_routes(self.app.router)
 
     # -- to implement -------------------------------------------------------------------------
@@ -150,6 +159,23 @@ class Emulator:
     def unauthenticated_paths(self) -> tuple[str, ...]:
         return ()
 
+    def permission(self, request: web.Request) -> str | None:
+        """The permission a request needs (dotted, e.g. ``devices.apps``), or None when it needs none.
+        A token denied ``x`` lacks ``x`` and every ``x.*``."""
+        return None
+
+    def forbidden_response(self, permission: str) -> web.Response:
+        raise NotImplementedError
+
+    def _forbidden(self, request: web.Request) -> web.Response | None:
+        needed = self.permission(request)
+        if needed is None:
+            return None
+        denied = self.denied.get(self._token_of(request.headers.get(self.auth_header, "")), [])
+        if any(needed == d or needed.startswith(d + ".") for d in denied):
+            return self.forbidden_response(needed)
+        return None
+
     # -- middleware ---------------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
@@ -157,6 +183,8 @@ class Emulator:
             return await handler(request)
         entry = await self._record(request)
         fault_response = await self._apply_faults(request)
+        if isinstance(fault_response, ScriptedFault) and fault_response.kind == "truncate":
+            return await self._truncated(request, await handler(request), fault_response.bytes, entry)
         if isinstance(fault_response, ScriptedFault):  # lost_response: act, then drop the answer
             await handler(request)
             if request.transport is not None:
@@ -170,7 +198,7 @@ class Emulator:
         if over:
             response = self.rate_limited_response(self.rate_limit.retry_after)
         elif not request.path.startswith(self.unauthenticated_paths()) and (
-            denied := self.authenticate(request)
+            denied := self.authenticate(request) or self._forbidden(request)
         ):
             response = denied
         else:
@@ -182,6 +210,21 @@ class Emulator:
             response.headers[key] = value
         entry["status"] = response.status
         return response
+
+    @staticmethod
+    async def _truncated(
+        request: web.Request, response: web.Response, keep: int, entry: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The answer's first ``keep`` bytes, sent chunked (no length to check against), then a dropped
+        connection: what a proxy or a network cut does to a body mid-stream."""
+        cut = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
+        cut.enable_chunked_encoding()
+        await cut.prepare(request)
+        await cut.write(bytes(response.body or b"")[:keep])
+        if request.transport is not None:
+            request.transport.abort()
+        entry["status"] = response.status
+        return cut
 
     def rate_limited_response(self, retry_after: float) -> web.Response:
         return web.json_response(
@@ -249,8 +292,14 @@ class Emulator:
     async def _fault(
         self, request: web.Request, fault: ScriptedFault
     ) -> web.StreamResponse | ScriptedFault | None:
-        if fault.kind == "lost_response":
+        if fault.kind in ("lost_response", "truncate"):
             return fault
+        if fault.kind == "echo":
+            body = fault.body if isinstance(fault.body, dict) else {}
+            echo = {"headers": dict(request.headers), "query": dict(request.query), "path": request.path}
+            return web.json_response({**body, "echo": echo}, status=fault.status)
+        if fault.kind == "redirect":
+            return web.Response(status=fault.status, headers={"Location": fault.location})
         if fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
             return None
@@ -283,6 +332,7 @@ class Emulator:
         self.limiter = RateLimiter(self.rate_limit)
         if "tokens" in body:
             self.tokens = set(body["tokens"])
+        self.denied = dict(body.get("permissions", {}))
 
     async def _admin_requests(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
@@ -308,6 +358,14 @@ class Emulator:
     async def _admin_set_tokens(self, request: web.Request) -> web.Response:
         self.tokens = set((await request.json())["tokens"])
         return web.json_response({"tokens": len(self.tokens)})
+
+    async def _admin_get_permissions(self, request: web.Request) -> web.Response:
+        return web.json_response(self.denied)
+
+    async def _admin_set_permissions(self, request: web.Request) -> web.Response:
+        """``{"<token>": ["devices.apps", "prism", ...]}``: what each token lacks (replaces the model)."""
+        self.denied = {str(token): list(perms) for token, perms in (await request.json()).items()}
+        return web.json_response(self.denied)
 
 
 def serve(emulator: Emulator, host: str, port: int) -> None:

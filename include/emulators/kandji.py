@@ -28,7 +28,7 @@ import json
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
@@ -92,7 +92,6 @@ class KandjiSettings:
     export_mode: str = "ok"  # ok | failed | bad_columns
     users_page_size: int = 300
     command_completion_seconds: float = 1.0
-    denied: dict[str, list[str]] = field(default_factory=dict)  # token -> endpoint groups it lacks
     mutate_devices_at_offset: dict[str, Any] | None = None  # {"offset": N, "remove": k, "add": m}
 
 
@@ -162,27 +161,31 @@ class KandjiEmulator(Emulator):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or header.removeprefix("Bearer ") not in self.tokens:
             return web.json_response({"detail": "Incorrect authentication credentials."}, status=401)
-        group = self._endpoint_group(request)
-        if group in self.settings.denied.get(header.removeprefix("Bearer "), []):
-            return web.json_response(
-                {"detail": "You do not have permission to perform this action."}, status=403
-            )
         return None
 
-    @staticmethod
-    def _endpoint_group(request: web.Request) -> str:
-        parts = request.path.split("/")
-        if len(parts) > 3 and parts[3] == "prism":
-            return "prism"
-        if len(parts) > 3 and parts[3] == "users":
-            return "users"
-        if "/action/" in request.path:
-            return "actions"
-        if request.path.endswith("/apps"):
-            return "apps"
-        if request.path.endswith("/details"):
-            return "details"
-        return "devices"
+    def permission(self, request: web.Request) -> str | None:
+        """Each endpoint its own permission, as Kandji's token form has it: ``devices.list``,
+        ``devices.get``, ``devices.details``, ``devices.apps``, ``devices.commands``,
+        ``devices.action.<action>``, ``devices.secrets.<kind>``, ``prism.count``, ``prism.export``,
+        ``prism.<category>``, ``users.list``, ``users.get``. Deny ``prism`` for all of Prism,
+        ``devices.action`` for every action."""
+        parts = request.path.removeprefix("/api/v1/").split("/")
+        if not request.path.startswith("/api/v1/"):
+            return None
+        if parts[0] == "devices":
+            if len(parts) == 1:
+                return "devices.list"
+            if len(parts) == 2:
+                return "devices.get"
+            return ".".join(["devices", *parts[2:4]])
+        if parts[0] == "prism":
+            return f"prism.{parts[1] if len(parts) > 1 else ''}"
+        if parts[0] == "users":
+            return "users.list" if len(parts) == 1 else "users.get"
+        return parts[0]
+
+    def forbidden_response(self, permission: str) -> web.Response:
+        return web.json_response({"detail": "You do not have permission to perform this action."}, status=403)
 
     async def unrouted(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -260,6 +260,8 @@ class Fleet:
         if "serial_number" in overrides:
             self.serials.discard(device["serial_number"])
             self.serials.add(overrides["serial_number"])
+        if "device_id" in overrides:  # a malformed or missing id, as a test asks: its apps move with it
+            self.app_keys[overrides["device_id"]] = self.app_keys.pop(device["device_id"])
         device.update(overrides)
         self.devices.append(device)
         self._device_by_id = None
@@ -287,8 +289,8 @@ class Fleet:
         if families is None and self._prism_index is not None:
             return self._prism_index
         ids, sums, total = [], [0], 0
-        for d in sorted(self.devices, key=lambda d: d["device_id"]):
-            if d["platform"] not in APPLE_PLATFORMS:
+        for d in sorted(self.devices, key=lambda d: str(d["device_id"])):
+            if d["platform"] not in APPLE_PLATFORMS or not d["device_id"]:
                 continue
             if families is not None and PRISM_FAMILY[d["platform"]] not in families:
                 continue

@@ -93,6 +93,7 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
 class OomnitzaSettings:
     polls_until_finished: int = 1  # run-log reads that still say "processing" after finalize
     max_records_per_bulk: int = 100
+    omit_failure_messages: bool = False  # run logs that count failures without describing them
 
 
 @dataclass
@@ -166,6 +167,27 @@ class OomnitzaEmulator(Emulator):
 
     def unauthenticated_paths(self) -> tuple[str, ...]:
         return ("/_emulator/",)
+
+    def permission(self, request: web.Request) -> str | None:
+        """Role-style permissions of the token's user (INFERRED names): ``connector`` (bulk, finalize),
+        ``connector_logs`` (run logs), ``<kind>.meta``, ``<kind>.read``, ``<kind>.write`` for assets and
+        users. Deny ``assets`` for everything about assets."""
+        path = request.path
+        if path.startswith("/api/v3/bulk"):
+            return "connector"
+        if path.startswith("/api/v3/connector_run_logs"):
+            return "connector_logs"
+        if match := re.fullmatch(r"/api/v3/(assets|users)(/.*)?", path):
+            kind, rest = match[1], match[2] or ""
+            if rest == "/meta":
+                return f"{kind}.meta"
+            return f"{kind}.{'read' if request.method == 'GET' else 'write'}"
+        return None
+
+    def forbidden_response(self, permission: str) -> web.Response:
+        return web.json_response(
+            {"errors": ["You do not have permission to perform this action."]}, status=403
+        )
 
     def _save(self) -> None:
         if self.state_file:
@@ -410,7 +432,10 @@ class OomnitzaEmulator(Emulator):
         )
 
     def _public_run(self, run: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in run.items() if k not in ("polls_after_finalize", "finalized")}
+        public = {k: v for k, v in run.items() if k not in ("polls_after_finalize", "finalized")}
+        if self.settings.omit_failure_messages:
+            public["logs"] = {**public["logs"], "failed": []}
+        return public
 
     async def run_log(self, request: web.Request) -> web.Response:
         run = self.store.runs.get(request.match_info["portion"])

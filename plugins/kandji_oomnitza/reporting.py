@@ -100,6 +100,11 @@ def publish_report(
         *((checked or {}).get("warnings") or []),
         *(((extracted or {}).get("software") or {}).get("fallbacks") or []),
     ]
+    if loaded and loaded.get("outcome_error"):
+        warnings.append(
+            f"Oomnitza's outcome of run {loaded.get('portion')} could not be read, so the {loaded.get('sent')} "
+            f"record(s) sent are unconfirmed ({loaded['outcome_error']})"
+        )
     started = (
         (run.start_date or run.run_after).timestamp() if (run.start_date or run.run_after) else time.time()
     )

@@ -257,7 +257,9 @@ def _from_prism(kandji: KandjiHook, route: SoftwareRoute, count: PrismCount | No
         try:
             _from_export(kandji, found, count)
             return found
-        except PrismExportError as exc:
+        except ApiError as exc:
+            if not isinstance(exc, PrismExportError) and exc.status not in PRISM_REFUSALS:
+                raise
             # Whatever the export gave is dropped: a partial list would replace a device's software.
             log.warning("Prism export failed, falling back to Prism pages: %s", exc)
             found = SoftwareResult(route=route.value)
