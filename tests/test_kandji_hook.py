@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import requests
 from conftest import KANDJI_TOKEN
 
 from kandji_oomnitza.hooks.base import ApiError, ConfigurationError, MalformedResponseError, PermanentApiError
@@ -243,6 +244,28 @@ def test_prism_export_failure_and_unexpected_columns(kandji_emulator):
         list(hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "serial_number")))
 
 
+def test_an_export_cut_on_a_row_boundary_is_caught_by_the_row_count(kandji_emulator):
+    """A cut mid-row shows in the file itself; a cut exactly after a row does not, but the rows then fall
+    short of what /prism/count said, and the export is refused rather than read as complete."""
+    kandji_emulator.put("settings", {"export_ready_after_polls": 1})
+    h = hook()
+    job = h.request("POST", "api/v1/prism/export", json_body={"category": "apps"}, decode=lambda r: r.json())
+    job = h.get_json(f"api/v1/prism/export/{job['id']}")
+    whole = requests.get(job["signed_url"], timeout=30).content
+    boundary = whole.index(b"\n", len(whole) // 2) + 1  # a complete file, as far as the bytes tell
+    count = h.prism_count("apps")
+    kandji_emulator.faults(
+        scripted=[{"kind": "truncate", "bytes": boundary, "framing": "eof", "path": "^/_s3/"}]
+    )
+    with pytest.raises(PrismExportError, match=f"but Prism counted {count.rows}: the file is incomplete"):
+        list(h.export_prism("apps", poll_seconds=0.01, expected=count))
+    kandji_emulator.faults(
+        scripted=[{"kind": "truncate", "bytes": boundary - 5, "framing": "eof", "path": "^/_s3/"}]
+    )
+    with pytest.raises(PrismExportError, match="ends mid-row"):
+        list(h.export_prism("apps", poll_seconds=0.01, expected=count))
+
+
 def test_prism_export_bad_category_is_kandjis_400(kandji_emulator):
     with pytest.raises(ApiError, match="Invalid category: nope"):
         list(hook().export_prism("nope"))
@@ -306,8 +329,11 @@ def test_actions_are_retried_after_429(kandji_emulator):
         {"kind": "timeout", "seconds": 1.5},
         {"kind": "malformed_json"},
         {"kind": "html", "status": 503},
+        {"kind": "truncate", "bytes": 300},
+        {"kind": "truncate", "bytes": 300, "framing": "length"},
+        {"kind": "truncate", "bytes": 300, "framing": "eof"},
     ],
-    ids=lambda f: f["kind"] + str(f.get("status", "")),
+    ids=lambda f: f["kind"] + str(f.get("status", "")) + f.get("framing", ""),
 )
 def test_reads_retry_transient_faults(kandji_emulator, fault):
     kandji_emulator.faults(scripted=[{**fault, "path": "/api/v1/devices$", "times": 2}])

@@ -295,3 +295,29 @@ def test_invalid_action_inputs_name_the_field(run_dag, kandji_emulator, oomnitza
     with pytest.raises(ParamValidationError, match=field):
         run_dag(f"kandji_preset_{key}", conf={"serial_number": "C02ABC12345", **conf})
     assert kandji_emulator.requests("/api/") == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "status", "status": 500, "times": 50}, {"kind": "status", "status": 404, "times": 50}],
+    ids=["outage", "not-found"],
+)
+def test_an_accepted_action_is_not_failed_by_an_unreadable_command_list(
+    run_dag, kandji_emulator, oomnitza_emulator, airflow_connections, kandji_process, fault
+):
+    from conftest import KANDJI_TOKEN
+
+    airflow_connections(
+        "kandji_default",
+        host=kandji_process.url,
+        password=KANDJI_TOKEN,
+        extra={"backoff_seconds": 0.01, "max_attempts": 2},
+    )
+    target = device(kandji_emulator, "iPhone")
+    kandji_emulator.faults(scripted=[{**fault, "path": "/commands$"}])
+    result = run_dag("kandji_preset_device_restart", conf={"serial_number": target["serial_number"]})
+    assert result.state == "success", result.task_states
+    assert result.xcom("run_action")["delivery"].startswith("unknown (")
+    assert "do not send it again" in result.log
+    assert len(action_calls(kandji_emulator)) == 1

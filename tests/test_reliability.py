@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, KANDJI_TOKEN, OOMNITZA_TOKEN
+from conftest import ARTIFACTS, KANDJI_TOKEN, OOMNITZA_TOKEN, oomnitza_assets
 
 pytestmark = pytest.mark.e2e
 REPORT = ARTIFACTS / "reliability.json"
@@ -30,18 +31,29 @@ def fresh_report():
 def account(kandji_emulator, oomnitza_emulator, summary: dict | None, before: set[str] | None = None) -> dict:
     """Loaded + reported vs the devices Kandji held throughout the run (there at its start and still
     there at its end). A device added while the run was listing may land behind the listing's cursor;
-    the next run loads it (tested below)."""
-    devices = {d["device_id"]: d for d in kandji_emulator.get("devices")}
+    the next run loads it (tested below). A device counts as loaded when Oomnitza has an asset with its
+    serial number, and as reported when the error log names its serial number or its Kandji id (a
+    device without a usable id is reported by its serial number). A run that could not read Kandji at
+    all has read no device, so it can have lost none: its state says it failed."""
+    devices = {_key(d): d for d in kandji_emulator.get("devices")}
     if before is not None:
         devices = {k: v for k, v in devices.items() if k in before}
+    if summary is not None and summary.get("kandji_records") is None:
+        devices = {}
     assets = oomnitza_emulator.get("state")["records"]["assets"].values()
-    loaded = {a.get("kandji_device_id") for a in assets} & set(devices)
+    by_serial = {d["serial_number"]: k for k, d in devices.items() if d["serial_number"]}
+    by_id = {d["device_id"]: k for k, d in devices.items() if d["device_id"]}
+    loaded = {by_serial[a["serial_number"]] for a in assets if a.get("serial_number") in by_serial}
     reported: set[str] = set()
     if summary and summary.get("error_log"):
         rows = list(
             csv.DictReader(io.StringIO(Path(summary["error_log"].removeprefix("file://")).read_text()))
         )
-        reported = {r["kandji_id"] for r in rows if r["kandji_id"]} & set(devices)
+        for row in rows:
+            serial = re.search(r"serial_number='([^']*)'", row["sync_key"])
+            key = by_id.get(row["kandji_id"]) or (by_serial.get(serial[1]) if serial else None)
+            if key is not None:
+                reported.add(key)
     lost = set(devices) - loaded - reported
     serials = [a["serial_number"] for a in assets]
     return {
@@ -51,6 +63,10 @@ def account(kandji_emulator, oomnitza_emulator, summary: dict | None, before: se
         "lost": len(lost),
         "duplicates": len(serials) - len(set(serials)),
     }
+
+
+def _key(device: dict) -> str:
+    return device["device_id"] or f"serial:{device['serial_number']}"
 
 
 def record(fault: str, result, accounting: dict, kandji_emulator, oomnitza_emulator, seconds: float) -> None:
@@ -76,11 +92,11 @@ def record(fault: str, result, accounting: dict, kandji_emulator, oomnitza_emula
 
 
 def run_with_fault(
-    run_dag, kandji_emulator, oomnitza_emulator, fault: str, dag="kandji_devices_and_software"
+    run_dag, kandji_emulator, oomnitza_emulator, fault: str, dag="kandji_devices_and_software", conf=None
 ):
-    before = {d["device_id"] for d in kandji_emulator.get("devices")}
+    before = {_key(d) for d in kandji_emulator.get("devices")}
     started = time.monotonic()
-    result = run_dag(dag)
+    result = run_dag(dag, conf=conf)
     summary = result.xcoms.get(("report", "return_value")) or result.xcoms.get(("report", "summary"))
     accounting = account(kandji_emulator, oomnitza_emulator, summary, before)
     record(fault, result, accounting, kandji_emulator, oomnitza_emulator, time.monotonic() - started)
@@ -306,3 +322,137 @@ def test_two_integrations_at_once_share_one_tenant(
                  "kandji_faulted": sum(1 for c in calls if c["status"] == 429), "oomnitza_calls": None, "oomnitza_faulted": None,
                  "seconds": round(time.monotonic() - started, 1), **accounting})  # fmt: skip
     REPORT.write_text(json.dumps(rows, indent=1))
+
+
+# -- permanent faults end a run at once; records are isolated; nothing vanishes ----------------------
+def test_revoked_kandji_token_fails_at_once(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
+    kandji_emulator.put("tokens", {"tokens": ["a-new-token-after-rotation"]})
+    result, summary, _ = run_with_fault(run_dag, kandji_emulator, oomnitza_emulator, "kandji token revoked")
+    assert result.state == "failed" and result.task_states["extract"] == "failed"
+    assert result.tries["extract"] == 1 and len(kandji_emulator.requests("^/api/v1/")) == 1  # one call
+    assert "Kandji rejected the API token of connection 'kandji_default'" in result.log
+    assert summary["kandji_records"] is None and oomnitza_emulator.requests("^/api/v3/bulk") == []
+
+
+def test_one_malformed_device_does_not_block_the_fleet(
+    run_dag, kandji_emulator, oomnitza_emulator, fast_kandji
+):
+    kandji_emulator.post(
+        "devices", {"device_id": "bad.id_1", "platform": "Windows", "serial_number": "BADID0001"}
+    )
+    kandji_emulator.post("devices", {"device_id": None, "platform": "Mac", "serial_number": "NOID00001"})
+    result, summary, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "one malformed and one id-less device"
+    )
+    assert result.tries["extract"] == 1 and result.task_states["load"] == "success"
+    assert result.state == "failed" and summary["rejected_before_load"] == 2  # reported, and the run says so
+    assert accounting["loaded"] == accounting["devices"] - 2 and accounting["reported"] == 2
+    rows = error_log_rows(summary)
+    assert any("the Kandji id 'bad.id_1' is not valid" in r["reason"] for r in rows)
+    assert any("the Kandji record has no id" in r["reason"] for r in rows)
+    assert not kandji_emulator.requests("bad.id_1")  # never put into a URL
+
+
+def test_oomnitza_breaking_after_the_first_batch_accounts_for_every_record(
+    run_dag,
+    integration_dag_factory,
+    kandji_emulator,
+    oomnitza_emulator,
+    fast_kandji,
+    airflow_connections,
+    oomnitza_process,
+):
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        password=OOMNITZA_TOKEN,
+        extra={"timeout": 1.5, "backoff_seconds": 0.01, "max_attempts": 2},
+    )
+    kandji_emulator.post("reset", {"devices": 320, "seed": 9, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
+    kandji_emulator.post("devices", {"serial_number": "", "platform": "Mac"})  # two rejects before loading
+    kandji_emulator.post("devices", {"serial_number": "", "platform": "iPad"})
+    oomnitza_emulator.put(
+        "faults",
+        {
+            "scripted": [
+                {"kind": "status", "status": 500, "path": "^/api/v3/bulk$", "times": 1000, "after": 1}
+            ]
+        },
+    )
+    result, summary, accounting = run_with_fault(
+        run_dag,
+        kandji_emulator,
+        oomnitza_emulator,
+        "oomnitza 500 on every batch after the first",
+        # One batch at a time, so "the first batch" is the first batch of records.
+        dag=integration_dag_factory(load={"concurrency": 1}),
+    )
+    assert result.state == "failed" and result.task_states["load"] == "failed"
+    assert result.task_states["report"] == "failed" and summary is not None  # the report ran anyway
+    assert accounting["loaded"] == 100 and accounting["lost"] == 0
+    assert summary["rejected_before_load"] == 2
+    # The report speaks for the load's last attempt, which Oomnitza failed from its first batch on; the
+    # first attempt's first batch had landed (counted as loaded above), and every other record is listed.
+    assert summary["unconfirmed"] + summary["never_sent"] == 320
+    stages = {r["stage"] for r in error_log_rows(summary)}
+    assert {"rejected before loading", "sent, unconfirmed", "never sent"} <= stages
+    runs = oomnitza_emulator.get("state")["runs"].values()
+    assert runs and all(r["finalized"] for r in runs), "every portion was finalized, so its run log closes"
+    assert "The load stopped" in result.log
+
+
+def test_failures_oomnitza_counts_without_a_message(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
+    model = oomnitza_emulator.get("state")["data_model"]
+    for field in model["assets"]:
+        if field["field"] == "kandji_platform":
+            field.update(type="dropdown", searchhelp=["Mac", "iPhone", "iPad", "AppleTV"])
+    oomnitza_emulator.put("data_model", model)
+    oomnitza_emulator.put("settings", {"omit_failure_messages": True})
+    result, summary, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "oomnitza counts failures without messages"
+    )
+    others = sum(1 for d in kandji_emulator.get("devices") if d["platform"] in ("Windows", "Android"))
+    assert others > 0 and summary["failed"] == others
+    assert result.state == "failed" and summary["failures"] == others  # max_failed_records is 0
+    assert summary["failed_without_message"] == others and accounting["lost"] == 0
+
+
+def test_a_cut_export_download_falls_back_and_replaces_no_software_list(
+    run_dag, integration_dag_factory, kandji_emulator, oomnitza_emulator, fast_kandji
+):
+    kandji_emulator.put("settings", {"export_ready_after_polls": 1})
+    kandji_emulator.put(
+        "faults", {"scripted": [{"kind": "truncate", "bytes": 20_000, "framing": "eof", "path": "^/_s3/"}]}
+    )
+    started = time.monotonic()
+    result = run_dag(integration_dag_factory(software={"route": "prism_export"}))
+    summary = result.xcom("report")
+    accounting = account(kandji_emulator, oomnitza_emulator, summary)
+    record(
+        "prism export cut mid-download",
+        result,
+        accounting,
+        kandji_emulator,
+        oomnitza_emulator,
+        time.monotonic() - started,
+    )
+    assert result.state == "success" and accounting["lost"] == 0
+    assert "Prism pages used instead" in summary["warnings"][0]
+    devices = {d["serial_number"]: d for d in kandji_emulator.get("devices")}
+    for serial, asset in oomnitza_assets(oomnitza_emulator).items():
+        assert len(asset["_software"]) == devices[serial]["_app_count"], serial
+
+
+def test_a_body_cut_mid_stream_is_fetched_again(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
+    kandji_emulator.put(
+        "faults", {"scripted": [{"kind": "truncate", "bytes": 500, "path": "^/api/v1/devices$", "times": 2}]}
+    )
+    result, summary, accounting = run_with_fault(
+        run_dag, kandji_emulator, oomnitza_emulator, "kandji device page cut mid-body"
+    )
+    assert result.state == "success" and result.tries["extract"] == 1
+    assert summary["retries"]["kandji"] == 2 and accounting["loaded"] == accounting["devices"]
+
+
+def error_log_rows(summary: dict) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(Path(summary["error_log"].removeprefix("file://")).read_text())))

@@ -139,3 +139,20 @@ def test_custom_user_mappings(run_dag, users_dag, users_fleet, oomnitza_emulator
         stored = users[user["email"]]
         assert stored["directory"] == user["integration"]["type"].upper()
         assert stored.get("department") == user["department"] and stored.get("position") == user["job_title"]
+
+
+@pytest.mark.e2e
+def test_users_without_an_id_are_each_rejected_not_merged(
+    run_dag, users_dag, users_fleet, kandji_emulator, oomnitza_emulator
+):
+    for name in ("Null Id One", "Null Id Two", "Null Id Three"):
+        kandji_emulator.post(
+            "users", {"id": None, "email": f"{name.replace(' ', '.').lower()}@example.com", "name": name}
+        )
+    result = run_dag(users_dag(preference="create_and_update"))
+    summary = result.xcom("report", key="summary")
+    assert summary["kandji_records"] == len(users_fleet) + 3  # none merged into another
+    assert summary["rejected_before_load"] == 3 and summary["added"] == len(users_fleet)
+    rows = error_log(summary)
+    assert {r["name"] for r in rows} == {"Null Id One", "Null Id Two", "Null Id Three"}
+    assert all(r["reason"] == "the Kandji record has no id" for r in rows)

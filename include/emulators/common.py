@@ -32,7 +32,7 @@ class ScriptedFault:
     error page with ``status``), ``latency`` (delay by ``seconds``, then serve normally),
     ``lost_response`` (serve the request, then drop the connection before the answer: the client cannot
     know the request took effect), ``truncate`` (serve the request, send the first ``bytes`` of the
-    answer without a length, then drop the connection: a body cut mid-stream), ``echo`` (a hostile or
+    answer, then end the connection: a body cut mid-stream, framed as ``framing``), ``echo`` (a hostile or
     buggy server: answer ``status`` with ``body`` plus every request header it received, credentials
     included, under ``echo``), ``redirect`` (answer ``status`` 301/302/303/307/308 pointing at
     ``location``).
@@ -48,6 +48,7 @@ class ScriptedFault:
     seconds: float = 0.0
     after: int = 0  # let this many matching requests through first
     bytes: int = 0  # truncate: how much of the answer is sent
+    framing: str = "chunked"  # truncate: chunked | length | eof (see ``Emulator._truncated``)
     location: str = ""  # redirect: where to
 
     def matches(self, request: web.Request) -> bool:
@@ -184,7 +185,7 @@ class Emulator:
         entry = await self._record(request)
         fault_response = await self._apply_faults(request)
         if isinstance(fault_response, ScriptedFault) and fault_response.kind == "truncate":
-            return await self._truncated(request, await handler(request), fault_response.bytes, entry)
+            return await self._truncated(request, await handler(request), fault_response, entry)
         if isinstance(fault_response, ScriptedFault):  # lost_response: act, then drop the answer
             await handler(request)
             if request.transport is not None:
@@ -213,17 +214,34 @@ class Emulator:
 
     @staticmethod
     async def _truncated(
-        request: web.Request, response: web.Response, keep: int, entry: dict[str, Any]
+        request: web.Request, response: web.Response, fault: ScriptedFault, entry: dict[str, Any]
     ) -> web.StreamResponse:
-        """The answer's first ``keep`` bytes, sent chunked (no length to check against), then a dropped
-        connection: what a proxy or a network cut does to a body mid-stream."""
+        """The answer's first ``fault.bytes`` bytes, then the connection ends, framed as ``fault.framing``:
+
+        - ``chunked``: chunked encoding, dropped mid-chunk (the client sees a broken chunked body);
+        - ``length``: the whole answer's Content-Length declared, fewer bytes sent (an incomplete read);
+        - ``eof``: no length at all, the connection closed cleanly after the bytes: the body looks
+          complete to HTTP, as when a proxy or a network cut ends a download that had no length.
+        """
+        body = bytes(response.body or b"")[: fault.bytes]
+        entry["status"] = response.status
+        transport = request.transport
+        if fault.framing in ("eof", "length"):
+            length = f"Content-Length: {len(response.body or b'')}\r\n" if fault.framing == "length" else ""
+            head = (
+                f"HTTP/1.1 {response.status} {response.reason}\r\nContent-Type: {response.content_type}\r\n"
+                f"{length}Connection: close\r\n\r\n"
+            )
+            if transport is not None:
+                transport.write(head.encode() + body)
+                transport.close() if fault.framing == "eof" else transport.abort()
+            return web.Response(status=599)  # never reaches the client: its connection is gone
         cut = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
         cut.enable_chunked_encoding()
         await cut.prepare(request)
-        await cut.write(bytes(response.body or b"")[:keep])
-        if request.transport is not None:
-            request.transport.abort()
-        entry["status"] = response.status
+        await cut.write(body)
+        if transport is not None:
+            transport.abort()
         return cut
 
     def rate_limited_response(self, retry_after: float) -> web.Response:

@@ -252,23 +252,46 @@ def load(
         portion=portion,
         concurrency=integration.load.concurrency,
     )
+    rejects = rejects_of(rejected)
     try:
         run.add_many(payloads(integration, records, software))  # each record built as its batch goes out
-        run.reject(rejects_of(rejected))
+        run.reject(rejects)
     finally:
         finished = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
+    pinned = 0
     if finished.outcome is not None:
         log.info("Oomnitza run %s: %s %s", portion, finished.outcome.status, finished.outcome.counts)
-        _pinpoint_unaccounted(integration, records, finished)
-    return load_result(finished, total_records=len(records), total_rejects=len(rejected)), run.failure
+        pinned = _pinpoint_unaccounted(integration, records, finished, {reason for _, reason in rejects})
+    result = load_result(finished, total_records=len(records), total_rejects=len(rejected))
+    result["silent_failures_named"] = pinned
+    return result, run.failure
 
 
-def _pinpoint_unaccounted(integration: Integration, records: pd.DataFrame, finished: RunResult) -> None:
-    """When Oomnitza's run log counts fewer records than were sent, find the sent records none of its
-    messages names (INFERRED: messages name a record by its sync-key value) and mark them unconfirmed."""
+def silent_failures(failed: int, messages: list[str], own_reasons: set[str], rejects_sent: int) -> int:
+    """Failures Oomnitza counted without a message about them: its failed count, less the rejects we
+    sent (Oomnitza fails each, with or without echoing our reason), less its other failure messages."""
+    others = [m for m in messages if not any(reason in m for reason in own_reasons)]
+    return max(failed - rejects_sent - len(others), 0)
+
+
+def _pinpoint_unaccounted(
+    integration: Integration, records: pd.DataFrame, finished: RunResult, own_reasons: set[str]
+) -> int:
+    """Name the records behind counts that do not add up: Oomnitza counting fewer records than were
+    sent, or counting failures without a message. Such records are the sent ones no message names
+    (INFERRED: Oomnitza's messages name a record by its sync-key value). When that pins them down,
+    they are marked unconfirmed, or failed without a message when every record sent was counted.
+    Returns how many silent failures were pinned down (the report lists the rest as a count)."""
     run, outcome = finished.run, finished.outcome
-    if outcome is None or outcome.total >= run.sent + run.rejected_sent:
-        return
+    if outcome is None:
+        return 0
+    expected = run.sent + run.rejected_sent
+    uncounted = max(expected - outcome.total, 0)
+    silent = silent_failures(
+        outcome.counts.get("failed", 0), outcome.messages.get("failed", []), own_reasons, run.rejected_sent
+    )
+    if not uncounted and not silent:
+        return 0
     named = {a or b for messages in outcome.messages.values() for m in messages for a, b in QUOTED.findall(m)}
     sent = sorted(p for b in run.batches if b.kind == "records" and b.state == SENT for p in b.positions)
     keys = records[list(integration.sync_key)].iloc[sent]
@@ -277,19 +300,23 @@ def _pinpoint_unaccounted(integration: Integration, records: pd.DataFrame, finis
         for position, row in zip(sent, keys.itertuples(index=False), strict=True)
         if not any(str(plain(v)) in named for v in row if not is_empty(v))
     ]
-    if 0 < len(missing) <= run.sent + run.rejected_sent - outcome.total:
-        run.batches.append(
-            Batch(
-                "records",
-                missing,
-                state=UNCONFIRMED,
-                detail=f"Oomnitza's run log does not mention this record (it accounts for {outcome.total} of "
-                f"{run.sent + run.rejected_sent} records sent)",
-            )
+    if not 0 < len(missing) <= uncounted + silent:
+        return 0  # the messages do not name records: the report gives the counts only
+    if uncounted:
+        state = UNCONFIRMED
+        detail = (
+            f"Oomnitza's run log does not mention this record (it accounts for {outcome.total} of {expected} "
+            "records sent)"
         )
-        for batch in run.batches:
-            if batch.kind == "records" and batch.state == SENT:
-                batch.positions = [p for p in batch.positions if p not in set(missing)]
+    else:
+        state = FAILED_SILENTLY
+        detail = "Oomnitza counted this record as failed without saying why; see its connector logs"
+    run.batches.append(Batch("records", missing, state=state, detail=detail))
+    moved = set(missing)
+    for batch in run.batches:
+        if batch.kind == "records" and batch.state == SENT:
+            batch.positions = [p for p in batch.positions if p not in moved]
+    return len(missing) if state == FAILED_SILENTLY else 0
 
 
 def load_result(finished: RunResult, *, total_records: int, total_rejects: int) -> dict[str, Any]:
@@ -421,7 +448,12 @@ def error_rows(
         unknown = (p for p in range(added) if p not in listed)
         return rows + [_row(UNCONFIRMED, r, f"Oomnitza's outcome is unknown: {why}") for r in at(unknown)]
     rows += _outcome_rows(
-        integration, records, outcome, {r["reason"] for r in rows if r["stage"] == REJECTED}
+        integration,
+        records,
+        outcome,
+        {r["reason"] for r in rows if r["stage"] == REJECTED},
+        rejects_sent=loaded.get("rejected_sent", 0),
+        already_named=loaded.get("silent_failures_named", 0),
     )
     for device_id, why in (software_unread or {}).items():
         match = records[records[ID] == device_id]
@@ -448,10 +480,15 @@ def _identities(integration: Integration, records: pd.DataFrame) -> list[str]:
 
 
 def _outcome_rows(
-    integration: Integration, records: pd.DataFrame, outcome: dict[str, Any], own_reasons: set[str]
+    integration: Integration,
+    records: pd.DataFrame,
+    outcome: dict[str, Any],
+    own_reasons: set[str],
+    rejects_sent: int = 0,
+    already_named: int = 0,
 ) -> list[dict[str, str]]:
     """Rows for what Oomnitza reported failed, skipped or fatal, and for failures it counted but did
-    not describe."""
+    not describe (less ``already_named``: those the load pinned to their records)."""
     update_only = integration.preference is Preference.UPDATE_ONLY
     by_key = {
         str(plain(value)): record
@@ -461,13 +498,10 @@ def _outcome_rows(
     }
     rows = []
     messages = outcome.get("messages") or {}
-    failed_described = 0
     for stage, words in (("failed", FAILED), ("skipped", SKIPPED)):
         for message in messages.get(stage, []):
-            if stage == "failed":
-                failed_described += 1
-                if any(reason in message for reason in own_reasons):
-                    continue  # our own rejects, echoed back by Oomnitza: already listed
+            if stage == "failed" and any(reason in message for reason in own_reasons):
+                continue  # our own rejects, echoed back by Oomnitza: already listed
             reason = message
             if stage == "skipped" and update_only:
                 reason = f"not in Oomnitza, so not created (the preference is update only): {message}"
@@ -477,7 +511,8 @@ def _outcome_rows(
             record = next((by_key[t] for t in tokens if t in by_key), None)
             rows.append(_row(words, record, reason))
     rows += [_row(FATAL, None, message) for message in messages.get("Fatal Error", [])]
-    silent = int((outcome.get("counts") or {}).get("failed", 0)) - failed_described
+    failed = int((outcome.get("counts") or {}).get("failed", 0))
+    silent = silent_failures(failed, messages.get("failed", []), own_reasons, rejects_sent) - already_named
     if silent > 0:
         rows += [
             _row(
