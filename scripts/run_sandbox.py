@@ -1,5 +1,17 @@
-"""`make run`: Airflow standalone with this project's DAGs, and (unless real tenants are configured)
-the Kandji and Oomnitza emulators with a seeded fleet. State lives in .airflow/ (git-ignored).
+"""`make run`: Airflow with this project's DAGs and (unless real tenants are configured) the Kandji and
+Oomnitza emulators with a seeded fleet.
+
+- Everything listens on 127.0.0.1 only, unless SANDBOX_HOST opens it (say, 0.0.0.0 to reach it from
+  another machine: that exposes the Airflow UI and API, and in real-tenant mode the process holding
+  your real tokens).
+- The components start in order: the emulators, the metadata DB, the API server (and its health), then
+  the DAG processor, the scheduler and the triggerer. So no task starts before the Execution API
+  answers. The scheduler and triggerer serve no logs of their own (the API server reads the log files
+  directly), so nothing else listens.
+- Each component logs to a file under <home>/logs/ (printed at start); the terminal keeps the welcome
+  text and says when a component stops.
+- Sandbox state lives in .airflow/; real-tenant mode uses .airflow-real/ (its own metadata DB), where
+  the integration DAGs start **paused**, so the first start never writes to your real Oomnitza.
 
 Real tenants: set both connections before `make run`, either as Airflow connection variables
 (AIRFLOW_CONN_KANDJI_DEFAULT, AIRFLOW_CONN_OOMNITZA_DEFAULT, JSON) or with the shorthand variables
@@ -11,42 +23,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-HOME = Path(os.environ.get("SANDBOX_HOME", ROOT / ".airflow"))
+HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
 PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 KANDJI_PORT = int(os.environ.get("KANDJI_EMULATOR_PORT", "8181"))
 OOMNITZA_PORT = int(os.environ.get("OOMNITZA_EMULATOR_PORT", "8282"))
 DEVICES = int(os.environ.get("SANDBOX_DEVICES", "300"))
 KANDJI_TOKEN = "sandbox-kandji-token"  # noqa: S105 - the emulator's own, not a secret
 OOMNITZA_TOKEN = "sandbox-oomnitza-token"  # noqa: S105
+LOOPBACK = "127.0.0.1"  # where the components reach each other, whatever HOST opens to others
+COMPONENTS = (  # after the API server is healthy, in this order
+    ("dag-processor", ["airflow", "dag-processor"]),
+    ("scheduler", ["airflow", "scheduler", "--skip-serve-logs"]),
+    ("triggerer", ["airflow", "triggerer", "--skip-serve-logs"]),
+)
 
 
-def airflow_env() -> dict[str, str]:
-    return dict(
-        os.environ,
-        AIRFLOW_HOME=str(HOME),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW__API__PORT=str(PORT),
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://localhost:{PORT}/execution/",
-        # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's.
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    )
-
-
-def real_connections(env: dict[str, str]) -> bool:
-    """Use real tenants when both connections are configured; fill them from the shorthand variables."""
+def shorthand_connections(env: dict[str, str]) -> None:
+    """Fill the connection variables from the shorthand ones, when those are given."""
     if env.get("KANDJI_API_URL") and env.get("KANDJI_API_TOKEN"):
         env.setdefault(
             "AIRFLOW_CONN_KANDJI_DEFAULT",
@@ -61,13 +65,51 @@ def real_connections(env: dict[str, str]) -> bool:
                 {"conn_type": "http", "host": env["OOMNITZA_URL"], "password": env["OOMNITZA_API_TOKEN"]}
             ),
         )
+
+
+def real_tenants(env: dict[str, str]) -> bool:
     return bool(env.get("AIRFLOW_CONN_KANDJI_DEFAULT") and env.get("AIRFLOW_CONN_OOMNITZA_DEFAULT"))
 
 
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # Each child leads its own process group, so stopping it stops everything it started
-    # (airflow standalone runs the scheduler, dag processor, triggerer and API server as children).
-    return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
+def sandbox_home(real: bool) -> Path:
+    default = ROOT / (".airflow-real" if real else ".airflow")
+    return Path(os.environ.get("SANDBOX_HOME", default))
+
+
+def airflow_env(env: dict[str, str], home: Path, real: bool) -> dict[str, str]:
+    return dict(
+        env,
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        # With real tenants nothing runs until you unpause a DAG; the sandbox runs at once.
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=str(real),
+        # A laptop-sized Airflow: a handful of task workers, one API worker, one parsing process.
+        AIRFLOW__CORE__PARALLELISM=env.get("SANDBOX_WORKERS", "4"),
+        AIRFLOW__API__WORKERS="1",
+        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
+        AIRFLOW__API__HOST=HOST,
+        AIRFLOW__API__PORT=str(PORT),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://{LOOPBACK}:{PORT}/execution/",
+        # `airflow ...` from PATH must be this venv's.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+    )
+
+
+def start(command: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    # Each child leads its own process group, so stopping it stops everything it started.
+    out = open(log, "ab") if log else None  # noqa: SIM115 - the child keeps it; closed at exit
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+    )
 
 
 def stop(children: list[subprocess.Popen]) -> None:
@@ -84,53 +126,42 @@ def stop(children: list[subprocess.Popen]) -> None:
             os.killpg(child.pid, signal.SIGKILL)
 
 
-def wait_for(url: str, seconds: float = 30.0) -> None:
+def wait_for(
+    url: str, seconds: float = 30.0, process: subprocess.Popen | None = None, log: Path | None = None
+):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{url} is not coming up: the process exited. Its log: {log}")
         try:
-            requests.get(url, timeout=1)
-            return
+            if requests.get(url, timeout=2).status_code < 500:
+                return
         except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up within {seconds:.0f}s")
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up within {seconds:.0f}s" + (f"; its log: {log}" if log else ""))
 
 
-def start_emulators(env: dict[str, str]) -> list[subprocess.Popen]:
-    kandji_url, oomnitza_url = f"http://127.0.0.1:{KANDJI_PORT}", f"http://127.0.0.1:{OOMNITZA_PORT}"
-    state = HOME / "oomnitza-state.json"
+def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subprocess.Popen]:
+    kandji_url, oomnitza_url = f"http://{LOOPBACK}:{KANDJI_PORT}", f"http://{LOOPBACK}:{OOMNITZA_PORT}"
+    state = home / "oomnitza-state.json"
     fresh = not state.exists()
     procs = [
         start(
-            [
-                sys.executable,
-                "-m",
-                "include.emulators.kandji",
-                "--port",
-                str(KANDJI_PORT),
-                "--devices",
-                str(DEVICES),
-                "--token",
-                KANDJI_TOKEN,
-            ],
+            [sys.executable, "-m", "include.emulators.kandji", "--host", HOST, "--port", str(KANDJI_PORT),
+             "--devices", str(DEVICES), "--token", KANDJI_TOKEN],
             env,
+            logs / "kandji-emulator.log",
         ),
         start(
-            [
-                sys.executable,
-                "-m",
-                "include.emulators.oomnitza",
-                "--port",
-                str(OOMNITZA_PORT),
-                "--token",
-                OOMNITZA_TOKEN,
-                "--state-file",
-                str(state),
-            ],
+            [sys.executable, "-m", "include.emulators.oomnitza", "--host", HOST, "--port", str(OOMNITZA_PORT),
+             "--token", OOMNITZA_TOKEN, "--state-file", str(state)],
             env,
+            logs / "oomnitza-emulator.log",
         ),
-    ]
-    wait_for(f"{kandji_url}/_emulator/summary")
-    wait_for(f"{oomnitza_url}/?format=json")
+    ]  # fmt: skip
+    wait_for(f"{kandji_url}/_emulator/summary", process=procs[0], log=logs / "kandji-emulator.log")
+    wait_for(f"{oomnitza_url}/?format=json", process=procs[1], log=logs / "oomnitza-emulator.log")
     if fresh:
         # The users integration is "update only": Oomnitza must already know some users for it to update.
         users = requests.get(f"{kandji_url}/_emulator/users", timeout=30).json()
@@ -147,34 +178,88 @@ def start_emulators(env: dict[str, str]) -> list[subprocess.Popen]:
 
 def sample_serial() -> str:
     try:
-        devices = requests.get(f"http://127.0.0.1:{KANDJI_PORT}/_emulator/devices", timeout=10).json()
+        devices = requests.get(f"http://{LOOPBACK}:{KANDJI_PORT}/_emulator/devices", timeout=10).json()
         return next(d["serial_number"] for d in devices if d["platform"] == "Mac")
     except (requests.RequestException, StopIteration, ValueError):
         return "<a serial number from Kandji>"
 
 
-def print_welcome(use_real: bool) -> None:
-    serial = sample_serial()
-    password_file = HOME / "simple_auth_manager_passwords.json.generated"
-    tenants = (
-        " Tenants:         your real Kandji and Oomnitza (from the environment)\n"
-        if use_real
-        else f" Kandji emulator: http://127.0.0.1:{KANDJI_PORT} ({DEVICES} devices)\n"
-        f" Oomnitza:        http://127.0.0.1:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)\n"
+def wait_for_dags(home: Path, expected: int, seconds: float = 120.0) -> None:
+    """Until the DAG processor has parsed the DAG files (so the welcome text never points at an empty UI)."""
+    base = f"http://{LOOPBACK}:{PORT}"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())[
+                "admin"
+            ]
+            token = requests.post(
+                f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=5
+            ).json()["access_token"]
+            dags = requests.get(
+                f"{base}/api/v2/dags",
+                headers={"Authorization": f"Bearer {token}"},
+                params={"limit": 100},
+                timeout=5,
+            ).json()
+            if len({d["fileloc"] for d in dags.get("dags", [])}) >= expected - 1:  # the errors file has none
+                return
+        except (OSError, ValueError, KeyError, requests.RequestException):
+            pass
+        time.sleep(1)
+    print("The DAG processor has not parsed every DAG file yet; see its log.", flush=True)
+
+
+def write_cli_env(env: dict[str, str], home: Path, real: bool) -> Path:
+    """A file to source for the airflow CLI on this sandbox (same home, folders and DB). It holds
+    configuration only; in sandbox mode also the emulators' connections, never real tokens."""
+    keys = [k for k in env if k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "PYTHONPATH")]
+    if not real:
+        keys += ["AIRFLOW_CONN_KANDJI_DEFAULT", "AIRFLOW_CONN_OOMNITZA_DEFAULT"]
+    path = home / "airflow-env.sh"
+    lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(keys)]
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    path.write_text(
+        "# source this file to use the airflow CLI on the make-run sandbox\n" + "\n".join(lines) + "\n"
     )
-    print(
-        f"""
-==========================================================================================
- Airflow is up:   http://localhost:{PORT}
- Login:           admin / password in {password_file}
-{tenants}
+    return path
+
+
+def print_welcome(real: bool, home: Path, logs: Path) -> None:
+    ui = f"http://{LOOPBACK}:{PORT}"
+    password_file = home / "simple_auth_manager_passwords.json.generated"
+    opened = (
+        f"\n Listening on {HOST}: other machines can reach this Airflow (SANDBOX_HOST). Close it unless you mean it.\n"
+        if HOST != LOOPBACK
+        else ""
+    )
+    if real:
+        body = f"""
+ Tenants:         your real Kandji and Oomnitza (from the environment)
+ The integration DAGs start PAUSED: nothing is sent to your Oomnitza until you unpause one.
+  1. Integrations (left-hand navigation, or {ui}/plugin/integrations): open an integration,
+     keep Dry run ticked, press Run now; read its report (what would be sent, the error log).
+  2. When the dry run looks right, unpause the DAG in Airflow: it then runs on its schedule."""
+    else:
+        body = f"""
+ Kandji emulator: http://{LOOPBACK}:{KANDJI_PORT} ({DEVICES} devices)
+ Oomnitza:        http://{LOOPBACK}:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)
+
  Three things to try:
-  1. Integrations (left-hand navigation, or http://localhost:{PORT}/plugin/integrations): open
+  1. Integrations (left-hand navigation, or {ui}/plugin/integrations): open
      "Kandji Devices and Software", untick Dry run, press Run now; then open the Oomnitza page above.
   2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,
      the rest are listed in the run's error log (the report task's log says where).
-  3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {serial}.
-     The unlock PIN stays in Kandji; the log says where to read it.
+  3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {sample_serial()}.
+     The unlock PIN stays in Kandji; the log says where to read it."""
+    print(
+        f"""
+==========================================================================================
+ Airflow is up:   {ui}
+ Login:           admin / password in {password_file}
+ AIRFLOW_HOME:    {home}
+ Airflow CLI:     source {home / "airflow-env.sh"}   (then e.g. airflow backfill create ...)
+ Component logs:  {logs}/{opened}{body}
 
  Stop everything: Ctrl-C
 ==========================================================================================
@@ -192,22 +277,51 @@ def main() -> int:
     # background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt.
     for stopping_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stopping_signal, _stop_on_signal)
-    HOME.mkdir(exist_ok=True)
-    env = airflow_env()
+    env = dict(os.environ)
+    shorthand_connections(env)
+    real = real_tenants(env)
+    home = sandbox_home(real)
+    logs = home / "logs" / "components"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = airflow_env(env, home, real)
     children: list[subprocess.Popen] = []
+    names: dict[int, str] = {}
     try:
-        use_real = real_connections(env)
-        if not use_real:
-            children += start_emulators(env)
+        if not real:
+            children += start_emulators(env, home, logs)
+        print(f"Starting Airflow in {home} (component logs in {logs}) ...", flush=True)
         subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
             ["airflow", "pools", "set", "kandji_api", "4", "Tasks that call the Kandji API (one tenant rate limit)"],
             env=env, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        children.append(start(["airflow", "standalone"], env))
-        wait_for(f"http://localhost:{PORT}/api/v2/monitor/health", seconds=180)
-        print_welcome(use_real)
-        while all(child.poll() is None for child in children):
+        api = start(["airflow", "api-server"], env, logs / "api-server.log")
+        children.append(api)
+        names[api.pid] = "api-server"
+        wait_for(
+            f"http://{LOOPBACK}:{PORT}/api/v2/monitor/health",
+            seconds=180,
+            process=api,
+            log=logs / "api-server.log",
+        )
+        healthy = datetime.now(UTC).isoformat(timespec="seconds")
+        print(
+            f"API server healthy at {healthy}; starting the DAG processor, scheduler and triggerer",
+            flush=True,
+        )
+        for name, command in COMPONENTS:
+            child = start(command, env, logs / f"{name}.log")
+            children.append(child)
+            names[child.pid] = name
+        wait_for_dags(home, expected=len(list((ROOT / "dags").glob("kandji_*.py"))))
+        write_cli_env(env, home, real)
+        print_welcome(real, home, logs)
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    name = names.get(child.pid, "an emulator")
+                    print(f"{name} stopped (exit {child.returncode}); its log: {logs}/. Stopping the rest.")
+                    raise KeyboardInterrupt
             time.sleep(1)
     except KeyboardInterrupt:
         pass

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kandji-oomnitza-airflow-home-"))
@@ -138,10 +142,9 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
                 XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id
             )
             xcoms = {(x.task_id, x.key): XComModel.deserialize_value(x) for x in rows}
-        # Secrets stay secret: no run may print a token or store one in XCom.
-        text = caplog.text + captured.out + captured.err + repr(xcoms)
-        for secret in (KANDJI_TOKEN, OOMNITZA_TOKEN):
-            assert secret not in text, f"a token leaked into the logs or XComs of {dag_id}"
+        # Secrets stay secret: no run may print a token or store one in XCom (DataFrames read whole).
+        text = caplog.text + captured.out + captured.err + as_text(xcoms)
+        assert not secrets_in(text), f"a token leaked into the logs or XComs of {dag_id}"
         return DagRunResult(
             dag_id=dag_id,
             run_id=dag_run.run_id,
@@ -164,6 +167,24 @@ def artifacts_dir() -> Path:
 # -- emulators ------------------------------------------------------------------------------------
 KANDJI_TOKEN = "test-kandji-token-5f1c2a"
 OOMNITZA_TOKEN = "test-oomnitza-token-9b7e4d"
+
+
+def secrets_in(text: str) -> list[str]:
+    """The test session's tokens that ``text`` contains."""
+    return [secret for secret in (KANDJI_TOKEN, OOMNITZA_TOKEN) if secret in text]
+
+
+def as_text(value: Any) -> str:
+    """Everything a value holds, as text: DataFrames in full (their repr shows a few rows only)."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return value.to_csv()
+    if isinstance(value, dict):
+        return "\n".join(f"{as_text(k)}={as_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return "\n".join(as_text(v) for v in value)
+    return str(value)
 
 
 @pytest.fixture(scope="session")
@@ -253,12 +274,13 @@ def no_secret_anywhere(request):
             leaks += [f"{path}: {s[:4]}…" for s in [*tokens, *SEEN_PINS] if s in text]
     database = AIRFLOW_HOME / "airflow.db"
     if database.exists():
+        raw = database.read_bytes()  # the metadata DB file itself, every table and page
+        leaks += [f"{database}: {s[:4]}…" for s in tokens if s.encode() in raw]
         with sqlite3.connect(database) as connection:
             checks = (
-                # Tokens are long: look everywhere. A 6-digit PIN would match by chance inside the
-                # hex-encoded DataFrames of the integration DAGs, so PINs are looked for in the
-                # preset DAGs' XComs, where a leaked PIN would land.
-                ("SELECT value FROM xcom", tokens),
+                # A 6-digit PIN would match by chance inside the hex-encoded DataFrames of the
+                # integration DAGs, so PINs are looked for in the preset DAGs' XComs, where a leaked PIN
+                # would land; tokens are looked for in every XCom, decoded (DataFrames read whole).
                 ("SELECT value FROM xcom WHERE dag_id LIKE 'kandji_preset_%'", SEEN_PINS),
                 ("SELECT rendered_fields FROM rendered_task_instance_fields", [*tokens, *SEEN_PINS]),
             )
@@ -268,6 +290,13 @@ def no_secret_anywhere(request):
                 except sqlite3.OperationalError:
                     continue
                 leaks += [f"{query}: {s[:4]}…" for s in secrets if s in blob]
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            for row in session.query(XComModel).yield_per(200):
+                found = secrets_in(as_text(XComModel.deserialize_value(row)))
+                leaks += [f"XCom {row.dag_id}/{row.task_id}/{row.key}: {s[:4]}…" for s in found]
     assert not leaks, f"secrets leaked: {leaks}"
 
 
@@ -293,3 +322,78 @@ def integration_dag_from(tmp_path):
         return build_dag(dag_id, load_integration(path), path)
 
     return build
+
+
+# -- the `make run` sandbox, with the real scheduler --------------------------------------------------
+class Sandbox:
+    """``scripts/run_sandbox.py`` in a process of its own, on free loopback ports, with a small fleet;
+    an admin API session on its Airflow."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in ("airflow", "kandji", "oomnitza")}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+            "SANDBOX_HOME": str(home),
+            "SANDBOX_DEVICES": "40",
+            "AIRFLOW_PORT": str(ports["airflow"]),
+            "KANDJI_EMULATOR_PORT": str(ports["kandji"]),
+            "OOMNITZA_EMULATOR_PORT": str(ports["oomnitza"]),
+            **env,
+        }
+        self.ports = ports
+        self.base = f"http://127.0.0.1:{ports['airflow']}"
+        self.kandji = f"http://127.0.0.1:{ports['kandji']}"
+        self.oomnitza = f"http://127.0.0.1:{ports['oomnitza']}"
+        self.log_path = home / "sandbox.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run_sandbox.py")],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 240
+        while "Airflow is up" not in self.output():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                pytest.fail("the sandbox did not start:\n" + self.output()[-3000:])
+            time.sleep(1)
+        self.password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())[
+            "admin"
+        ]
+        self.api = requests.Session()
+        token = self.api.post(
+            f"{self.base}/auth/token", json={"username": "admin", "password": self.password}, timeout=10
+        ).json()["access_token"]
+        self.api.headers["Authorization"] = f"Bearer {token}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, **params: Any) -> Any:
+        answer = self.api.get(f"{self.base}/api/v2/{path}", params=params, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+    def __getitem__(self, key: str) -> Any:  # the browser tests' older dict-style access
+        return {"base": self.base, "password": self.password, "api": self.api, "kandji": self.kandji,
+                "oomnitza": self.oomnitza}[key]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """One `make run` sandbox for the session's end-to-end tests that need the real scheduler."""
+    running = Sandbox(tmp_path_factory.mktemp("sandbox"))
+    yield running
+    running.stop()

@@ -34,7 +34,7 @@ class CaptureServer:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _record  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _record
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -319,3 +319,28 @@ def test_object_storage_xcom_backend(
     assert len(oomnitza_assets(oomnitza_emulator)) == len(kandji_emulator.get("devices"))
     stored = [p for p in store.rglob("*") if p.is_file()]
     assert len(stored) >= 5, "each task's XCom should have gone to object storage"
+
+
+@pytest.mark.e2e
+def test_connector_sync_time_is_when_kandji_was_read_and_a_retried_load_sends_the_same(
+    run_dag, kandji_emulator, oomnitza_emulator, airflow_connections, oomnitza_process
+):
+    from conftest import OOMNITZA_TOKEN
+
+    # The first load attempt loses the answer of its first batch and gives up (one attempt per request);
+    # Airflow's retry sends everything again, under a new portion.
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        password=OOMNITZA_TOKEN,
+        extra={"max_attempts": 1, "backoff_seconds": 0.01},
+    )
+    oomnitza_emulator.faults(scripted=[{"kind": "lost_response", "path": "^/api/v3/bulk$", "times": 1}])
+    result = run_dag("kandji_devices_and_software")
+    assert result.state == "success" and result.tries["load"] == 2 and result.tries["extract"] == 1
+    read_at = result.xcom("extract", key="stats")["read_at"]
+    bulks = [c["body"] for c in oomnitza_emulator.requests("^/api/v3/bulk$", "POST")]
+    portions = {b["portion"] for b in bulks}
+    assert len(portions) == 2  # two attempts
+    stamps = {r["kandji_connector_sync_time"] for b in bulks for r in b["records"]}
+    assert stamps == {read_at}  # the same time in both attempts: when Kandji was read, not a run date

@@ -166,18 +166,26 @@ def test_file_name_must_make_a_dag_id(tmp_path):
         load_integration(write(tmp_path, DEFAULT_ASSETS, name="my integration.yaml"))
 
 
-def test_bad_files_are_dag_import_errors_naming_file_and_field(tmp_path, monkeypatch):
+def test_a_bad_file_breaks_only_its_own_dag_and_is_an_import_error_naming_file_field_and_fix(
+    tmp_path, monkeypatch
+):
     from airflow.dag_processing.dagbag import DagBag
 
     folder = tmp_path / "integrations"
     folder.mkdir()
     write(folder, DEFAULT_ASSETS, name="good.yaml")
     write(folder, changed(preference="sometimes"), name="broken.yaml")
+    write(folder, {**DEFAULT_ASSETS, "sync_ky": ["serial_number"]}, name="typo.yaml")
     monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "kandji_integrations.py"))
-    (error,) = bag.import_errors.values()
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert "good" in bag.dag_ids and "broken" not in bag.dag_ids and "typo" not in bag.dag_ids
+    assert any(d.startswith("kandji_preset_") for d in bag.dag_ids)  # the other DAG files are untouched
+    (location,) = bag.import_errors
+    assert location.endswith("kandji_integration_file_errors.py")
+    error = bag.import_errors[location]
     assert "broken.yaml" in error and "preference" in error and "create_and_update" in error
-    assert "good.yaml" not in error
+    assert "typo.yaml" in error and "sync_ky: unknown key; remove it or check its spelling" in error
+    assert "good.yaml" not in error and "every other integration runs as usual" in error
 
 
 def test_adding_a_file_adds_a_dag(tmp_path, monkeypatch):
@@ -212,3 +220,21 @@ def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path)
     for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
         (tmp_path / name).write_text("x: 1")
     assert [p.name for p in integration_files(tmp_path)] == ["a.yaml", "b.yml"]
+
+
+@pytest.mark.e2e
+def test_the_valid_integration_beside_a_broken_file_still_runs(
+    tmp_path, monkeypatch, run_dag, kandji_emulator, oomnitza_emulator
+):
+    folder = tmp_path / "integrations"
+    folder.mkdir()
+    (folder / "kandji_devices_and_software.yaml").write_text(
+        (ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text()
+    )
+    (folder / "kandji_users.yaml").write_text(
+        (ROOT / "include" / "integrations" / "kandji_users.yaml").read_text().replace("sync_key:", "sync_ky:")
+    )
+    monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
+    result = run_dag("kandji_devices_and_software")
+    assert result.state == "success", result.task_states
+    assert result.xcom("report")["added"] == len(kandji_emulator.get("devices"))

@@ -22,13 +22,16 @@ from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
 pytestmark = pytest.mark.e2e
 PAGE = "/kandji-oomnitza"
 DEVICES = "kandji_devices_and_software"
-USERS = {"admin": "admin", "viewer": "viewer", "runner": "user", "nobody": ""}
+USERS = {"admin": "admin", "viewer": "viewer", "runner": "user", "nobody": "", "dagonly": "viewer"}
 BROKEN_FILE = {
     "name": "Broken on purpose",
     "type": "assets",
     "sync_key": "serial_number",
     "mappings": {"serial_number": "Serial Numbr"},  # a misspelt standard field
 }
+ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(7)
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,11 @@ def page_server(airflow_db, tmp_path_factory):
     for name in (f"{DEVICES}.yaml", "kandji_users.yaml"):
         shutil.copy(ROOT / "include" / "integrations" / name, integrations / name)
     (integrations / "broken_tile.yaml").write_text(yaml.safe_dump(BROKEN_FILE))
+    (integrations / "alias_bomb.yaml").write_text(ALIAS_BOMB)
+    # An integration whose Oomnitza connection holds credentials in its host: never shown on a tile.
+    users_file = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_users.yaml").read_text())
+    users_file["oomnitza_conn_id"] = "oomnitza_userinfo"
+    (integrations / "userinfo_host.yaml").write_text(yaml.safe_dump(users_file))
     passwords = {user: f"{user}-secret-pw" for user in USERS}
     (work / "passwords.json").write_text(json.dumps(passwords))
     port = free_port()
@@ -47,6 +55,16 @@ def page_server(airflow_db, tmp_path_factory):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(work / "passwords.json"),
         "AIRFLOW__API__PORT": str(port),
+        # The simple auth manager plus a user who may read the DAGs but not their XComs or task logs.
+        "AIRFLOW__CORE__AUTH_MANAGER": "page_auth.DagOnlyAuthManager",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "AIRFLOW_CONN_OOMNITZA_USERINFO": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "https://someone:hunter2@acme.oomnitza.com",
+                "password": OOMNITZA_TOKEN,
+            }
+        ),
         "KANDJI_OOMNITZA_INTEGRATIONS_DIR": str(integrations),
         # The page names the tenant and the instance from the connections, never their tokens.
         "AIRFLOW_CONN_KANDJI_DEFAULT": json.dumps(
@@ -118,7 +136,12 @@ def test_tiles_show_each_file_and_an_invalid_file_shows_its_error(page_server):
     assert answer.status_code == 200, answer.text
     assert KANDJI_TOKEN not in answer.text and OOMNITZA_TOKEN not in answer.text
     tiles = {t["id"]: t for t in answer.json()}
-    assert sorted(tiles) == ["broken_tile", DEVICES, "kandji_users"]
+    assert sorted(tiles) == ["alias_bomb", "broken_tile", DEVICES, "kandji_users", "userinfo_host"]
+    assert len(answer.content) < 50_000, "an alias bomb must not blow up the page"
+    assert "aliases (*name) are not allowed" in tiles["alias_bomb"]["error"]
+    userinfo = tiles["userinfo_host"]["oomnitza"]
+    assert userinfo["host"] is None and "user name or password" in userinfo["problem"]
+    assert "hunter2" not in answer.text and "someone" not in answer.text
 
     broken = tiles["broken_tile"]
     assert broken["valid"] is False and broken["can_trigger"] is False
@@ -226,3 +249,25 @@ def test_run_now_is_offered_to_who_may_trigger_and_airflow_enforces_it(
         assert new["run_type"] == "manual"
     finally:  # no scheduler here: the queued run would otherwise stay behind in the session DB
         page_server["as"]("admin").delete(f"{trigger}/{run_id}", timeout=30).raise_for_status()
+
+
+def test_summaries_need_xcom_access_and_error_logs_need_task_log_access(
+    page_server, run_dag, kandji_emulator, oomnitza_emulator
+):
+    kandji_emulator.post("devices", {"serial_number": "", "platform": "Mac"})  # one error-log row
+    result = run_dag(DEVICES)
+    admin_run = next(
+        r
+        for r in get(page_server, "admin", f"/api/integrations/{DEVICES}").json()["runs"]
+        if r["run_id"] == result.run_id
+    )
+    assert admin_run["has_summary"] and admin_run["counts"] and admin_run["has_error_log"]
+    detail = get(page_server, "dagonly", f"/api/integrations/{DEVICES}")
+    assert detail.status_code == 200  # the DAG itself may be read
+    run = next(r for r in detail.json()["runs"] if r["run_id"] == result.run_id)
+    assert run["summary_hidden"] is True and run["counts"] is None and run["kandji_records"] is None
+    assert run["has_error_log"] is False and run["state"] == "failed"
+    tiles = get(page_server, "dagonly", "/api/integrations").json()
+    assert all((t.get("last_run") or {}).get("counts") is None for t in tiles)
+    errors = get(page_server, "dagonly", f"/api/integrations/{DEVICES}/runs/{result.run_id}/errors")
+    assert errors.status_code == 403 and "task-log access" in errors.json()["detail"]

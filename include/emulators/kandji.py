@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import csv
+import html
 import io
 import json
 import random
@@ -142,6 +143,7 @@ class KandjiEmulator(Emulator):
         router.add_get(f"{api}/users", self.list_users)
         router.add_get(f"{api}/users/{{user_id}}", self.get_user)
         router.add_get("/_s3/{path:.*}", self.download_export)
+        router.add_get("/devices/{device_id}", self.device_page)  # what the "Device in Kandji" link opens
         # admin
         router.add_post("/_emulator/reset", self.admin_reset)
         router.add_put("/_emulator/settings", self.admin_settings)
@@ -155,7 +157,9 @@ class KandjiEmulator(Emulator):
         router.add_route("*", "/{tail:.*}", self.unrouted)  # last: Kong's answer for unrouted paths
 
     def unauthenticated_paths(self) -> tuple[str, ...]:
-        return ("/_s3/",)  # the signed export URL stands in for S3: no Kandji token belongs there
+        # The signed export URL stands in for S3 (no Kandji token belongs there); /devices/ is the web
+        # app's device page, which a person opens from a task's link.
+        return ("/_s3/", "/devices/")
 
     def authenticate(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
@@ -186,6 +190,30 @@ class KandjiEmulator(Emulator):
 
     def forbidden_response(self, permission: str) -> web.Response:
         return web.json_response({"detail": "You do not have permission to perform this action."}, status=403)
+
+    async def device_page(self, request: web.Request) -> web.Response:
+        device = self.fleet.device(request.match_info["device_id"])
+        if device is None:
+            return web.Response(
+                status=404, content_type="text/html", text="<h1>No such device in this tenant</h1>"
+            )
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in _public(device).items()
+        )
+        commands = "".join(
+            f"<li>{html.escape(c['command_type'])} at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(c['requested']))}</li>"
+            for c in device["_commands"]
+        )
+        return web.Response(
+            content_type="text/html",
+            text=f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(device["device_name"])}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}th{{text-align:left;padding-right:1em}}</style></head><body>
+<h1>Kandji emulator: {html.escape(device["device_name"])}</h1><table>{rows}</table>
+<p>{self.fleet.app_count(device["device_id"])} apps installed.</p>
+<h2>Commands sent</h2><ul>{commands or "<li>none</li>"}</ul></body></html>""",
+        )
 
     async def unrouted(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -155,10 +155,13 @@ class OomnitzaEmulator(Emulator):
         router.add_post("/_emulator/records/{kind}", self.admin_seed_records)
         router.add_put("/_emulator/data_model", self.admin_data_model)
         router.add_get("/", self.overview)
+        # What the tasks' "Oomnitza records" and "Asset in Oomnitza" links open, as Oomnitza's web app would.
+        router.add_get("/assets", self.records_page)
+        router.add_get("/users", self.records_page)
 
     def authenticate(self, request: web.Request) -> web.Response | None:
-        if request.path == "/":
-            return None  # the sandbox's human-readable page
+        if request.path in ("/", "/assets", "/users"):
+            return None  # the sandbox's human-readable pages
         if request.headers.get("Authorization2", "") not in self.tokens:
             return web.json_response(
                 {"errors": ["Authentication credentials were not provided or are invalid."]}, status=401
@@ -582,6 +585,31 @@ class OomnitzaEmulator(Emulator):
         if record is None:
             return web.json_response({"errors": ["Not found"]}, status=404)
         return web.json_response(self.store.saas.get(record["user_id"], []))
+
+    async def records_page(self, request: web.Request) -> web.Response:
+        """Assets or users as a page (``?filter=serial_number eq 'X'`` narrows it, as the links do)."""
+        kind = request.path.strip("/")
+        records = list(self.store.records[kind].values())
+        if request.query.get("filter"):
+            try:
+                records = [r for r in records if self._filter(request.query["filter"])(r)]
+            except ValueError as exc:
+                return web.Response(status=400, text=html.escape(str(exc)))
+        columns = sorted({k for r in records[:200] for k in r}) or ["(no records)"]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+            for r in records[:200]
+        )
+        shown = html.escape(request.query.get("filter", "all"))
+        return web.Response(
+            content_type="text/html",
+            text=f"""<!doctype html><html><head><meta charset="utf-8"><title>Oomnitza emulator: {kind}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}th{{background:#eef}}</style></head><body>
+<h1>{kind.title()} ({len(records)}; filter: {shown})</h1><p><a href="/">What landed</a></p>
+<table><tr>{head}</tr>{rows}</table></body></html>""",
+        )
 
     async def overview(self, request: web.Request) -> web.Response:
         """What landed, for a person: assets with their software, users, and the runs with their counts.

@@ -14,6 +14,7 @@ import enum
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
+MAX_FILE_BYTES = 256 * 1024  # an integration file is a page of settings; anything larger is a mistake
+MESSAGE_LIMIT = 300  # characters of any one validation message (they may quote the file's values)
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
 
 
@@ -325,8 +328,9 @@ class IntegrationFileError(ValueError):
 
 
 def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    """One line per problem: where, what, and the fix. Values are quoted short, never whole."""
     lines = [f"Invalid integration file {path}:"]
-    for error in exc.errors():
+    for error in exc.errors(include_url=False)[:20]:
         location = ".".join(str(p) for p in error["loc"] if p not in ("function-after",))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
@@ -334,9 +338,44 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
         elif error["type"] == "missing":
             message = "is required"
         elif error["type"] in ("enum", "literal_error"):
-            message = f"{message} (got {error.get('input')!r})"
-        lines.append(f"  - {location or '(top level)'}: {message}")
+            message = f"{message} (got {_short(repr(error.get('input')), 60)})"
+        lines.append(f"  - {_short(location or '(top level)', 80)}: {_short(message, MESSAGE_LIMIT)}")
     return "\n".join(lines)
+
+
+def _short(text: str, limit: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: ``*name`` would let a few hundred bytes expand into gigabytes
+    (an "alias bomb"), and an integration file has no need to repeat a value by reference."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(
+                f"line {mark.line + 1}: aliases (*name) are not allowed in integration files; write the value out"
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml_file(path: Path, what: str = "integration file") -> Any:
+    """A small YAML file, safely: no code runs from it, no alias expands, and its size is bounded.
+    Problems raise ``IntegrationFileError`` with a short message naming the file."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise IntegrationFileError(f"Invalid {what} {path}: cannot be read ({exc.strerror})") from None
+    if size > MAX_FILE_BYTES:
+        raise IntegrationFileError(
+            f"Invalid {what} {path}: {size} bytes, more than the {MAX_FILE_BYTES} an {what} may have"
+        )
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise IntegrationFileError(f"Invalid {what} {path}: not valid YAML: {_short(exc, 400)}") from None
 
 
 def load_integration(path: Path) -> Integration:
@@ -346,17 +385,16 @@ def load_integration(path: Path) -> Integration:
         raise IntegrationFileError(
             f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise IntegrationFileError(f"Invalid integration file {path}: not valid YAML: {exc}") from None
+    data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise IntegrationFileError(
             f"Invalid integration file {path}: expected a mapping of settings at the top level"
         )
     try:
         return Integration.model_validate(data)
-    except ValidationError as exc:
+    except (ValidationError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise IntegrationFileError(f"Invalid integration file {path}: nested too deeply") from None
         raise IntegrationFileError(_format_validation_error(path, exc)) from None
 
 
@@ -366,17 +404,34 @@ def integration_files(folder: Path) -> list[Path]:
     )
 
 
-def load_all(folder: Path) -> dict[str, Integration]:
-    """Every integration in ``folder`` by DAG id; all invalid files reported together."""
-    loaded, problems = {}, []
+@dataclass(frozen=True)
+class IntegrationFile:
+    """One file in the integrations folder: its model, or the validation error that stops it."""
+
+    dag_id: str
+    path: Path
+    integration: Integration | None
+    error: str | None
+
+
+def scan(folder: Path) -> list[IntegrationFile]:
+    """Every integration file, each validated on its own, so one bad file cannot hide the others."""
+    entries = []
     for path in integration_files(folder):
         try:
-            loaded[path.stem] = load_integration(path)
+            entries.append(IntegrationFile(path.stem, path, load_integration(path), None))
         except IntegrationFileError as exc:
-            problems.append(str(exc))
+            entries.append(IntegrationFile(path.stem, path, None, str(exc)))
+    return entries
+
+
+def load_all(folder: Path) -> dict[str, Integration]:
+    """Every integration in ``folder`` by DAG id; all invalid files reported together."""
+    entries = scan(folder)
+    problems = [e.error for e in entries if e.error]
     if problems:
         raise IntegrationFileError("\n".join(problems))
-    return loaded
+    return {e.dag_id: e.integration for e in entries if e.integration is not None}
 
 
 def default_integrations_folder() -> Path:

@@ -14,8 +14,9 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
-from kandji_oomnitza.integration_config import Integration, integration_files, load_all
+from kandji_oomnitza.integration_config import Integration, IntegrationFileError, scan
 from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
+from kandji_oomnitza.sensors.newest_run import SKIPPED_KEY, NewestRunOnly
 
 log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
@@ -63,9 +64,13 @@ naming the file, the field and the fix).
 {software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
 - Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
 
-**Every run is a full, idempotent snapshot sync**: Oomnitza matches records on the sync key, so a rerun,
-a retry or a backfill over missed days (`airflow backfill create --dag-id {dag_id} ...` or the UI's
-Trigger → Backfill) creates no duplicates.
+**Every run is a full, idempotent snapshot of Kandji as it is when the run reads it**: Oomnitza matches
+records on the sync key, so a rerun or a retry creates no duplicates, and Connector Sync Time is the
+time Kandji was read (never the logical date). Because of that, only the newest run syncs: a scheduled
+or backfill run skips itself ("Newest run only") when a newer run exists, so a backfill
+(`airflow backfill create --dag-id {dag_id} ...` or Trigger → Backfill) does one real sync, for its
+newest date, or none when a newer run already synced, and old dates never overwrite newer data. Runs
+never overlap: a run waits while an earlier one is still running. Manual runs always sync.
 
 **Trigger with `dry_run: true`** to run everything but the load: the report shows what would be sent.
 
@@ -159,10 +164,15 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         # load broke part-way, and it fails the run when anything was not loaded.
         @task(task_display_name="Report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def report(**context) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from kandji_oomnitza.operators.oomnitza import RESULT_KEY
             from kandji_oomnitza.reporting import publish_report
 
             ti = context["ti"]
+            skipped = ti.xcom_pull(task_ids="newest_run_only", key=SKIPPED_KEY)
+            if skipped:
+                raise AirflowSkipException(skipped)
             return publish_report(
                 integration,
                 dag_id,
@@ -173,8 +183,11 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 context=context,
             )
 
+        # Snapshot semantics (see sensors/newest_run.py): only the newest run syncs, and runs never overlap.
+        guard = NewestRunOnly(task_id="newest_run_only", task_display_name="Newest run only")
         checked = check_oomnitza_fields()
         extracted = extract()
+        guard >> [checked, extracted]
         frame = transform(extracted)
         load = OomnitzaLoadOperator(
             task_id="load",
@@ -192,9 +205,21 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
 
 
 def build_all(folder: Path) -> dict[str, DAG]:
-    """A DAG per integration file; an invalid file raises, naming the file, the field and the fix."""
-    files = {p.stem: p for p in integration_files(folder)}
+    """A DAG per valid integration file. Invalid files are left out here, so one broken file cannot take
+    the other integrations down; ``dags/kandji_integration_file_errors.py`` reports them."""
     return {
-        dag_id: build_dag(dag_id, integration, files[dag_id])
-        for dag_id, integration in load_all(folder).items()
+        entry.dag_id: build_dag(entry.dag_id, entry.integration, entry.path)
+        for entry in scan(folder)
+        if entry.integration is not None
     }
+
+
+def raise_for_invalid_files(folder: Path) -> None:
+    """Raise one error naming every invalid integration file, its fields and the fix: Airflow shows it
+    as the import error of the DAG file that calls this."""
+    problems = [entry.error for entry in scan(folder) if entry.error]
+    if problems:
+        raise IntegrationFileError(
+            f"{len(problems)} integration file(s) are invalid; their DAGs are not loaded until they are fixed "
+            "(every other integration runs as usual).\n" + "\n".join(problems)
+        )

@@ -240,14 +240,14 @@ class RestApiHook(HttpHook):
         raw = (self.connection.host or "").strip()
         host = raw if "://" in raw or not raw else f"{self.connection.schema or 'https'}://{raw}"
         parsed = urlsplit(host)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"\s", host):
-            raise self._config_error("host", f"is {shorten(raw, 80)!r}, not a URL", fix)
-        if "@" in parsed.netloc:
+        if "@" in parsed.netloc:  # checked first, and never quoted: what precedes the @ may be a secret
             raise self._config_error(
                 "host",
-                f"contains a user name or password ({shorten(raw, 80)})",
+                "contains a user name or password (text before an '@')",
                 "Remove them from the host: the API token goes in the connection's password field.",
             )
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"\s", host):
+            raise self._config_error("host", f"is {shorten(raw, 80)!r}, not a URL", fix)
         if self.connection.port:
             host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
         return re.sub(f"{api_path}/?$", "", host.rstrip("/"))

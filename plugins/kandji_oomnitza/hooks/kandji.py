@@ -292,8 +292,8 @@ class KandjiHook(RestApiHook):
                 )
                 hint = f" ({len(candidates)} {which} containing it: {similar})"
             raise DeviceNotFoundError(
-                f"No Kandji device has serial number {wanted!r}{hint}. Check the serial number "
-                "(Kandji shows it on the device's page) and that the device is enrolled in this tenant.",
+                f"No Kandji device has serial number {wanted!r}{hint}: check the serial number and that the "
+                "device is enrolled in this tenant.",
                 status=404,
                 endpoint="GET devices?serial_number",
             )

@@ -70,6 +70,21 @@ class Access:
             method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=self.user
         )
 
+    def can_read_xcom(self, dag_id: str) -> bool:
+        """Run summaries and counts come from XCom: Airflow gates XCom apart from the DAG."""
+        return self.manager.is_authorized_dag(
+            method="GET", access_entity=DagAccessEntity.XCOM, details=DagDetails(id=dag_id), user=self.user
+        )
+
+    def can_read_logs(self, dag_id: str) -> bool:
+        """Error logs say what each task did to each record: Airflow gates task logs apart too."""
+        return self.manager.is_authorized_dag(
+            method="GET",
+            access_entity=DagAccessEntity.TASK_LOGS,
+            details=DagDetails(id=dag_id),
+            user=self.user,
+        )
+
 
 AccessDep = Annotated[Access, Depends(Access)]
 
@@ -126,17 +141,23 @@ def _summaries(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, A
     return found
 
 
-def _runs(session: Session, dag_id: str, limit: int) -> list[RunSummary]:
+def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[RunSummary]:
     runs = session.scalars(
         select(DagRun)
         .where(DagRun.dag_id == dag_id)
         .order_by(DagRun.run_after.desc(), DagRun.id.desc())
         .limit(limit)
     ).all()
+    if not access.can_read_xcom(dag_id):
+        return [run_summary(dag_id, run, None, False, summary_hidden=True) for run in runs]
     summaries = _summaries(session, dag_id, [r.run_id for r in runs])
+    logs = access.can_read_logs(dag_id)
     return [
         run_summary(
-            dag_id, run, summaries.get(run.run_id), bool((summaries.get(run.run_id) or {}).get("error_log"))
+            dag_id,
+            run,
+            summaries.get(run.run_id),
+            logs and bool((summaries.get(run.run_id) or {}).get("error_log")),
         )
         for run in runs
     ]
@@ -151,7 +172,7 @@ def _tile(session: Session, access: Access, entry: IntegrationFile, detail: bool
         return tile(
             entry, dag_model=None, last_run=None, can_trigger=False, tile_type=Detail if detail else Tile
         )
-    runs = _runs(session, entry.dag_id, RUNS_SHOWN if detail else 1)
+    runs = _runs(session, access, entry.dag_id, RUNS_SHOWN if detail else 1)
     result = tile(
         entry,
         dag_model=_dag_model(session, entry.dag_id),
@@ -203,6 +224,12 @@ def create_app() -> FastAPI:
         from kandji_oomnitza.reporting import artifact_path
 
         entry = _file(access, integration_id)
+        if not access.can_read_logs(entry.dag_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"You may not read the task logs of {entry.dag_id}, and an error log is part of them. Ask an "
+                "Airflow admin for task-log access to this DAG.",
+            )
         exists = session.scalar(
             select(DagRun.id).where(DagRun.dag_id == entry.dag_id, DagRun.run_id == run_id)
         )

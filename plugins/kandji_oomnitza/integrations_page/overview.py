@@ -7,43 +7,25 @@ instance (their hosts, never a token).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
 from kandji_oomnitza.integration_config import (
     Integration,
-    IntegrationFileError,
+    IntegrationFile,
     default_integrations_folder,
-    integration_files,
-    load_integration,
+    scan,
 )
 
 COUNT_NAMES = ("added", "updated", "unchanged", "skipped", "failed")
 
 
-@dataclass(frozen=True)
-class IntegrationFile:
-    """One file in the integrations folder: its model, or the validation error that stops it."""
-
-    dag_id: str
-    path: Path
-    integration: Integration | None
-    error: str | None
-
-
 def read_integration_files(folder: Path | None = None) -> list[IntegrationFile]:
     """Every integration file, each validated on its own so one bad file cannot hide the others."""
-    entries = []
-    for path in integration_files(folder or default_integrations_folder()):
-        try:
-            entries.append(IntegrationFile(path.stem, path, load_integration(path), None))
-        except IntegrationFileError as exc:
-            entries.append(IntegrationFile(path.stem, path, None, str(exc)))
-    return entries
+    return scan(folder or default_integrations_folder())
 
 
 # -- response models (the page's JSON, also shown in the app's OpenAPI docs) -----------------------
@@ -83,6 +65,7 @@ class RunSummary(BaseModel):
     not_loaded: int | None = None
     counts: RunCounts | None = None
     has_summary: bool = False
+    summary_hidden: bool = False  # the user may not read this DAG's XComs, where summaries live
     has_error_log: bool = False
     airflow_url: str
 
@@ -125,11 +108,15 @@ class Detail(Tile):
 # -- builders ----------------------------------------------------------------------------------------
 def endpoint(conn_id: str, base_url) -> Endpoint:
     """The host a connection points at, or why it cannot be used; the hook does the reading."""
+    from kandji_oomnitza.redaction import shorten
+
     try:
-        url = urlparse(base_url())
+        url = urlsplit(base_url())
     except Exception as exc:
-        return Endpoint(connection_id=conn_id, problem=str(exc).splitlines()[0][:300])
-    return Endpoint(connection_id=conn_id, host=url.netloc + url.path.rstrip("/"))
+        return Endpoint(connection_id=conn_id, problem=shorten(str(exc).splitlines()[0], 300))
+    # The host and port only: never user info, whatever a connection holds.
+    netloc = url.hostname + (f":{url.port}" if url.port else "") if url.hostname else ""
+    return Endpoint(connection_id=conn_id, host=netloc + url.path.rstrip("/"))
 
 
 def kandji_endpoint(conn_id: str) -> Endpoint:
@@ -183,6 +170,9 @@ def tile(
             id=entry.dag_id, file=entry.path.name, valid=False, error=entry.error, name=entry.path.name
         )
     in_airflow = dag_model is not None and not dag_model.is_stale
+    if not in_airflow:
+        # No next run or pause state from a DAG Airflow does not have (or no longer parses): say so.
+        dag_model = None
     return tile_type(
         id=entry.dag_id,
         file=entry.path.name,
@@ -243,7 +233,9 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def run_summary(dag_id: str, run: Any, summary: Any, error_log_exists: bool) -> RunSummary:
+def run_summary(
+    dag_id: str, run: Any, summary: Any, error_log_exists: bool, *, summary_hidden: bool = False
+) -> RunSummary:
     """A DAG run as the page shows it; ``summary`` is the report task's XCom (absent while running)."""
     conf = run.conf or {}
     usable = isinstance(summary, dict)
@@ -262,6 +254,7 @@ def run_summary(dag_id: str, run: Any, summary: Any, error_log_exists: bool) -> 
         not_loaded=summary.get("not_loaded") if usable else None,
         counts=counts,
         has_summary=usable,
+        summary_hidden=summary_hidden,
         has_error_log=error_log_exists,
         airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
     )

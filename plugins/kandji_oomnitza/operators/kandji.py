@@ -64,6 +64,15 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.device_id: str | None = None
 
     def execute(self, context) -> dict[str, Any]:
+        """Run the preset. A failure a user can cause ends as one plain sentence in the log (the last
+        line before Airflow's own record of the failure, whose traceback stops at this method)."""
+        try:
+            return self._run(context)
+        except AirflowFailException as exc:
+            self.log.error("%s", exc)
+            raise exc.with_traceback(None) from None
+
+    def _run(self, context) -> dict[str, Any]:
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
@@ -76,7 +85,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         try:
             device = kandji.find_device_by_serial(serial)
         except ApiError as exc:
-            raise AirflowFailException(f"{self.preset.title}: {exc}") from None
+            raise AirflowFailException(str(exc)) from None
         self.device_id = device["device_id"]
         ti.xcom_push(key="device_id", value=device["device_id"])
         platform = device.get("platform", "")

@@ -57,10 +57,12 @@ function endpointText(endpoint) {
 }
 
 function countsText(run) {
+  if (run && run.summary_hidden) return "counts hidden: you may not read this DAG's XComs";
   if (!run || !run.counts) return run && ["running", "queued"].includes(run.state) ? "in progress…" : "no summary";
   if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records`;
   const c = run.counts;
-  return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ${c.failed} failed`;
+  return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ` +
+    `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded`;
 }
 
 function settingsList(item) {
@@ -73,7 +75,7 @@ function settingsList(item) {
     ["Sync key", (item.sync_key || []).join(", ")],
     ["Schedule", item.schedule ? `${item.schedule.description} (${item.schedule.timezone})` : "—"],
     ["Next run", item.schedule && item.schedule.next_run ? when(item.schedule.next_run) : "—"],
-    ["Paused", item.schedule && item.schedule.paused !== null ? (item.schedule.paused ? "yes" : "no") : "not in Airflow yet"],
+    ["Paused", item.schedule && item.schedule.paused !== null ? (item.schedule.paused ? "yes" : "no") : "no DAG in Airflow"],
   ];
   return el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v ?? "—")]));
 }
@@ -113,7 +115,9 @@ function renderTile(item) {
     el("h2", {}, item.name),
     el("span", { class: "badge" }, item.type),
     item.schedule && item.schedule.paused ? el("span", { class: "badge" }, "paused") : null,
-    item.in_airflow ? null : el("span", { class: "badge" }, "not parsed by Airflow yet"),
+    item.in_airflow ? null : el("span", { class: "badge", "data-testid": "not-in-airflow",
+      title: "The file is valid, but Airflow has no DAG for it: it may not have parsed it yet, or see Airflow's import errors" },
+      "not loaded by Airflow"),
     settingsList(item),
     el("p", { class: "muted" }, "Last run: ", last ? [stateBadge(last.state), " ", when(last.started_at || last.queued_at), " · ", countsText(last)] : "none yet"));
 }
@@ -160,7 +164,8 @@ function mappingTable(item) {
 
 function runsTable(item) {
   if (!item.runs.length) return el("p", { class: "muted" }, "No runs yet.");
-  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed", "Not loaded", ""];
+  // Skipped (by the preference) and failed stay apart: "Not loaded" counts failures only.
+  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed in Oomnitza", "Not loaded (failures)", ""];
   return el("table", { "data-testid": "runs-table" },
     el("thead", {}, el("tr", {}, headings.map(h => el("th", {}, h)))),
     el("tbody", {}, item.runs.map(run => {
@@ -197,6 +202,19 @@ async function showErrorLog(id, runId) {
   }
 }
 
+let followed = null;  // the run "Run now" started: its banner follows it to its end
+
+function showFollowed(run) {
+  const message = document.getElementById("run-message");
+  if (!message || !followed) return;
+  const state = run ? run.state : "queued";
+  const finished = ["success", "failed"].includes(state);
+  const outcome = finished && run.has_summary ? ` · ${countsText(run)}` : "";
+  const dry = followed.dryRun ? " (dry run: nothing is sent to Oomnitza)" : "";
+  message.replaceChildren(el("div", { class: `message ${state === "failed" ? "bad" : "good"}`, "data-testid": "run-message",
+    "data-state": state }, `Run ${followed.runId} ${state}${dry}${outcome}.`));
+}
+
 async function runNow(item, dryRun, button) {
   const message = document.getElementById("run-message");
   button.disabled = true;
@@ -204,8 +222,8 @@ async function runNow(item, dryRun, button) {
     const run = await request(`${AIRFLOW}api/v2/dags/${encodeURIComponent(item.id)}/dagRuns`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ logical_date: null, conf: { dry_run: dryRun } }) });
-    message.replaceChildren(el("div", { class: "message good", "data-testid": "run-message" },
-      `Run ${run.dag_run_id} queued${dryRun ? " (dry run: nothing is sent to Oomnitza)" : ""}.`));
+    followed = { runId: run.dag_run_id, dryRun };
+    showFollowed(null);
     await refreshRuns(item.id);
   } catch (error) {
     const text = error.status === 403 ? "Airflow refused: you may not trigger this DAG." : `Airflow refused the run: ${error.message}`;
@@ -219,12 +237,16 @@ async function refreshRuns(id) {
   const item = await request(`api/integrations/${encodeURIComponent(id)}`);
   const runs = document.getElementById("runs");
   if (runs) runs.replaceChildren(runsTable(item));
+  if (followed) showFollowed(item.runs.find(r => r.run_id === followed.runId));
   schedulePoll(item);
 }
 
 function schedulePoll(item) {
   stopPolling();
-  const active = item.runs.some(r => ["queued", "running"].includes(r.state) || (r.state === "success" && !r.has_summary));
+  // A run just finished publishes its summary a moment later; one that never will (skipped) stops this.
+  const recent = r => r.ended_at && Date.now() - Date.parse(r.ended_at) < 60000;
+  const settling = r => ["success", "failed"].includes(r.state) && !r.has_summary && !r.summary_hidden && recent(r);
+  const active = item.runs.some(r => ["queued", "running"].includes(r.state) || settling(r));
   if (active) pollTimer = setTimeout(() => refreshRuns(item.id).catch(showProblem), POLL_MS);
 }
 

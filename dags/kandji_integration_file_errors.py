@@ -1,0 +1,12 @@
+"""
+### Kandji → Oomnitza: invalid integration files
+
+This file defines no DAG. It fails to import, naming each file in `include/integrations/` that does not
+validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
+valid integration keeps running (see `kandji_integrations.py`).
+"""
+
+from kandji_oomnitza.integration_config import default_integrations_folder
+from kandji_oomnitza.integration_dag import raise_for_invalid_files
+
+raise_for_invalid_files(default_integrations_folder())
