@@ -1,4 +1,4 @@
-"""A Kandji API emulator, faithful to ``shared/reference/kandji-api.md`` including its quirks.
+"""A Kandji API emulator, faithful to ``docs/reference/kandji-api.md`` including its quirks.
 
 Run it:  python -m include.emulators.kandji --port 8181 --devices 300 --token sandbox-kandji-token
 

@@ -1,4 +1,4 @@
-"""An Oomnitza emulator: the connector ingestion protocol and the REST API (shared/reference/oomnitza.md).
+"""An Oomnitza emulator: the connector ingestion protocol and the REST API (docs/reference/oomnitza.md).
 
 Run it:  python -m include.emulators.oomnitza --port 8282 --token sandbox-oomnitza-token [--state-file F]
 

@@ -163,7 +163,7 @@ def _incomplete(
 ) -> str | None:
     """Why the run did not get through its load, in words, or None when it did."""
     if extracted is None:
-        return "Kandji could not be read (see the extract task's log); nothing was sent"
+        return "Kandji was not read: the extract did not finish (see its log); nothing was sent"
     if index is None:
         return "The transform did not finish (see its log); nothing was sent"
     if loaded is None:
