@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench reliability format clean
+.PHONY: install run test test-unit lint bench reliability format clean
 
 install: $(STAMP)
 
@@ -21,13 +21,18 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+# The unit tests alone (no emulator, no DAG run): well under a minute.
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff check --select C901 plugins/
 	$(BIN)/ruff format --check .
 
 # The fault-injection suite over the real DAGs, then its table (faults, calls retried, loaded, reported, lost).
 reliability: install
-	$(BIN)/python -m pytest -q tests/test_reliability.py
+	$(BIN)/python -m pytest -q tests/e2e/test_reliability.py
 	$(BIN)/python scripts/reliability_report.py
 
 format: install

@@ -253,6 +253,16 @@ def oomnitza_emulator(oomnitza_process, airflow_connections):
     return admin
 
 
+@pytest.fixture
+def bystander():
+    """Another origin on loopback that records whatever reaches it (``tests/hostile.py``)."""
+    from hostile import CaptureServer
+
+    server = CaptureServer()
+    yield server
+    server.stop()
+
+
 # -- secrets never leak: a scan over everything the test session wrote ----------------------------
 SEEN_PINS: list[str] = []  # unlock PINs the emulators issued during the session (tests add them)
 

@@ -61,7 +61,7 @@ class RunIncomplete(AirflowFailException):
 
 
 def source_paths(integration: Integration) -> list[str]:
-    paths = [p for target in integration.mappings for p in integration.resolved(target)["paths"]]
+    paths = [p for target in integration.mappings for p in integration.resolved(target).paths]
     always = ["platform"] if integration.type == "assets" else ["archived"]
     return list(dict.fromkeys([*always, *paths]))
 

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kandji_oomnitza.fields import CONVERTERS, STANDARD_FIELDS
+
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
 MAX_FILE_BYTES = 256 * 1024  # an integration file is a page of settings; anything larger is a mistake
 MESSAGE_LIMIT = 300  # characters of any one validation message (they may quote the file's values)
@@ -51,41 +53,41 @@ class UserSelection(enum.StrEnum):
     USER_PLUS_SAAS_USER = "user_plus_saas_user"
 
 
-# Oomnitza's standard Kandji fields (the seed's lists) and where each comes from in Kandji.
-# "sync_time" is the time this run synced the record (Oomnitza's "Connector Sync Time").
-STANDARD_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
-    "assets": {
-        "Asset Tag": {"path": "asset_tag"},
-        "Blueprint ID": {"path": "blueprint_id"},
-        "Connector Sync Time": {"special": "sync_time"},
-        "Device ID": {"path": "device_id"},
-        "Device Name": {"path": "device_name"},
-        "Last Check-In": {"path": "last_check_in", "converter": "date"},
-        "Model": {"path": "model"},
-        "OS Version": {"path": "os_version"},
-        "Platform": {"path": "platform"},
-        "Serial Number": {"path": "serial_number"},
-        "User": {"path": "user.email"},
-    },
-    "users": {
-        "Connector Sync Time": {"special": "sync_time"},
-        "User Email": {"path": "email"},
-        "User ID": {"path": "id"},
-        "User Name": {"path": "name"},
-        "User Is Archived": {"path": "archived", "converter": "boolean"},
-    },
-}
-CONVERTERS = ("date", "boolean", "lower", "upper", "string", "strip", "first_non_empty", "join")
-MULTI_VALUE_CONVERTERS = ("first_non_empty", "join")
-
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
 class Converter(Strict):
-    name: Literal["date", "boolean", "lower", "upper", "string", "strip", "first_non_empty", "join"]
-    separator: str = ", "
+    """A converter from the registry in ``fields.py``, by name, with its options."""
+
+    name: str
+    separator: str = Field(", ", description="join: what goes between the values")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in CONVERTERS:
+            close = difflib.get_close_matches(name, list(CONVERTERS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown converter {name!r}; {hint}use one of {sorted(CONVERTERS)}")
+        return name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+
+@dataclass(frozen=True)
+class ResolvedMapping:
+    """One mapping as the engine reads it, with a standard field expanded to its Kandji path and converter."""
+
+    label: str  # what a person reads: the standard field's name, or "path x", "template ...", "constant ..."
+    paths: tuple[str, ...]
+    special: str | None  # "sync_time": the time the run read Kandji
+    converter: Converter | None
+    constant: str | int | float | bool | None
+    template: str | None
+    clear_when_empty: bool
 
 
 class Mapping(Strict):
@@ -116,14 +118,16 @@ class Mapping(Strict):
             raise ValueError(
                 f"give exactly one source (field, path, constant or template); got {given or 'none'}"
             )
-        if isinstance(self.path, list) and (
-            not self.converter or self.converter.name not in MULTI_VALUE_CONVERTERS
-        ):
-            raise ValueError("a list of paths needs the converter first_non_empty or join")
-        if self.converter and self.converter.name == "first_non_empty" and not isinstance(self.path, list):
-            raise ValueError("converter first_non_empty needs path to be a list of paths")
-        if self.converter and self.converter.name == "join" and self.path is None:
-            raise ValueError("converter join needs a path (a list value, or a list of paths)")
+        takes = CONVERTERS[self.converter.name].paths if self.converter else "one"
+        if isinstance(self.path, list) and takes == "one":
+            several = sorted(name for name, spec in CONVERTERS.items() if spec.paths != "one")
+            raise ValueError(f"a list of paths needs one of the converters {' or '.join(several)}")
+        if self.converter and takes == "many" and not isinstance(self.path, list):
+            raise ValueError(f"converter {self.converter.name} needs path to be a list of paths")
+        if self.converter and takes == "any" and self.path is None:
+            raise ValueError(
+                f"converter {self.converter.name} needs a path (a list value, or a list of paths)"
+            )
         for path in self.paths:
             if not re.fullmatch(r"[A-Za-z0-9_@-]+(\.[A-Za-z0-9_@-]+)*", path):
                 raise ValueError(
@@ -284,43 +288,41 @@ class Integration(Strict):
     def user_settings(self) -> Users:
         return self.users if self.users is not None else Users()
 
-    def resolved(self, target: str) -> dict[str, Any]:
-        """A mapping with its standard field expanded: {paths, converter, special, label, ...}."""
+    def resolved(self, target: str) -> ResolvedMapping:
+        """A mapping with its standard field expanded to its Kandji path and converter."""
         mapping = self.mappings[target]
         if mapping.field is not None:
             spec = STANDARD_FIELDS[self.type][mapping.field]
             converter = mapping.converter or (
                 Converter(name=spec["converter"]) if "converter" in spec else None
             )
-            return {
-                "label": mapping.field,
-                "paths": [spec["path"]] if "path" in spec else [],
-                "special": spec.get("special"),
-                "converter": converter,
-                "constant": None,
-                "template": None,
-                "clear_when_empty": mapping.clear_when_empty,
-            }
+            return ResolvedMapping(
+                label=mapping.field,
+                paths=(spec["path"],) if "path" in spec else (),
+                special=spec.get("special"),
+                converter=converter,
+                constant=None,
+                template=None,
+                clear_when_empty=mapping.clear_when_empty,
+            )
         label = (
             f"path {mapping.path}" if mapping.path is not None
             else f"template {mapping.template!r}" if mapping.template is not None
             else f"constant {mapping.constant!r}"
         )  # fmt: skip
-        return {
-            "label": label,
-            "paths": mapping.paths,
-            "special": None,
-            "converter": mapping.converter,
-            "constant": mapping.constant,
-            "template": mapping.template,
-            "clear_when_empty": mapping.clear_when_empty,
-        }
+        return ResolvedMapping(
+            label=label,
+            paths=tuple(mapping.paths),
+            special=None,
+            converter=mapping.converter,
+            constant=mapping.constant,
+            template=mapping.template,
+            clear_when_empty=mapping.clear_when_empty,
+        )
 
     @property
     def needs_details(self) -> bool:
-        return any(
-            p.startswith("details.") for target in self.mappings for p in self.resolved(target)["paths"]
-        )
+        return any(p.startswith("details.") for target in self.mappings for p in self.resolved(target).paths)
 
 
 class IntegrationFileError(ValueError):

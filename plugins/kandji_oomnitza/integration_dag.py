@@ -15,13 +15,13 @@ import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
 from kandji_oomnitza.integration_config import Integration, IntegrationFileError, scan
+from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
 from kandji_oomnitza.sensors.newest_run import SKIPPED_KEY, NewestRunOnly
 
 log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
 STATS, INDEX, SOFTWARE = "stats", "index", "software"
-SYNC_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
@@ -50,7 +50,7 @@ def _doc(dag_id: str, integration: Integration, source: Path) -> str:
         software = f"- Software: {'on, route ' + s.route.value if s.enabled else 'off'}\n"
     else:
         software = f"- User selection: {integration.user_settings.selection.value}\n"
-    mappings = "\n".join(f"| `{t}` | {integration.resolved(t)['label']} |" for t in integration.mappings)
+    mappings = "\n".join(f"| `{t}` | {integration.resolved(t).label} |" for t in integration.mappings)
     return f"""
 # {integration.name}
 
@@ -130,7 +130,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
 
             # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later
             # tasks and their retries (a retried extract reads Kandji again, and takes a new time).
-            read_at = datetime.now(UTC).strftime(SYNC_TIME_FORMAT)
+            read_at = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
             kandji = KandjiHook(integration.kandji_conn_id)
             software = None
             if integration.type == "assets":

@@ -2,20 +2,18 @@
 
 - ``user`` is an object on an assigned device and ``""`` on an unassigned one;
 - booleans arrive as JSON booleans or as ``"True"``/``"False"``/``"Yes"``/``"No"`` strings;
-- timestamps mix ``T`` and space separators, ``Z`` and ``+00:00``, with or without microseconds, or ``""``;
+- timestamps mix ``T`` and space separators, ``Z`` and ``+00:00``, with or without microseconds, or ``""``
+  (read by the ``date`` converter in ``fields.py``);
 - ``/apps`` records differ by platform (Apple, Windows, Android); Prism rows name fields differently.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
-import pendulum
-import pendulum.parsing.exceptions
-
 ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every timestamp we send: UTC ISO-8601, whole seconds
 TRUE_STRINGS = {"true", "yes", "1", "y", "on"}
 FALSE_STRINGS = {"false", "no", "0", "n", "off"}
 
@@ -40,6 +38,14 @@ def valid_id(value: Any) -> bool:
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
+def to_int(value: Any, default: int | None = None) -> int | None:
+    """An int from a header or a loosely typed field; ``default`` when it is missing or not a number."""
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
 def parse_bool(value: Any) -> bool | None:
     """True/False from a JSON boolean or a "True"/"Yes"/"1" style string; None when empty or unknown."""
     if isinstance(value, bool):
@@ -53,42 +59,6 @@ def parse_bool(value: Any) -> bool | None:
         if text in FALSE_STRINGS:
             return False
     return None
-
-
-def parse_timestamp(value: Any) -> pendulum.DateTime | None:
-    """An aware UTC datetime from any of Kandji's timestamp formats; None for empty values.
-
-    Naive timestamps are taken as UTC. Raises ValueError for a non-empty value that is not a
-    timestamp, so callers can report the record instead of guessing.
-    """
-    if is_empty(value):
-        return None
-    if isinstance(value, datetime):
-        parsed = pendulum.instance(value, tz="UTC")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        parsed = pendulum.from_timestamp(value, tz="UTC")
-    else:
-        try:
-            parsed = pendulum.parse(str(value).strip(), strict=False, tz="UTC")
-        except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
-            raise ValueError(f"not a timestamp: {value!r}") from exc
-        if not isinstance(parsed, pendulum.DateTime):
-            raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.in_timezone("UTC")
-
-
-def to_iso_utc(value: Any) -> str | None:
-    """'2024-07-23T14:11:37Z' (UTC, whole seconds), or None for an empty value."""
-    parsed = parse_timestamp(value)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
-
-
-def assigned_user(device: dict[str, Any]) -> dict[str, Any] | None:
-    """The device's user object (``user`` on list/get records, ``general.assigned_user`` in details)."""
-    user = device.get("user")
-    if user is None and isinstance(device.get("general"), dict):
-        user = device["general"].get("assigned_user")
-    return user if isinstance(user, dict) and user else None
 
 
 def software_entry(app: dict[str, Any]) -> dict[str, Any] | None:

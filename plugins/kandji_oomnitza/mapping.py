@@ -1,8 +1,10 @@
 """The mapping engine: Kandji records → Oomnitza records, column by column (vectorised with pandas).
 
 Input is a frame whose columns are the Kandji paths the mappings read (built by ``source_frame``);
-output is the mapped records plus every record that cannot be loaded, with its reason: a value a
-converter cannot read, an empty sync key, or a sync key that two Kandji records share.
+output is the mapped records plus every record that cannot be loaded, with its reason: a missing or
+invalid Kandji id, a problem met while reading it, a value a converter cannot read, an empty sync key,
+or a sync key that two Kandji records share. The vocabulary (standard fields, converters) is in
+``fields.py``.
 """
 
 from __future__ import annotations
@@ -14,27 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from kandji_oomnitza.integration_config import Integration
-from kandji_oomnitza.kandji_values import is_empty, parse_bool, valid_id
+from kandji_oomnitza.fields import CONVERTERS, ConversionResult, as_object, plain
+from kandji_oomnitza.integration_config import Integration, ResolvedMapping
+from kandji_oomnitza.kandji_values import is_empty, valid_id
 
 ID = "_kandji_id"
 LABEL = "_label"
 PROBLEM = "_problem"  # why a record could not be read completely from Kandji (set during extract)
-DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def plain(value: Any) -> Any:
-    """A JSON-ready Python value: NaN/NA → None, numpy arrays and scalars → lists and Python scalars
-    (what list and number columns hold after a trip through XCom)."""
-    if is_empty(value) and not isinstance(value, (list, dict, str)):
-        return None
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return value.tolist()
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 def dig(record: Any, path: str) -> Any:
@@ -83,58 +71,9 @@ def xcom_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _empty_mask(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return series.isna()
-    return series.map(is_empty).astype(bool)  # object and string columns: "" and [] are empty too
-
-
-def _as_object(series: pd.Series) -> pd.Series:
-    """Object dtype with None (not NaN) for missing values, so records serialise to JSON cleanly."""
-    out = series.astype(object)
-    return out.where(~out.isna(), None)
-
-
-@dataclass
-class ConversionResult:
-    values: pd.Series
-    errors: pd.Series  # bool: a non-empty value the converter could not read
-
-
-def convert(name: str, columns: pd.DataFrame, separator: str = ", ") -> ConversionResult:
-    first = columns.iloc[:, 0]
-    if name == "first_non_empty":
-        result = pd.Series([None] * len(columns), index=columns.index, dtype=object)
-        for column in columns.columns:
-            candidate = columns[column]
-            fill = result.map(is_empty).astype(bool) & ~_empty_mask(candidate)
-            result = result.where(~fill, candidate)
-        return ConversionResult(result, pd.Series(False, index=columns.index))
-    if name == "join":
-
-        def join_row(row: Iterable[Any]) -> str | None:
-            parts = []
-            for value in row:
-                value = plain(value)
-                items = value if isinstance(value, list) else [value]
-                parts.extend(str(v).strip() for v in items if not is_empty(v))
-            return separator.join(parts) or None
-
-        joined = pd.Series(
-            [join_row(row) for row in columns.itertuples(index=False)], index=columns.index, dtype=object
-        )
-        return ConversionResult(joined, pd.Series(False, index=columns.index))
-    empty = _empty_mask(first)
-    if name == "date":
-        parsed = pd.to_datetime(first.where(~empty, None), utc=True, format="mixed", errors="coerce")
-        values = _as_object(parsed.dt.strftime(DATE_FORMAT))
-        return ConversionResult(values, ~empty & parsed.isna())
-    if name == "boolean":
-        values = _as_object(first.map(parse_bool))
-        return ConversionResult(values, ~empty & values.isna())
-    change = {"lower": str.lower, "upper": str.upper, "strip": str.strip}.get(name, lambda text: text)
-    text = _as_object(first.map(lambda v: None if is_empty(v) else change(str(v))))
-    return ConversionResult(text, pd.Series(False, index=columns.index))
+def convert(name: str, columns: pd.DataFrame, options: dict[str, Any] | None = None) -> ConversionResult:
+    """Run the converter registered as ``name`` (``fields.CONVERTERS``) over ``columns``."""
+    return CONVERTERS[name].function(columns, options or {})
 
 
 @dataclass
@@ -143,18 +82,51 @@ class MappedRecords:
     rejected: pd.DataFrame  # ID, LABEL, sync_key, reason
 
 
+class Rejections:
+    """Why each row is rejected: the first reason given for a row is the one it keeps."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.reasons = pd.Series([None] * len(index), index=index, dtype=object)
+
+    def add(self, mask: pd.Series, reason: pd.Series | str) -> None:
+        fresh = mask & self.reasons.isna()
+        self.reasons = self.reasons.where(~fresh, reason)
+
+    @property
+    def mask(self) -> pd.Series:
+        return self.reasons.notna()
+
+
 def apply_mappings(frame: pd.DataFrame, integration: Integration, sync_time: str) -> MappedRecords:
     out = pd.DataFrame({ID: frame[ID], LABEL: frame[LABEL]}, index=frame.index)
-    reasons = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    rejections = Rejections(frame.index)
+    _reject_unreadable_records(frame, rejections)
+    for target in integration.mappings:
+        spec = integration.resolved(target)
+        result = _map_column(frame, spec, sync_time)
+        out[target] = result.values
+        if result.errors.any():
+            raw = frame[list(spec.paths)].iloc[:, 0]
+            prefix = f"{target} ← {spec.label}: {spec.converter.name if spec.converter else 'the value'}"
+            rejections.add(result.errors, raw.map(lambda v, p=prefix: f"{p} cannot read {v!r}"))
+    identity = _reject_bad_sync_keys(out, integration, rejections)
+    rejected_mask = rejections.mask
+    rejected = pd.DataFrame(
+        {
+            ID: out.loc[rejected_mask, ID],
+            LABEL: out.loc[rejected_mask, LABEL],
+            "sync_key": identity[rejected_mask],
+            "reason": rejections.reasons[rejected_mask],
+        }
+    )
+    return MappedRecords(records=out.loc[~rejected_mask], rejected=rejected)
 
-    def reject(mask: pd.Series, reason: pd.Series | str) -> None:
-        nonlocal reasons
-        fresh = mask & reasons.isna()
-        reasons = reasons.where(~fresh, reason)
 
-    # A record without a usable id cannot be told apart from others, nor its software or details read.
+def _reject_unreadable_records(frame: pd.DataFrame, rejections: Rejections) -> None:
+    """A record without a usable id cannot be told apart from others, nor its software or details read;
+    a record the extract could not read completely is not loaded half-read."""
     ids = frame[ID]
-    reject(
+    rejections.add(
         ~ids.map(valid_id).astype(bool),
         ids.map(
             lambda i: (
@@ -165,72 +137,60 @@ def apply_mappings(frame: pd.DataFrame, integration: Integration, sync_time: str
         ),
     )
     if PROBLEM in frame.columns:
-        reject(frame[PROBLEM].notna(), frame[PROBLEM])
+        rejections.add(frame[PROBLEM].notna(), frame[PROBLEM])
 
-    for target in integration.mappings:
-        spec = integration.resolved(target)
-        if spec["special"] == "sync_time":
-            out[target] = sync_time
-            continue
-        if spec["constant"] is not None:
-            out[target] = spec["constant"]
-            continue
-        if spec["template"] is not None:
-            template = spec["template"]
-            rendered = []
-            for row in frame[spec["paths"]].itertuples(index=False):
-                values = ["" if is_empty(v) else str(v) for v in row]
-                text = template
-                for path, value in zip(spec["paths"], values, strict=True):
-                    text = text.replace("{" + path + "}", value)
-                rendered.append(text if any(values) else None)
-            out[target] = pd.Series(rendered, index=frame.index, dtype=object)
-            continue
-        columns = frame[spec["paths"]]
-        converter = spec["converter"]
-        if converter is None:
-            result = ConversionResult(_as_object(columns.iloc[:, 0]), pd.Series(False, index=frame.index))
-            result.values = result.values.map(lambda v: None if is_empty(v) else v)
-        else:
-            result = convert(converter.name, columns, converter.separator)
-        out[target] = result.values
-        if result.errors.any():
-            raw = columns.iloc[:, 0]
-            messages = raw.map(
-                lambda v, t=target, s=spec, c=converter.name: f"{t} ← {s['label']}: {c} cannot read {v!r}"
-            )
-            reject(result.errors, messages)
 
+def _map_column(frame: pd.DataFrame, spec: ResolvedMapping, sync_time: str) -> ConversionResult:
+    """One Oomnitza field's values for every record, and which records held a value it could not read."""
+    no_errors = pd.Series(False, index=frame.index)
+    if spec.special == "sync_time":
+        return ConversionResult(pd.Series(sync_time, index=frame.index, dtype=object), no_errors)
+    if spec.constant is not None:
+        return ConversionResult(
+            pd.Series([spec.constant] * len(frame), index=frame.index, dtype=object), no_errors
+        )
+    columns = frame[list(spec.paths)]
+    if spec.template is not None:
+        return ConversionResult(_render(spec.template, spec.paths, columns), no_errors)
+    if spec.converter is not None:
+        return convert(spec.converter.name, columns, spec.converter.options)
+    values = as_object(columns.iloc[:, 0]).map(lambda v: None if is_empty(v) else v)
+    return ConversionResult(values, no_errors)
+
+
+def _render(template: str, paths: tuple[str, ...], columns: pd.DataFrame) -> pd.Series:
+    """``template`` with each ``{path}`` replaced, per record; None when every path is empty."""
+    rendered = []
+    for row in columns.itertuples(index=False):
+        values = ["" if is_empty(v) else str(v) for v in row]
+        text = template
+        for path, value in zip(paths, values, strict=True):
+            text = text.replace("{" + path + "}", value)
+        rendered.append(text if any(values) else None)
+    return pd.Series(rendered, index=columns.index, dtype=object)
+
+
+def _reject_bad_sync_keys(out: pd.DataFrame, integration: Integration, rejections: Rejections) -> pd.Series:
+    """Reject records whose sync key is empty, or shared by another record; return each record's identity."""
     sync_key = integration.sync_key
     key_values = out[sync_key]
     key_empty = key_values.apply(lambda row: all(is_empty(v) for v in row), axis=1)
-    sources = ", ".join(integration.resolved(k)["label"] for k in sync_key)
-    reject(key_empty, f"sync key {', '.join(sync_key)} is empty (Kandji {sources} has no value)")
-
+    sources = ", ".join(integration.resolved(k).label for k in sync_key)
+    rejections.add(key_empty, f"sync key {', '.join(sync_key)} is empty (Kandji {sources} has no value)")
     identity = key_values.apply(lambda row: _identity(sync_key, row), axis=1)
-    valid = reasons.isna()
+    valid = ~rejections.mask
     duplicated = identity.where(valid).duplicated(keep=False) & valid & identity.notna()
     if duplicated.any():
         groups = (
             out.loc[duplicated].groupby(identity[duplicated])[ID].apply(lambda ids: ", ".join(map(str, ids)))
         )
-        reject(
+        rejections.add(
             duplicated,
             identity[duplicated].map(
                 lambda key: f"duplicate sync key {key}: shared by Kandji records {groups[key]}"
             ),
         )
-
-    rejected_mask = reasons.notna()
-    rejected = pd.DataFrame(
-        {
-            ID: out.loc[rejected_mask, ID],
-            LABEL: out.loc[rejected_mask, LABEL],
-            "sync_key": identity[rejected_mask],
-            "reason": reasons[rejected_mask],
-        }
-    )
-    return MappedRecords(records=out.loc[~rejected_mask], rejected=rejected)
+    return identity
 
 
 def _identity(sync_key: list[str], row: Iterable[Any]) -> str | None:

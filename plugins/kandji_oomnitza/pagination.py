@@ -1,4 +1,6 @@
-"""Kandji's paging styles as small interchangeable strategies behind one ``paginate()`` loop.
+"""Every paging style we meet, as small interchangeable strategies behind one ``paginate()`` loop
+(``RestApiHook.pages`` runs it): Kandji's bare-array offset pages, Prism's cursors, the users' ``next``
+links, and Oomnitza's limit/skip lists. A new paging style is one class here.
 
 Each strategy says what the first request sends, where a page's records are, and what the next
 request sends (``None`` when the listing is complete).
@@ -119,6 +121,29 @@ class NextLinkCursorPaginator:
         if not cursor:
             raise UnexpectedPageError("the 'next' link has no cursor to follow")
         return {"cursor": self.cursors.check(cursor[0])}
+
+
+class LimitSkipPaginator:
+    """Oomnitza's REST lists: ``limit`` + ``skip``, bare JSON arrays; a page shorter than the limit is
+    the last (its ``X-Total-Count`` header is not documented, so it is not relied on)."""
+
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = limit
+        self.skip = 0
+
+    def first_params(self) -> dict[str, Any]:
+        return {"limit": self.limit, "skip": 0}
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, list):
+            raise UnexpectedPageError(f"expected a JSON array of records, got {type(body).__name__}")
+        return body
+
+    def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if len(records) < self.limit:
+            return None
+        self.skip += len(records)
+        return {"limit": self.limit, "skip": self.skip}
 
 
 class CursorGuard:

@@ -13,6 +13,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from kandji_oomnitza.kandji_values import to_int
+
 
 class RateLimiter:
     def __init__(
@@ -31,7 +33,6 @@ class RateLimiter:
         self.paused_until = 0.0
         self.paced_interval = 0.0  # set when the hourly budget runs low
         self.sent: deque[float] = deque()
-        self.waited_seconds = 0.0
         self._lock = threading.Lock()  # one limiter serves a hook's worker threads
 
     def acquire(self) -> None:
@@ -51,7 +52,6 @@ class RateLimiter:
             if len(self.sent) >= self.per_hour:
                 wait = max(wait, self.sent[0] + 3600 - now)
         if wait > 0:
-            self.waited_seconds += wait
             now += wait
         self.next_slot = now + max(self.interval, self.paced_interval)
         if self.per_hour:
@@ -65,11 +65,11 @@ class RateLimiter:
 
     def _observe(self, headers: Mapping[str, str]) -> None:
         now = self.clock()
-        remaining_second = _int(headers.get("X-RateLimit-Remaining-Second"))
+        remaining_second = to_int(headers.get("X-RateLimit-Remaining-Second"))
         if remaining_second is not None and remaining_second <= 1:
             self.paused_until = max(self.paused_until, now + 1.0)  # Kong's second window turns over
-        remaining_hour = _int(headers.get("X-RateLimit-Remaining-Hour"))
-        limit_hour = _int(headers.get("X-RateLimit-Limit-Hour")) or self.per_hour or 10_000
+        remaining_hour = to_int(headers.get("X-RateLimit-Remaining-Hour"))
+        limit_hour = to_int(headers.get("X-RateLimit-Limit-Hour")) or self.per_hour or 10_000
         if remaining_hour is None:
             return
         # INFERRED: Kong's hour windows are aligned to the clock hour.
@@ -80,10 +80,3 @@ class RateLimiter:
             self.paced_interval = seconds_left / remaining_hour  # spread what is left over the hour
         else:
             self.paced_interval = 0.0
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

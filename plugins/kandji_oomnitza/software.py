@@ -177,7 +177,7 @@ def collect(
             # The devices Prism cannot cover are fetched one by one as their page arrives, while Prism
             # answers for the rest.
             # A device without a usable id is rejected by the transform; its apps are not asked for.
-            with _PerDevice(kandji, settings.concurrency, result) as per_device:
+            with AppsFetcher(kandji, settings.concurrency, result) as per_device:
                 devices = list_devices(
                     lambda page: per_device.submit(
                         d["device_id"]
@@ -188,7 +188,7 @@ def collect(
         else:  # what Kandji's own scripts do: list, then one device at a time
             devices = list_devices(lambda page: None)
             uncovered = devices.loc[~devices["platform"].map(prism_covers).astype(bool), ID]
-            _per_device(kandji, [d for d in uncovered if valid_id(d)], 1, result)
+            fetch_apps(kandji, [d for d in uncovered if valid_id(d)], 1, result)
         if prism is None:
             return devices, result
         prism_ids = set(devices.loc[devices["platform"].isin(PRISM_PLATFORMS), ID])
@@ -199,7 +199,7 @@ def collect(
                 raise
             log.warning("Prism refused (HTTP %s); falling back to per-device /apps", exc.status)
             result.fallbacks.append(f"Prism refused (HTTP {exc.status}); per-device /apps used")
-            _per_device(
+            fetch_apps(
                 kandji,
                 [d for d in devices[ID] if d in prism_ids and valid_id(d)],
                 settings.concurrency,
@@ -211,16 +211,17 @@ def collect(
 PageCallback = Callable[[list[dict[str, Any]]], None]
 
 
-class _PerDevice:
-    """``/apps`` calls in flight on a thread pool, their answers taken in order as they come, with at
-    most a few per worker waiting so a fleet's answers never pile up in memory."""
+class AppsFetcher:
+    """Per-device ``/apps`` calls in flight on a thread pool, their answers taken in order as they come,
+    with at most a few per worker waiting so a fleet's answers never pile up in memory. One worker is
+    what Kandji's own scripts do (one device after another)."""
 
     def __init__(self, kandji: KandjiHook, concurrency: int, result: SoftwareResult) -> None:
         self.kandji, self.result, self.window = kandji, result, concurrency * 4
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kandji-apps")
         self.pending: deque[tuple[str, Future]] = deque()
 
-    def __enter__(self) -> _PerDevice:
+    def __enter__(self) -> AppsFetcher:
         return self
 
     def submit(self, device_ids: Iterable[str]) -> None:
@@ -279,10 +280,10 @@ def _from_export(kandji: KandjiHook, found: SoftwareResult, count: PrismCount | 
         found.prism_rows += len(chunk)
 
 
-def _per_device(kandji: KandjiHook, device_ids: list[str], concurrency: int, result: SoftwareResult) -> None:
+def fetch_apps(kandji: KandjiHook, device_ids: list[str], concurrency: int, result: SoftwareResult) -> None:
     """One ``/apps`` call per device, ``concurrency`` at a time (the hook's rate limiter still paces
     them under the tenant's budget). With concurrency 1 this is what Kandji's own scripts do."""
-    with _PerDevice(kandji, max(1, concurrency), result) as per_device:
+    with AppsFetcher(kandji, max(1, concurrency), result) as per_device:
         per_device.submit(device_ids)
 
 

@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -34,6 +34,7 @@ import urllib3.exceptions
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from kandji_oomnitza.pagination import Paginator, UnexpectedPageError, paginate
 from kandji_oomnitza.redaction import redact, register_secret, shorten
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -466,6 +467,18 @@ class RestApiHook(HttpHook):
 
     def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", endpoint, params=params, decode=lambda response: response.json())
+
+    def pages(
+        self, endpoint: str, paginator: Paginator, params: Mapping[str, Any] | None = None
+    ) -> Iterator[list]:
+        """The records of ``endpoint``, a page at a time, paged by ``paginator`` (``pagination.py``)."""
+        try:
+            yield from paginate(self.get_json, endpoint, paginator, dict(params or {}))
+        except UnexpectedPageError as exc:
+            raise MalformedResponseError(
+                f"{self.service_name} API GET {endpoint} returned an unexpected page: {exc}",
+                endpoint=f"GET {endpoint}",
+            ) from None
 
     def close(self) -> None:
         if self._session is not None:

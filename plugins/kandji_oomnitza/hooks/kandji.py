@@ -23,8 +23,6 @@ from kandji_oomnitza.pagination import (
     NextLinkCursorPaginator,
     OffsetArrayPaginator,
     PrismCursorPaginator,
-    UnexpectedPageError,
-    paginate,
 )
 from kandji_oomnitza.polling import poll
 from kandji_oomnitza.ratelimit import RateLimiter
@@ -189,14 +187,6 @@ class KandjiHook(RestApiHook):
         return super().describe_error(status, endpoint, api_message)
 
     # -- listings -----------------------------------------------------------------------------
-    def _pages(self, endpoint: str, paginator, params: dict[str, Any] | None = None) -> Iterator[list]:
-        try:
-            yield from paginate(self.get_json, endpoint, paginator, params)
-        except UnexpectedPageError as exc:
-            raise MalformedResponseError(
-                f"Kandji API GET {endpoint} returned an unexpected page: {exc}", endpoint=f"GET {endpoint}"
-            ) from None
-
     def iter_device_pages(
         self, *, page_size: int = 300, ordering: str = "device_id", max_walks: int = 3, **filters: Any
     ) -> Iterator[list[dict[str, Any]]]:
@@ -213,7 +203,7 @@ class KandjiHook(RestApiHook):
         params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
         for walk in range(1, max_walks + 1):
             try:
-                for page in self._pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
+                for page in self.pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
                     fresh = [d for d in page if _id_of(d) is None or _id_of(d) not in seen]
                     seen.update(i for i in map(_id_of, fresh) if i is not None)
                     if fresh:
@@ -236,19 +226,27 @@ class KandjiHook(RestApiHook):
         filter_json: str | None = None,
         page_size: int = 300,
     ) -> Iterator[list[dict[str, Any]]]:
+        """A Prism category's rows, page by page, following its cursor.
+
+        :param category: ``apps``, ``device_information``, ... (Kandji's Prism categories)
+        :param device_families: only these families (``Mac``, ``iPhone``, ``iPad``, ``AppleTV``)
+        :param filter_json: Prism's own filter, as JSON text
+        """
         params: dict[str, Any] = {}
         if device_families:
             params["device_families"] = ",".join(device_families)
         if filter_json:
             params["filter"] = filter_json
-        yield from self._pages(f"{API}/prism/{category}", PrismCursorPaginator(page_size), params)
+        yield from self.pages(f"{API}/prism/{category}", PrismCursorPaginator(page_size), params)
 
     def iter_user_pages(self, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+        """Kandji's users page by page (``filters``: ``archived``, ``integration_id``, ``email``, ...)."""
         params = {k: v for k, v in filters.items() if v is not None}
-        yield from self._pages(f"{API}/users", NextLinkCursorPaginator(), params)
+        yield from self.pages(f"{API}/users", NextLinkCursorPaginator(), params)
 
     # -- single reads -------------------------------------------------------------------------
     def get_device_details(self, device_id: str) -> dict[str, Any]:
+        """The device's ``/details`` document (hardware, MDM, agent, network, ... as Kandji sends them)."""
         return self.request(
             "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: _dict_body(r.json())
         )
@@ -260,6 +258,7 @@ class KandjiHook(RestApiHook):
         )
 
     def get_device_commands(self, device_id: str, limit: int = 300) -> list[dict[str, Any]]:
+        """The device's MDM commands, newest first (``command_type``, ``status`` 1-5, dates)."""
         return self.request(
             "GET",
             f"{API}/devices/{_path_id(device_id)}/commands",

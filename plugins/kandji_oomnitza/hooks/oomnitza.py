@@ -23,10 +23,11 @@ from kandji_oomnitza.hooks.base import (
     ApiError,
     MalformedResponseError,
     RestApiHook,
-    RetryMode,
     TransportError,
 )
 from kandji_oomnitza.integration_config import Preference
+from kandji_oomnitza.kandji_values import to_int
+from kandji_oomnitza.pagination import LimitSkipPaginator
 from kandji_oomnitza.polling import poll
 from kandji_oomnitza.redaction import redact, shorten
 
@@ -61,7 +62,7 @@ class RunOutcome:
     def from_run_log(cls, portion: str, body: dict[str, Any]) -> RunOutcome:
         objects = body.get("objects") if isinstance(body.get("objects"), dict) else {}
         logs = body.get("logs") if isinstance(body.get("logs"), dict) else {}
-        counts = {k: _int(objects.get(k)) for k in OUTCOMES}
+        counts = {k: to_int(objects.get(k), 0) for k in OUTCOMES}
         messages = {k: [redact(m) for m in logs.get(k) or []] for k in (*OUTCOMES, "Fatal Error")}
         return cls(
             portion=portion, status=str(body.get("status") or ""), counts=counts, messages=messages, raw=body
@@ -74,13 +75,6 @@ class RunOutcome:
     @property
     def total(self) -> int:
         return sum(self.counts.get(k, 0) for k in OUTCOMES)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def permission_for(endpoint: str) -> str:
@@ -142,6 +136,8 @@ class OomnitzaHook(RestApiHook):
         records: list[dict[str, Any]],
         error: str | None = None,
     ) -> dict[str, Any]:
+        """The body of one ``POST /api/v3/bulk``: ``records`` under the run's portion; with ``error``,
+        records we refused to load, for Oomnitza's error log."""
         return {
             "connector_version": CONNECTOR_VERSION,
             "connector_name": run.connector_name,
@@ -162,10 +158,12 @@ class OomnitzaHook(RestApiHook):
         )
 
     def finalize(self, portion: str) -> None:
-        # Finalizing twice closes an already closed run: safe to retry.
+        """Tell Oomnitza the run's records are all sent, so it closes the run's log. Finalizing twice
+        closes an already closed run: safe to retry."""
         self.request("POST", f"api/v3/bulk/{quote(portion)}/finalize", json_body={})
 
     def run_outcome(self, portion: str) -> RunOutcome:
+        """What Oomnitza's connector run log says of the run now (it may still be processing)."""
         endpoint = f"api/v3/connector_run_logs/connectors/{quote(portion)}"
         body = self.get_json(endpoint)
         if not isinstance(body, dict):
@@ -234,46 +232,22 @@ class OomnitzaHook(RestApiHook):
         fields: Iterable[str] | None = None,
         page_size: int = 100,
     ) -> Iterator[dict[str, Any]]:
-        """Every record of ``assets`` or ``users`` matching ``filter_expr``, paged with limit/skip to the end."""
-        skip = 0
-        while True:
-            params: dict[str, Any] = {"limit": page_size, "skip": skip}
-            if filter_expr:
-                params["filter"] = filter_expr
-            if fields:
-                params["fields"] = ",".join(fields)
-            page = self.get_json(f"api/v3/{_kind(kind)}", params)
-            if not isinstance(page, list):
-                raise MalformedResponseError(
-                    f"Oomnitza API GET api/v3/{kind} returned {type(page).__name__}, not a list",
-                    endpoint=f"GET api/v3/{kind}",
-                )
+        """Every record of ``assets`` or ``users`` matching ``filter_expr`` (Oomnitza's filter language,
+        e.g. ``serial_number eq 'C02X'``), with only ``fields`` when given, paged with limit/skip."""
+        params: dict[str, Any] = {}
+        if filter_expr:
+            params["filter"] = filter_expr
+        if fields:
+            params["fields"] = ",".join(fields)
+        for page in self.pages(f"api/v3/{_kind(kind)}", LimitSkipPaginator(page_size), params):
             yield from page
-            if len(page) < page_size:
-                return
-            skip += len(page)
-
-    def get_record(self, kind: str, ident: str) -> dict[str, Any]:
-        return self.get_json(f"api/v3/{_kind(kind)}/{quote(ident, safe='')}")
-
-    def create_record(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
-        # Not idempotent: a resend after a timeout could create a second record.
-        return self.request(
-            "POST",
-            f"api/v3/{_kind(kind)}",
-            json_body=record,
-            retry=RetryMode.UNSENT_ONLY,
-            decode=_json_or_none,
-        )
 
     def update_record(self, kind: str, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
-        # PATCH sets fields to values: sending it twice has the same effect as once.
+        """Set ``changes`` (field external id → value) on one record, by its id (``equipment_id`` for
+        assets). A PATCH sets fields to values: sending it twice has the same effect as once."""
         return self.request(
             "PATCH", f"api/v3/{_kind(kind)}/{quote(ident, safe='')}", json_body=changes, decode=_json_or_none
         )
-
-    def asset_software(self, equipment_id: str) -> list[dict[str, Any]]:
-        return self.get_json(f"api/v3/assets/{quote(equipment_id, safe='')}/software")
 
     def field_metadata(self, kind: str) -> dict[str, dict[str, Any]]:
         """The instance's fields by external id: ``{"serial_number": {"type": ..., "unique": ...}}``.

@@ -205,14 +205,14 @@ def mapping_rows(integration: Integration) -> list[MappingRow]:
             kind, source = "template", mapping.template
         else:
             kind, source = "constant", repr(mapping.constant)
-        converter = resolved["converter"]
+        converter = resolved.converter
         converter_words = None
         if converter is not None:
             converter_words = converter.name
             if converter.name == "join":
                 converter_words += f" (separator {converter.separator!r})"
-        sync_time = resolved["special"] == "sync_time"
-        paths = ["(the run's sync time)"] if sync_time else list(resolved["paths"])
+        sync_time = resolved.special == "sync_time"
+        paths = ["(the run's sync time)"] if sync_time else list(resolved.paths)
         rows.append(
             MappingRow(
                 oomnitza_field=target,
@@ -221,7 +221,7 @@ def mapping_rows(integration: Integration) -> list[MappingRow]:
                 kandji_paths=paths,
                 converter=converter_words,
                 when_empty="clear the Oomnitza field"
-                if resolved["clear_when_empty"]
+                if resolved.clear_when_empty
                 else "keep Oomnitza's value",
                 sync_key=target in integration.sync_key,
             )

@@ -183,6 +183,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
         from kandji_oomnitza.integration import payloads
         from kandji_oomnitza.integration_config import default_integrations_folder, load_integration
+        from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT
         from kandji_oomnitza.mapping import apply_mappings, source_frame
 
         device["details"] = kandji.get_device_details(device["device_id"])
@@ -196,7 +197,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         frame = source_frame(
             [device], source_paths(integration), id_path="device_id", label_path="device_name"
         )
-        synced = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        synced = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
         mapped = apply_mappings(frame, integration, synced)
         if len(mapped.rejected):
             raise AirflowFailException(f"The device cannot be mapped: {mapped.rejected['reason'].iloc[0]}")

@@ -220,21 +220,3 @@ def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path)
     for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
         (tmp_path / name).write_text("x: 1")
     assert [p.name for p in integration_files(tmp_path)] == ["a.yaml", "b.yml"]
-
-
-@pytest.mark.e2e
-def test_the_valid_integration_beside_a_broken_file_still_runs(
-    tmp_path, monkeypatch, run_dag, kandji_emulator, oomnitza_emulator
-):
-    folder = tmp_path / "integrations"
-    folder.mkdir()
-    (folder / "kandji_devices_and_software.yaml").write_text(
-        (ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text()
-    )
-    (folder / "kandji_users.yaml").write_text(
-        (ROOT / "include" / "integrations" / "kandji_users.yaml").read_text().replace("sync_key:", "sync_ky:")
-    )
-    monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
-    result = run_dag("kandji_devices_and_software")
-    assert result.state == "success", result.task_states
-    assert result.xcom("report")["added"] == len(kandji_emulator.get("devices"))

@@ -344,3 +344,21 @@ def test_connector_sync_time_is_when_kandji_was_read_and_a_retried_load_sends_th
     assert len(portions) == 2  # two attempts
     stamps = {r["kandji_connector_sync_time"] for b in bulks for r in b["records"]}
     assert stamps == {read_at}  # the same time in both attempts: when Kandji was read, not a run date
+
+
+@pytest.mark.e2e
+def test_the_valid_integration_beside_a_broken_file_still_runs(
+    tmp_path, monkeypatch, run_dag, kandji_emulator, oomnitza_emulator
+):
+    folder = tmp_path / "integrations"
+    folder.mkdir()
+    (folder / "kandji_devices_and_software.yaml").write_text(
+        (ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text()
+    )
+    (folder / "kandji_users.yaml").write_text(
+        (ROOT / "include" / "integrations" / "kandji_users.yaml").read_text().replace("sync_key:", "sync_ky:")
+    )
+    monkeypatch.setenv("KANDJI_OOMNITZA_INTEGRATIONS_DIR", str(folder))
+    result = run_dag("kandji_devices_and_software")
+    assert result.state == "success", result.task_states
+    assert result.xcom("report")["added"] == len(kandji_emulator.get("devices"))

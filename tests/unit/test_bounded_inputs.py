@@ -1,0 +1,89 @@
+"""Bounded inputs and one redaction: integration files cannot blow up, hosts cannot carry credentials,
+and no text made from a response keeps one (the function itself; the end-to-end proof is in
+tests/e2e/test_security.py)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
+
+from kandji_oomnitza.hooks.base import ConfigurationError
+from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+from kandji_oomnitza.integration_config import IntegrationFileError, load_integration
+from kandji_oomnitza.redaction import redact, register_secret
+
+
+def test_redaction_removes_tokens_headers_and_userinfo_whatever_the_shape():
+    register_secret("tok-abcdef-123456")
+    texts = [
+        "Authorization: Bearer tok-abcdef-123456",
+        '{"Authorization": "Bearer something-else"}',
+        "{'authorization2': 'other-secret'}",
+        "see https://admin:hunter2@acme.oomnitza.com/api",
+        "raw tok-abcdef-123456 in a sentence",
+    ]
+    out = [redact(t) for t in texts]
+    for text in out:
+        for secret in ("tok-abcdef-123456", "something-else", "other-secret", "hunter2", "admin:"):
+            assert secret not in text, text
+    assert out[0] == "Authorization: Bearer ***" and "https://***@acme.oomnitza.com/api" in out[3]
+
+
+# -- bounded parsing -----------------------------------------------------------------------------
+BOMB = """
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+name: [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+type: assets
+sync_key: serial_number
+mappings: {serial_number: Serial Number}
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB) < 600
+    with pytest.raises(IntegrationFileError) as excinfo:
+        load_integration(path)
+    message = str(excinfo.value)
+    assert "aliases (*name) are not allowed" in message and "bomb.yaml" in message
+    assert len(message) < 1000
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: x\\n" + "# padding\\n" * 40_000)
+    with pytest.raises(IntegrationFileError, match="more than the 262144"):
+        load_integration(path)
+
+
+def test_validation_messages_quote_only_a_short_prefix_of_the_input(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "name: x\ntype: assets\nsync_key: serial_number\npreference: " + "z" * 50_000 + "\n"
+        "mappings: {serial_number: Serial Number}\n"
+    )
+    with pytest.raises(IntegrationFileError) as excinfo:
+        load_integration(path)
+    assert "preference" in str(excinfo.value) and len(str(excinfo.value)) < 1000
+
+
+# -- hosts with credentials ------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["https://user:secret@acme.oomnitza.com", "user:secret@acme.oomnitza.com"])
+def test_a_host_with_credentials_in_it_is_refused_without_quoting_them(airflow_connections, host):
+    airflow_connections("oomnitza_default", host=host, password=OOMNITZA_TOKEN)
+    with pytest.raises(ConfigurationError) as excinfo:
+        OomnitzaHook().root_url()
+    assert "user name or password" in str(excinfo.value) and "secret" not in str(excinfo.value)
+
+
+def test_the_shipped_files_and_docs_hold_no_real_token():
+    for path in [*ROOT.glob("include/**/*.yaml"), ROOT / "airflow_settings.yaml", ROOT / "README.md"]:
+        text = path.read_text()
+        assert KANDJI_TOKEN not in text and OOMNITZA_TOKEN not in text
+        assert "Bearer ey" not in text, path  # no pasted JWT-like token
