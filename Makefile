@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 install: $(STAMP)
 
 # Re-installs only when a requirements file changed, so repeated `make test` runs start at once.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (the HTTP provider 6.3.0 requires it); set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	# This project itself, editable (the package under plugins/, registered as an Airflow provider).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 run: install

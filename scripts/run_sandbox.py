@@ -55,14 +55,14 @@ def shorthand_connections(env: dict[str, str]) -> None:
         env.setdefault(
             "AIRFLOW_CONN_KANDJI_DEFAULT",
             json.dumps(
-                {"conn_type": "http", "host": env["KANDJI_API_URL"], "password": env["KANDJI_API_TOKEN"]}
+                {"conn_type": "kandji", "host": env["KANDJI_API_URL"], "password": env["KANDJI_API_TOKEN"]}
             ),
         )
     if env.get("OOMNITZA_URL") and env.get("OOMNITZA_API_TOKEN"):
         env.setdefault(
             "AIRFLOW_CONN_OOMNITZA_DEFAULT",
             json.dumps(
-                {"conn_type": "http", "host": env["OOMNITZA_URL"], "password": env["OOMNITZA_API_TOKEN"]}
+                {"conn_type": "oomnitza", "host": env["OOMNITZA_URL"], "password": env["OOMNITZA_API_TOKEN"]}
             ),
         )
 
@@ -84,6 +84,9 @@ def airflow_env(env: dict[str, str], home: Path, real: bool) -> dict[str, str]:
         AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        # The Test button of Admin → Connections (Airflow ships it disabled: a test runs the connection's
+        # hook in the API server). This project's kandji and oomnitza types test with one cheap read.
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
         # With real tenants nothing runs until you unpause a DAG; the sandbox runs at once.
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=str(real),
         # A laptop-sized Airflow: a handful of task workers, one API worker, one parsing process.
@@ -168,10 +171,15 @@ def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subproc
         known = [{"email": u["email"], "full_name": u["name"]} for u in users[::2]]
         requests.post(f"{oomnitza_url}/_emulator/records/users", json=known, timeout=30).raise_for_status()
     env["AIRFLOW_CONN_KANDJI_DEFAULT"] = json.dumps(
-        {"conn_type": "http", "host": kandji_url, "password": KANDJI_TOKEN}
+        {"conn_type": "kandji", "host": kandji_url, "password": KANDJI_TOKEN}
     )
     env["AIRFLOW_CONN_OOMNITZA_DEFAULT"] = json.dumps(
-        {"conn_type": "http", "host": oomnitza_url, "login": "kandji-integration", "password": OOMNITZA_TOKEN}
+        {
+            "conn_type": "oomnitza",
+            "host": oomnitza_url,
+            "login": "kandji-integration",
+            "password": OOMNITZA_TOKEN,
+        }
     )
     return procs
 

@@ -362,3 +362,37 @@ def test_the_valid_integration_beside_a_broken_file_still_runs(
     result = run_dag("kandji_devices_and_software")
     assert result.state == "success", result.task_states
     assert result.xcom("report")["added"] == len(kandji_emulator.get("devices"))
+
+
+@pytest.mark.e2e
+def test_kandji_and_oomnitza_connection_types_load_what_http_connections_load(
+    run_dag, kandji_emulator, oomnitza_emulator, airflow_connections, kandji_process, oomnitza_process
+):
+    from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN
+
+    landed = {}
+    for kind in ("http", "own types"):
+        oomnitza_emulator.post("reset", {"tokens": [OOMNITZA_TOKEN], "settings": {"polls_until_finished": 1}})
+        airflow_connections(
+            "kandji_default",
+            conn_type="http" if kind == "http" else "kandji",
+            host=kandji_process.url,
+            password=KANDJI_TOKEN,
+        )
+        airflow_connections(
+            "oomnitza_default",
+            conn_type="http" if kind == "http" else "oomnitza",
+            host=oomnitza_process.url,
+            password=OOMNITZA_TOKEN,
+        )
+        result = run_dag("kandji_devices_and_software")
+        assert result.state == "success", result.task_states
+        landed[kind] = {
+            serial: (
+                {k: v for k, v in asset.items() if k not in ("equipment_id", "kandji_connector_sync_time")}
+            )
+            for serial, asset in oomnitza_assets(oomnitza_emulator).items()
+        }
+    assert landed["http"] == landed["own types"] and len(landed["http"]) == len(
+        kandji_emulator.get("devices")
+    )

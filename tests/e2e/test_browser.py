@@ -198,3 +198,62 @@ def test_a_preset_failure_reads_as_one_sentence_in_the_log_panel(browser_sandbox
     page.screenshot(path=str(shots / "09-preset-failure-log.png"))
     line = page.get_by_text(sentence).first.inner_text()
     assert "check the serial number" in line and "Traceback" not in line
+
+
+def add_connection_in_the_ui(page, sandbox, conn_id: str, type_name: str, fields: dict[str, str]) -> None:
+    page.goto(sandbox["base"] + "/connections", wait_until="networkidle")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Connection ID").fill(conn_id)
+    dialog.get_by_role("combobox").fill(type_name)
+    page.keyboard.press("Enter")
+    for label, value in fields.items():
+        dialog.get_by_label(label, exact=True).fill(value)
+
+
+def test_connection(page, conn_id: str) -> dict:
+    row = page.get_by_role("row").filter(has_text=conn_id)
+    with page.expect_response(lambda r: r.url.endswith("/api/v2/connections/test")) as answer:
+        row.get_by_role("button", name="Test Connection").click()
+    return answer.value.json()
+
+
+def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth(
+    browser_sandbox, browser_page
+):
+    sandbox = browser_sandbox
+    page, shots = browser_page
+    add_connection_in_the_ui(page, sandbox, "kandji_from_the_ui", "Kandji", {})
+    dialog = page.get_by_role("dialog")
+    labels = dialog.locator("label").all_inner_texts()
+    assert {"API URL", "API token"} <= {label.strip() for label in labels}  # relabelled
+    assert not {"Login", "Schema", "Port"} & {label.strip() for label in labels}  # hidden
+    for extra in ("Subdomain", "Region", "Requests per second", "Requests per hour", "Timeout (seconds)"):
+        assert any(label.strip().startswith(extra) for label in labels), (extra, labels)
+    host = dialog.get_by_label("API URL", exact=True)
+    assert "acme.api.kandji.io" in host.get_attribute("placeholder")
+    host.fill(sandbox["kandji"])
+    dialog.get_by_label("API token", exact=True).fill("sandbox-kandji-token")
+    page.screenshot(path=str(shots / "10-kandji-connection-form.png"))
+    dialog.get_by_role("button", name="Save").click()
+    page.get_by_role("row").filter(has_text="kandji_from_the_ui").wait_for()
+    result = test_connection(page, "kandji_from_the_ui")
+    assert result == {
+        "status": True,
+        "message": f"Connected to {sandbox['kandji']}: the API token is valid and may list devices.",
+    }
+    page.screenshot(path=str(shots / "11-kandji-connection-tested.png"))
+
+    add_connection_in_the_ui(
+        page,
+        sandbox,
+        "kandji_wrong_token",
+        "Kandji",
+        {"API URL": sandbox["kandji"], "API token": "not-the-token"},
+    )
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    page.get_by_role("row").filter(has_text="kandji_wrong_token").wait_for()
+    result = test_connection(page, "kandji_wrong_token")
+    assert result["status"] is False
+    assert "Kandji rejected the API token of connection (this one) (HTTP 401" in result["message"]
+    assert "not-the-token" not in result["message"]

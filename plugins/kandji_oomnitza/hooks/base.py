@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -431,11 +431,36 @@ class RestApiHook(HttpHook):
             requests.exceptions.ContentDecodingError: "the answer could not be decoded",
             requests.exceptions.ReadTimeout: f"no answer within {self.timeout:g}s",
         }.get(type(exc), "could not connect" if unsent else "the connection failed")
+        if _caused_by(exc, (urllib3.exceptions.NameResolutionError,)):
+            what = (
+                f"the host {urlsplit(self.root_url()).hostname} does not resolve: check the host of connection "
+                f"'{self.http_conn_id}'"
+            )
+        elif unsent and _caused_by(exc, (ConnectionRefusedError,)):
+            what = f"nothing answers at {self.root_url()} (connection refused): check the host and port"
         return TransportError(
             f"{where}: {what} ({type(exc).__name__}: {shorten(exc, 300)})",
             endpoint=label,
             certainly_unsent=unsent,
         )
+
+    # -- the connection test (Admin → Connections → Test; `airflow connections test`) ------------------
+    probe_endpoint = ""  # one cheap authenticated read, under the base URL
+    probe_params: ClassVar[dict[str, Any]] = {}
+    probe_success = ""
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated read against the configured origin only (no retries, no redirect
+        elsewhere). Returns whether it worked and, either way, what it means: what to fix when it failed."""
+        try:
+            root = self.root_url()
+            self.request("GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER)
+        except (ConfigurationError, ApiError) as exc:
+            # Airflow tests a connection under a made-up id: name it as the person sees it.
+            return False, str(exc).replace(f"'{self.http_conn_id}'", "(this one)")
+        except Exception as exc:  # a test must answer, whatever went wrong
+            return False, f"{self.service_name}: {shorten(exc, 300)}"
+        return True, f"Connected to {root}: {self.probe_success}"
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
         """Give up after ``max_attempts``; a server that answers 429 is pacing us, not failing, so

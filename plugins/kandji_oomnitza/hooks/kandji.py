@@ -6,7 +6,7 @@ import csv
 import re
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import requests
 
@@ -94,9 +94,12 @@ class KandjiHook(RestApiHook):
 
     conn_name_attr = "kandji_conn_id"
     default_conn_name = "kandji_default"
-    conn_type = "http"
-    hook_name = "Kandji API"
+    conn_type = "kandji"  # connections of type http work the same way
+    hook_name = "Kandji"
     service_name = "Kandji"
+    probe_endpoint = f"{API}/devices"
+    probe_params: ClassVar[dict[str, Any]] = {"limit": 1}
+    probe_success = "the API token is valid and may list devices."
     own_extra_keys = (
         *RestApiHook.own_extra_keys,
         "subdomain",

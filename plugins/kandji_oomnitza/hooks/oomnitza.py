@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
@@ -91,9 +91,12 @@ class OomnitzaHook(RestApiHook):
 
     conn_name_attr = "oomnitza_conn_id"
     default_conn_name = "oomnitza_default"
-    conn_type = "http"
-    hook_name = "Oomnitza API"
+    conn_type = "oomnitza"  # connections of type http work the same way
+    hook_name = "Oomnitza"
     service_name = "Oomnitza"
+    probe_endpoint = "api/v3/assets"
+    probe_params: ClassVar[dict[str, Any]] = {"limit": 1, "fields": "equipment_id"}
+    probe_success = "the API token is valid and its user may read assets."
 
     def __init__(self, oomnitza_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(oomnitza_conn_id, **kwargs)

@@ -1,0 +1,95 @@
+"""This project as an Airflow provider: its connection types, ``kandji`` and ``oomnitza``, each with its
+own form in Admin → Connections and a Test button that runs the hook's ``test_connection``.
+
+Registered through the ``apache_airflow_provider`` entry point in ``pyproject.toml`` (``make install``
+installs the project, editable, so this package is the one under ``plugins/``: one copy, one name).
+Connections of type ``http`` with the same fields keep working: the hooks read host, password and
+extras the same way whatever the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE_NAME = "kandji-oomnitza-airflow"
+
+
+def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+def _number(label: str, description: str, default: float, **schema: Any) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["number", "null"], "default": default, **schema},
+    }
+
+
+KANDJI = {
+    "hook-class-name": "kandji_oomnitza.hooks.kandji.KandjiHook",
+    "hook-name": "Kandji",
+    "connection-type": "kandji",
+    "conn-fields": {
+        "subdomain": _text(
+            "Subdomain",
+            "Instead of the API URL: the first label of it (acme in acme.api.kandji.io).",
+            pattern="^[A-Za-z0-9-]*$",
+        ),
+        "region": {
+            "label": "Region",
+            "description": "With a subdomain: us (acme.api.kandji.io) or eu (acme.api.eu.kandji.io).",
+            "schema": {"type": ["string", "null"], "enum": ["us", "eu", None], "default": "us"},
+        },
+        "requests_per_second": _number(
+            "Requests per second", "Client-side pacing under Kandji's per-second limit (50).", 50, minimum=0
+        ),
+        "requests_per_hour": _number(
+            "Requests per hour", "Client-side budget under Kandji's hourly limit (10,000).", 10000, minimum=0
+        ),
+        "timeout": _number("Timeout (seconds)", "How long one request may take.", 30, minimum=1),
+    },
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "login", "extra"],
+        "relabeling": {"host": "API URL", "password": "API token"},
+        "placeholders": {
+            "host": "https://acme.api.kandji.io (or leave empty and give subdomain and region)",
+            "password": "the token from Kandji: Settings > Access > API Token",
+            "subdomain": "acme",
+            "region": "us",
+        },
+    },
+}
+
+OOMNITZA = {
+    "hook-class-name": "kandji_oomnitza.hooks.oomnitza.OomnitzaHook",
+    "hook-name": "Oomnitza",
+    "connection-type": "oomnitza",
+    "conn-fields": {
+        "timeout": _number("Timeout (seconds)", "How long one request may take.", 30, minimum=1),
+    },
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "extra"],
+        "relabeling": {"host": "Instance URL", "password": "API token", "login": "Integration user"},
+        "placeholders": {
+            "host": "https://acme.oomnitza.com",
+            "password": "an API token (Configuration > Security > API tokens), sent as Authorization2",
+            "login": "the user the integration acts as (optional, shown in run summaries)",
+        },
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's providers manager reads from the ``apache_airflow_provider`` entry point."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Kandji and Oomnitza",
+        "description": "Kandji (Iru Endpoint Management) → Oomnitza integrations and Kandji device actions.",
+        "versions": ["1.0.0"],
+        "hooks": [
+            {"integration-name": "Kandji", "python-modules": ["kandji_oomnitza.hooks.kandji"]},
+            {"integration-name": "Oomnitza", "python-modules": ["kandji_oomnitza.hooks.oomnitza"]},
+        ],
+        "connection-types": [KANDJI, OOMNITZA],
+    }
