@@ -211,7 +211,7 @@ def add_connection_in_the_ui(page, sandbox, conn_id: str, type_name: str, fields
         dialog.get_by_label(label, exact=True).fill(value)
 
 
-def test_connection(page, conn_id: str) -> dict:
+def run_connection_test(page, conn_id: str) -> dict:
     row = page.get_by_role("row").filter(has_text=conn_id)
     with page.expect_response(lambda r: r.url.endswith("/api/v2/connections/test")) as answer:
         row.get_by_role("button", name="Test Connection").click()
@@ -237,7 +237,7 @@ def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth
     page.screenshot(path=str(shots / "10-kandji-connection-form.png"))
     dialog.get_by_role("button", name="Save").click()
     page.get_by_role("row").filter(has_text="kandji_from_the_ui").wait_for()
-    result = test_connection(page, "kandji_from_the_ui")
+    result = run_connection_test(page, "kandji_from_the_ui")
     assert result == {
         "status": True,
         "message": f"Connected to {sandbox['kandji']}: the API token is valid and may list devices.",
@@ -253,7 +253,7 @@ def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth
     )
     page.get_by_role("dialog").get_by_role("button", name="Save").click()
     page.get_by_role("row").filter(has_text="kandji_wrong_token").wait_for()
-    result = test_connection(page, "kandji_wrong_token")
+    result = run_connection_test(page, "kandji_wrong_token")
     assert result["status"] is False
     assert "Kandji rejected the API token of connection (this one) (HTTP 401" in result["message"]
     assert "not-the-token" not in result["message"]
