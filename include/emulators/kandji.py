@@ -94,6 +94,7 @@ class KandjiSettings:
     users_page_size: int = 300
     command_completion_seconds: float = 1.0
     mutate_devices_at_offset: dict[str, Any] | None = None  # {"offset": N, "remove": k, "add": m}
+    listing_hides: int = 0  # the device list leaves out its last N devices; X-Total-Count still counts them
 
 
 def _encode_cursor(position: int) -> str:
@@ -153,6 +154,7 @@ class KandjiEmulator(Emulator):
         router.add_delete("/_emulator/devices/{device_id}", self.admin_remove_device)
         router.add_get("/_emulator/users", self.admin_users)
         router.add_post("/_emulator/users", self.admin_add_user)
+        router.add_delete("/_emulator/users/{user_id}", self.admin_remove_user)
         router.add_get("/_emulator/summary", self.admin_summary)
         router.add_route("*", "/{tail:.*}", self.unrouted)  # last: Kong's answer for unrouted paths
 
@@ -260,8 +262,10 @@ class KandjiEmulator(Emulator):
         filters = {k: q[k] for k in DEVICE_FILTERS_CONTAINS if k in q}
         if filters or any(k in q for k in ("platform", "device_id", "user_email", "user_id")):
             devices = [d for d in devices if self._matches(d, q, filters)]
-        page = [_public(d) for d in devices[offset : offset + limit]]
-        return web.json_response(page, headers={"X-Total-Count": str(len(devices))})
+        total = len(devices)
+        listed = devices[: max(total - self.settings.listing_hides, 0)]
+        page = [_public(d) for d in listed[offset : offset + limit]]
+        return web.json_response(page, headers={"X-Total-Count": str(total)})
 
     @staticmethod
     def _matches(device: dict[str, Any], q: Any, contains: dict[str, str]) -> bool:
@@ -694,6 +698,11 @@ class KandjiEmulator(Emulator):
         user = {**template, "id": str(uuid.uuid4()), "device_count": 0, **await request.json()}
         self.fleet.users.append(user)
         return web.json_response(user)
+
+    async def admin_remove_user(self, request: web.Request) -> web.Response:
+        before = len(self.fleet.users)
+        self.fleet.users = [u for u in self.fleet.users if u["id"] != request.match_info["user_id"]]
+        return web.json_response({"removed": len(self.fleet.users) < before})
 
     async def admin_summary(self, request: web.Request) -> web.Response:
         platforms: dict[str, int] = {}

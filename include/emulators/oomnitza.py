@@ -28,6 +28,7 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
         _field("device_name"),
         _field("model"),
         _field("assigned_to"),
-        _field("status", "dropdown", values=["Deployed", "In Stock", "Retired", "Lost"]),
+        _field("status", "dropdown", values=["Deployed", "In Stock", "Retired", "Lost", "Not in Kandji"]),
         _field("operating_system"),
         _field("manufacturer"),
         _field("asset_type"),
@@ -84,6 +85,7 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
         _field("external_id", unique=True),
         _field("kandji_user_id", unique=True),
         _field("kandji_user_is_archived", "boolean"),
+        _field("kandji_status"),
         _field("kandji_connector_sync_time", "date"),
     ]
     return {"assets": assets, "users": users}
@@ -94,6 +96,7 @@ class OomnitzaSettings:
     polls_until_finished: int = 1  # run-log reads that still say "processing" after finalize
     max_records_per_bulk: int = 100
     omit_failure_messages: bool = False  # run logs that count failures without describing them
+    refuse_filter_ops: list[str] = field(default_factory=list)  # e.g. ["lte"]: answered 400, as for a typo
 
 
 @dataclass
@@ -103,6 +106,31 @@ class Store:
     software: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # equipment_id -> apps
     saas: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # user id -> SaaS entries
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _ordered_value(value: Any) -> tuple[int, Any] | None:
+    """A value as filters compare it: a time (epoch seconds), a number, or text; None when empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value))
+    text = str(value).strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (0, (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    except ValueError:
+        pass
+    try:
+        return (0, float(text))
+    except ValueError:
+        return (1, text)
+
+
+def _compare(value: Any, op: str, bound: str) -> bool:
+    left, right = _ordered_value(value), _ordered_value(bound)
+    if left is None or right is None or left[0] != right[0]:
+        return False  # like SQL: an empty field matches no comparison
+    return {"lte": left <= right, "gte": left >= right, "lt": left < right, "gt": left > right}[op]
 
 
 def _hashable(value: Any) -> Any:
@@ -483,7 +511,9 @@ class OomnitzaEmulator(Emulator):
         return web.json_response(self.store.data_model[self._kind(request)])
 
     def _filter(self, expression: str) -> Any:
-        """A small subset of Oomnitza's filter language: eq/ne/IN/IS NULL/LIKE joined by AND."""
+        """A small subset of Oomnitza's filter language: eq/ne/lte/gte/lt/gt/IN/IS NULL/LIKE joined by AND.
+        The comparisons read both sides as times when they can (a date field holds ISO text or epoch
+        seconds), else as numbers, else as text."""
         clauses = [c.strip() for c in re.split(r"\s+AND\s+", expression, flags=re.IGNORECASE) if c.strip()]
         tests = []
         for clause in clauses:
@@ -492,6 +522,10 @@ class OomnitzaEmulator(Emulator):
             elif m := re.fullmatch(r"(\w+)\s+(eq|ne)\s+['\"](.*)['\"]", clause, re.IGNORECASE):
                 field_name, op, value = m[1], m[2].lower(), m[3]
                 tests.append(lambda r, f=field_name, v=value, o=op: (str(r.get(f)) == v) == (o == "eq"))
+            elif m := re.fullmatch(r"(\w+)\s+(lte|gte|lt|gt)\s+['\"]?([^'\"]*)['\"]?", clause, re.IGNORECASE):
+                if m[2].lower() in self.settings.refuse_filter_ops:
+                    raise ValueError(f"Unsupported operator {m[2]!r} in filter: {clause}")
+                tests.append(lambda r, f=m[1], o=m[2].lower(), v=m[3]: _compare(r.get(f), o, v))
             elif m := re.fullmatch(r"(\w+)\s+IN\s+\[(.*)\]", clause, re.IGNORECASE):
                 values = [v.strip().strip("'\"") for v in m[2].split(",")]
                 tests.append(lambda r, f=m[1], vs=values: str(r.get(f)) in vs)

@@ -42,7 +42,12 @@ FAILED_SILENTLY = "failed in Oomnitza, without a message"
 SKIPPED = "skipped in Oomnitza"
 FATAL = "fatal error in Oomnitza"
 WITHOUT_SOFTWARE = "loaded without software"
-FAILURE_STAGES = {REJECTED, FAILED, FAILED_SILENTLY, FATAL, REFUSED, UNSENT}
+FLAGGED = "flagged as missing"  # gone from Kandji for longer than when_missing.after_days
+WOULD_FLAG = "would be flagged as missing (dry run)"
+BACK = "back in Kandji"  # flagged before, seen again: clear_when_seen sent
+WOULD_CLEAR = "would be cleared, back in Kandji (dry run)"
+NOT_FLAGGED = "not flagged as missing"
+FAILURE_STAGES = {REJECTED, FAILED, FAILED_SILENTLY, FATAL, REFUSED, UNSENT, NOT_FLAGGED}
 # Not failures: skipped by the preference, possibly loaded (unconfirmed), loaded without its app list.
 ERROR_LOG_COLUMNS = ["stage", "sync_key", "kandji_id", "name", "reason"]
 
@@ -71,7 +76,10 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
     """Stop before loading anything when Oomnitza's field metadata shows a mapped field missing or a
     sync key that is not unique. Metadata that cannot be read (no permission, not found, an outage)
     is a warning, not a failure: the load goes on, and a missing field then fails record by record.
-    A wrong token fails at once (every other Oomnitza call would fail the same way)."""
+    A wrong token fails at once (every other Oomnitza call would fail the same way). Off with
+    ``load.check_fields: false``."""
+    if not integration.load.check_fields:
+        return {"checked_fields": [], "warnings": [], "calls": 0}
     try:
         fields = oomnitza.field_metadata(integration.type)
     except ApiError as exc:
@@ -83,12 +91,15 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
         )
         log.warning(warning)
         return {"checked_fields": [], "warnings": [warning], "calls": oomnitza.calls}
-    unknown = [name for name in integration.mappings if name not in fields]
+    written = list(integration.mappings)
+    if integration.when_missing is not None:
+        written += [f for f in integration.when_missing.fields if f not in written]
+    unknown = [name for name in written if name not in fields]
     if unknown:
         raise FieldCheckError(
-            f"{integration.name}: Oomnitza has no {integration.type} field(s) {unknown} (mapped in the "
-            f"integration file). Create them under {integration.type.title()} > Customization with these "
-            "external ids, or fix the names under mappings."
+            f"{integration.name}: Oomnitza has no {integration.type} field(s) {unknown} (mapped, or set by "
+            f"when_missing, in the integration file). Create them under {integration.type.title()} > "
+            "Customization with these external ids, or fix the names in the file."
         )
     not_unique = [k for k in integration.sync_key if fields[k].get("unique") is False]
     if not_unique:
@@ -96,7 +107,7 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
             f"{integration.name}: sync key field(s) {not_unique} are not Unique in Oomnitza; only unique "
             "fields can be sync keys. Pick another sync_key or mark the field Unique."
         )
-    return {"checked_fields": sorted(integration.mappings), "warnings": [], "calls": oomnitza.calls}
+    return {"checked_fields": sorted(written), "warnings": [], "calls": oomnitza.calls}
 
 
 # -- extract ------------------------------------------------------------------------------------
@@ -526,6 +537,34 @@ def _outcome_rows(
     return rows
 
 
+def missing_rows(integration: Integration, missing: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Rows for the records flagged as gone from Kandji, cleared as back, or not flagged (and why)."""
+    if not missing:
+        return []
+    option = integration.when_missing
+    dry = missing.get("dry_run")
+
+    def row(stage: str, entry: dict[str, Any], reason: str) -> dict[str, str]:
+        return {"stage": stage, "sync_key": entry.get("sync_key", ""), "kandji_id": entry.get("kandji_id", ""),
+                "name": "", "reason": reason}  # fmt: skip
+
+    gone = f"not seen in Kandji for over {missing.get('after_days')} day(s) (last seen {{}}); "
+    rows = [
+        row(WOULD_FLAG if dry else FLAGGED, e, gone.format(e.get("last_seen")) + f"set {option.set}")
+        for e in missing.get("flagged") or []
+    ]
+    rows += [
+        row(
+            WOULD_CLEAR if dry else BACK,
+            e,
+            f"flagged before and listed by Kandji again; set {option.clear_when_seen}",
+        )
+        for e in missing.get("cleared") or []
+    ]
+    rows += [row(NOT_FLAGGED, e, e.get("reason", "")) for e in missing.get("not_flagged") or []]
+    return rows
+
+
 def error_csv(rows: list[dict[str, str]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ERROR_LOG_COLUMNS)
@@ -542,6 +581,7 @@ def summarise(
     loaded: dict[str, Any] | None,
     rows: list[dict[str, str]],
     warnings: list[str],
+    missing: dict[str, Any] | None = None,
     started: float,
     error_log: str | None,
 ) -> dict[str, Any]:
@@ -570,10 +610,18 @@ def summarise(
             "refused": stages.get(REFUSED, 0),
             "failed_without_message": stages.get(FAILED_SILENTLY, 0),
             "loaded_without_software": stages.get(WITHOUT_SOFTWARE, 0),
+            "flagged_as_missing": stages.get(FLAGGED, 0),
+            "would_flag_as_missing": stages.get(WOULD_FLAG, 0),
+            "back_in_kandji": stages.get(BACK, 0),
+            "not_flagged_as_missing": stages.get(NOT_FLAGGED, 0),
+            "when_missing": _missing_status(integration, missing),
             "oomnitza_status": (loaded.get("outcome") or {}).get("status"),
             "software_route": software.get("route"),
             "software_rows": software.get("software_rows", 0),
-            "calls": {"kandji": (extracted or {}).get("calls", 0), "oomnitza": loaded.get("calls", 0)},
+            "calls": {
+                "kandji": (extracted or {}).get("calls", 0),
+                "oomnitza": loaded.get("calls", 0) + (missing or {}).get("calls", 0),
+            },
             "retries": {"kandji": (extracted or {}).get("retries", 0), "oomnitza": loaded.get("retries", 0)},
             "duration_seconds": round(time.time() - started, 1),
             "not_loaded": failures,
@@ -581,4 +629,19 @@ def summarise(
             "warnings": warnings,
             "error_log": error_log,
         }
+    )
+
+
+def _missing_status(integration: Integration, missing: dict[str, Any] | None) -> str:
+    """when_missing in words: off, what this run did, or why it did nothing."""
+    if integration.when_missing is None:
+        return "off"
+    if missing is None:
+        return "did not run"
+    status = str(missing.get("status"))
+    if status.startswith("skipped"):
+        return status
+    return (
+        f"{status}: cutoff {missing.get('cutoff')}, {len(missing.get('flagged') or [])} flagged, "
+        f"{len(missing.get('cleared') or [])} back in Kandji, {missing.get('already_flagged', 0)} already flagged"
     )

@@ -217,6 +217,28 @@ class Load(Strict):
     outcome_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
 
 
+FieldValue = str | int | float | bool | None
+
+
+class WhenMissing(Strict):
+    """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
+    them once (never delete), and optionally set others when the record shows up in Kandji again."""
+
+    after_days: Annotated[float, Field(ge=0)] = Field(
+        ..., description="not seen in Kandji for this many days (the record's Connector Sync Time)"
+    )
+    set: dict[str, FieldValue] = Field(
+        ..., min_length=1, description="Oomnitza field -> value, sent once to a record gone from Kandji"
+    )
+    clear_when_seen: dict[str, FieldValue] = Field(
+        default_factory=dict, description="Oomnitza field -> value, sent when a flagged record is back"
+    )
+
+    @property
+    def fields(self) -> list[str]:
+        return list(dict.fromkeys([*self.set, *self.clear_when_seen]))
+
+
 class Integration(Strict):
     name: str = Field(..., min_length=1, description="the descriptive name shown as the DAG's display name")
     type: Literal["assets", "users"]
@@ -231,6 +253,7 @@ class Integration(Strict):
     mappings: dict[str, Mapping] = Field(..., min_length=1)
     schedule: Schedule = Field(default_factory=Schedule)
     load: Load = Field(default_factory=Load)
+    when_missing: WhenMissing | None = None
     owner: str = "it-ops"
     tags: list[str] = Field(default_factory=list)
 
@@ -278,6 +301,61 @@ class Integration(Strict):
         elif self.software is not None:
             raise ValueError("software: only for assets integrations; users integrations use users")
         return self
+
+    @model_validator(mode="after")
+    def _when_missing_consistent(self) -> Integration:
+        if self.when_missing is not None:
+            self._check_when_missing(self.when_missing)
+        return self
+
+    def _check_when_missing(self, option: WhenMissing) -> None:
+        standard = "Device ID" if self.type == "assets" else "User ID"
+        if self.kandji_id_field is None:
+            raise ValueError(
+                f"when_missing: needs the Kandji id mapped (e.g. kandji_{'device' if self.type == 'assets' else 'user'}"
+                f"_id: {standard}): only records carrying it came from this integration"
+            )
+        if self.sync_time_field is None:
+            raise ValueError(
+                "when_missing: needs Connector Sync Time mapped (e.g. kandji_connector_sync_time: Connector "
+                "Sync Time): it is how long ago a record was last seen in Kandji"
+            )
+        if self.type == "users" and (self.user_settings.integration_ids or self.user_settings.skip_archived):
+            raise ValueError(
+                "when_missing: needs every Kandji user listed; remove users.integration_ids and "
+                "users.skip_archived, or when_missing (users left out would look gone from Kandji)"
+            )
+        for option_name, values in (("set", option.set), ("clear_when_seen", option.clear_when_seen)):
+            for name in values:
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                    raise ValueError(
+                        f"when_missing.{option_name}.{name}: Oomnitza fields are named by their external id "
+                        "in lower snake_case, e.g. status"
+                    )
+                owned = {*self.sync_key, self.kandji_id_field, self.sync_time_field}
+                if name in owned:
+                    raise ValueError(
+                        f"when_missing.{option_name}.{name}: the sync key, the Kandji id and Connector Sync "
+                        "Time identify the record and say when it was seen; set another field (e.g. status)"
+                    )
+
+    @property
+    def kandji_id_field(self) -> str | None:
+        """The Oomnitza field holding the Kandji id (the Device ID or User ID mapping)."""
+        id_path = "device_id" if self.type == "assets" else "id"
+        return next(
+            (
+                t
+                for t in self.mappings
+                if self.resolved(t).paths == (id_path,) and self.resolved(t).converter is None
+            ),
+            None,
+        )
+
+    @property
+    def sync_time_field(self) -> str | None:
+        """The Oomnitza field holding Connector Sync Time (when Kandji was last read for the record)."""
+        return next((t for t in self.mappings if self.resolved(t).special == "sync_time"), None)
 
     # -- derived ------------------------------------------------------------------------------
     @property

@@ -21,7 +21,7 @@ from kandji_oomnitza.sensors.newest_run import SKIPPED_KEY, NewestRunOnly
 
 log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
-STATS, INDEX, SOFTWARE = "stats", "index", "software"
+STATS, INDEX, SOFTWARE, MISSING = "stats", "index", "software", "missing"
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
@@ -63,6 +63,7 @@ naming the file, the field and the fix).
 - Preference: **{integration.preference.value}**; sync key: `{", ".join(integration.sync_key)}`
 {software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
 - Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
+- Records gone from Kandji: {_when_missing_words(integration)}
 
 **Every run is a full, idempotent snapshot of Kandji as it is when the run reads it**: Oomnitza matches
 records on the sync key, so a rerun or a retry creates no duplicates, and Connector Sync Time is the
@@ -83,6 +84,16 @@ loaded, after everything else was loaded.
 |---|---|
 {mappings}
 """
+
+
+def _when_missing_words(integration: Integration) -> str:
+    option = integration.when_missing
+    if option is None:
+        return "left as they are (`when_missing` is off)"
+    words = f"after {option.after_days:g} day(s) unseen, set `{option.set}` once (never deleted)"
+    if option.clear_when_seen:
+        words += f"; back in Kandji, set `{option.clear_when_seen}`"
+    return words + "; only after a complete Kandji listing"
 
 
 def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
@@ -114,8 +125,6 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
             from kandji_oomnitza.integration import check_fields
 
-            if not integration.load.check_fields:
-                return {"checked_fields": [], "warnings": [], "calls": 0}
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
         # The frames travel as XComs of their own (the devices as extract's return value, the software
@@ -125,6 +134,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         def extract(**context) -> Any:
             from kandji_oomnitza.hooks.kandji import KandjiHook
             from kandji_oomnitza.integration import extract_assets, extract_users
+            from kandji_oomnitza.missing import listing_completeness
             from kandji_oomnitza.redaction import redact_value
             from kandji_oomnitza.software import push_software
 
@@ -143,6 +153,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 "retries": kandji.retries,
                 "count": len(frame),
                 "software": software.summary() if software else None,
+                "listing": listing_completeness(integration, len(frame), kandji.device_total),
             }
             if software is not None:
                 log.info("Software: %s", stats["software"])
@@ -159,6 +170,15 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             frame = transform_step(integration, source, stats["read_at"])
             context["ti"].xcom_push(key=INDEX, value=report_index(integration, frame))
             return frame
+
+        @task(task_display_name="Flag records gone from Kandji")
+        def flag_missing(**context) -> None:
+            """Runs after a load that went through (a dry run included); see missing.py."""
+            from kandji_oomnitza.missing import flag_missing_task
+
+            flag_missing_task(
+                integration, dag_id, context, stats_key=STATS, index_key=INDEX, result_key=MISSING
+            )
 
         # The report runs whatever happened upstream, so every record is accounted for even when the
         # load broke part-way, and it fails the run when anything was not loaded.
@@ -180,6 +200,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 extracted=ti.xcom_pull(task_ids="extract", key=STATS),
                 index=ti.xcom_pull(task_ids="transform", key=INDEX),
                 loaded=ti.xcom_pull(task_ids="load", key=RESULT_KEY),
+                missing=ti.xcom_pull(task_ids="flag_missing", key=MISSING),
                 context=context,
             )
 
@@ -199,7 +220,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         )
         [checked, frame] >> load
         # Upstream of the report directly, so it waits for each of them to finish, whatever their state.
-        [checked, extracted, frame, load] >> report()
+        flagged = [load >> flag_missing()] if integration.when_missing is not None else []
+        [checked, extracted, frame, load, *flagged] >> report()
 
     return integration_dag()
 

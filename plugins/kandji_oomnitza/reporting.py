@@ -21,6 +21,7 @@ from kandji_oomnitza.integration import (
     TooManyFailures,
     error_csv,
     error_rows,
+    missing_rows,
     summarise,
 )
 from kandji_oomnitza.integration_config import Integration
@@ -77,6 +78,7 @@ def publish_report(
     index: Any,
     loaded: dict[str, Any] | None,
     context: dict[str, Any],
+    missing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Account for every record whatever happened upstream, write the error log, publish the summary,
     and fail the run when records failed beyond ``load.max_failed_records`` or a step did not finish.
@@ -85,20 +87,22 @@ def publish_report(
     :param extracted: the extract's stats (None when it failed)
     :param index: the transform's report index (None when it did not finish)
     :param loaded: the load's result (None when the load did not run)
+    :param missing: the result of flagging records gone from Kandji (None when it did not run)
     """
     run = context["dag_run"]
-    incomplete = _incomplete(checked, extracted, index, loaded)
+    incomplete = _incomplete(checked, extracted, index, loaded) or _flagging_incomplete(integration, missing)
     rows = error_rows(
         integration,
         index,
         loaded,
         software_unread=((extracted or {}).get("software") or {}).get("unread"),
         not_loaded_because=incomplete,
-    )
+    ) + missing_rows(integration, missing)
     location = write_artifact(dag_id, run.run_id, ERROR_LOG, [error_csv(rows)])
     warnings = [
         *((checked or {}).get("warnings") or []),
         *(((extracted or {}).get("software") or {}).get("fallbacks") or []),
+        *_missing_warnings(missing),
     ]
     if loaded and loaded.get("outcome_error"):
         warnings.append(
@@ -116,6 +120,7 @@ def publish_report(
         warnings=warnings,
         started=started,
         error_log=location,
+        missing=missing,
     )
     print("::group::Run summary")
     for key, value in summary.items():
@@ -173,3 +178,16 @@ def _incomplete(
     if loaded.get("failure"):
         return f"The load stopped: {shorten(loaded['failure'], 300)}"
     return None
+
+
+def _flagging_incomplete(integration: Integration, missing: dict[str, Any] | None) -> str | None:
+    if integration.when_missing is not None and missing is None:
+        return "Flagging records gone from Kandji did not finish (see its log); everything else was loaded"
+    return None
+
+
+def _missing_warnings(missing: dict[str, Any] | None) -> list[str]:
+    warnings = list((missing or {}).get("warnings") or [])
+    if str((missing or {}).get("status", "")).startswith("skipped"):
+        warnings.append(f"when_missing: nothing flagged as missing, {missing['status']}")
+    return warnings

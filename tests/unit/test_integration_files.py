@@ -220,3 +220,76 @@ def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path)
     for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
         (tmp_path / name).write_text("x: 1")
     assert [p.name for p in integration_files(tmp_path)] == ["a.yaml", "b.yml"]
+
+
+GONE = {"after_days": 7, "set": {"status": "Not in Kandji"}}
+DEFAULT_USERS = yaml.safe_load((FOLDER / "kandji_users.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            changed(when_missing={**GONE, "after_days": -1}),
+            "when_missing.after_days: Input should be greater than or equal to 0",
+        ),
+        (
+            changed(when_missing={**GONE, "set": {}}),
+            "when_missing.set: Dictionary should have at least 1 item",
+        ),
+        (changed(when_missing={"set": {"status": "x"}}), "when_missing.after_days: is required"),
+        (
+            changed(when_missing={**GONE, "set": {"serial_number": "gone"}}),
+            "sync key, the Kandji id and Connector Sync",
+        ),
+        (
+            changed(when_missing={**GONE, "set": {"kandji_device_id": None}}),
+            "set another field (e.g. status)",
+        ),
+        (
+            changed(when_missing={**GONE, "clear_when_seen": {"Status": None}}),
+            "when_missing.clear_when_seen.Status",
+        ),
+        (changed(when_missing={**GONE, "after_day": 3}), "when_missing.after_day: unknown key"),
+        (
+            changed(
+                when_missing=GONE,
+                mappings={k: v for k, v in DEFAULT_ASSETS["mappings"].items() if k != "kandji_device_id"},
+            ),
+            "when_missing: needs the Kandji id mapped (e.g. kandji_device_id: Device ID)",
+        ),
+        (
+            changed(
+                when_missing=GONE,
+                mappings={
+                    k: v for k, v in DEFAULT_ASSETS["mappings"].items() if k != "kandji_connector_sync_time"
+                },
+            ),
+            "when_missing: needs Connector Sync Time mapped",
+        ),
+        (
+            {
+                **DEFAULT_USERS,
+                "users": {"skip_archived": True},
+                "when_missing": {**GONE, "set": {"kandji_status": "x"}},
+            },
+            "when_missing: needs every Kandji user listed",
+        ),
+    ],
+)
+def test_when_missing_is_validated_at_parse_time(tmp_path, data, expected):
+    with pytest.raises(IntegrationFileError) as error:
+        load_integration(write(tmp_path, data))
+    assert expected in str(error.value)
+
+
+def test_when_missing_knows_its_fields(tmp_path):
+    integration = load_integration(
+        write(
+            tmp_path, changed(when_missing={**GONE, "clear_when_seen": {"status": "Deployed", "notes": ""}})
+        )
+    )
+    assert integration.kandji_id_field == "kandji_device_id"
+    assert integration.sync_time_field == "kandji_connector_sync_time"
+    assert integration.when_missing.fields == ["status", "notes"]
+    assert load_integration(write(tmp_path, DEFAULT_ASSETS)).when_missing is None  # off by default

@@ -7,6 +7,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from urllib.parse import urlsplit
 
 import requests
 
@@ -17,7 +18,7 @@ from kandji_oomnitza.hooks.base import (
     RestApiHook,
     RetryMode,
 )
-from kandji_oomnitza.kandji_values import valid_id
+from kandji_oomnitza.kandji_values import to_int, valid_id
 from kandji_oomnitza.pagination import (
     ListingShifted,
     NextLinkCursorPaginator,
@@ -113,6 +114,9 @@ class KandjiHook(RestApiHook):
         self.kandji_conn_id = kandji_conn_id
         self._limiter: RateLimiter | None = None
         self.rewalks = 0
+        # X-Total-Count of the last device listing page: undocumented (seen in recorded traffic), so a
+        # sanity check on a listing's completeness when present, never relied on when absent.
+        self.device_total: int | None = None
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -167,6 +171,8 @@ class KandjiHook(RestApiHook):
 
     def after_response(self, response: requests.Response) -> None:
         self.limiter.observe(response.headers)
+        if urlsplit(response.url).path.rstrip("/").endswith(f"{API}/devices"):
+            self.device_total = to_int(response.headers.get("X-Total-Count"), self.device_total)
 
     def describe_error(self, status: int, endpoint: str, api_message: str) -> str:
         conn = f"connection '{self.kandji_conn_id}'"

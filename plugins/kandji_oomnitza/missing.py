@@ -1,0 +1,329 @@
+"""Records whose device or user left Kandji: flagged in Oomnitza after a grace period, never deleted.
+
+A run that listed Kandji completely looks in Oomnitza for this integration's records (those carrying
+the mapped Kandji id field) that were last seen in Kandji (their Connector Sync Time) longer ago than
+``when_missing.after_days`` and are absent from the listing, and sets the ``when_missing.set`` fields
+on them, once, through the connector protocol (update only, on the sync key). A flagged record that
+is in the listing again gets ``clear_when_seen``. A partial listing flags nothing.
+
+The candidates are listed with a server-side filter on Connector Sync Time (``lte`` the cutoff), so
+the cost grows with the stale records, not the fleet; every condition is checked again here, so an
+Oomnitza that filters differently (or refuses the operator, which falls back to a full listing)
+still flags only what it should.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pendulum
+
+from kandji_oomnitza.hooks.base import ApiError
+from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+from kandji_oomnitza.integration_config import Integration, Preference, WhenMissing
+from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT, is_empty
+from kandji_oomnitza.redaction import redact_value, shorten
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def listing_completeness(integration: Integration, listed: int, total: int | None) -> dict[str, Any]:
+    """Whether this run's Kandji listing can be trusted to say what is gone. Every page was read (or the
+    extract failed, and nothing runs after it); where Kandji gives a total (the device listing's
+    X-Total-Count), the listing must hold at least that many records."""
+    if total is not None and listed < total:
+        return {
+            "complete": False,
+            "listed": listed,
+            "total": total,
+            "why": f"Kandji says it holds {total} {'devices' if integration.type == 'assets' else 'users'} but the listing returned {listed}",
+        }
+    return {"complete": True, "listed": listed, "total": total, "why": None}
+
+
+def cutoff_of(read_at: str, after_days: float) -> str:
+    read = datetime.strptime(read_at, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return (read - timedelta(days=after_days)).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Connector Sync Time as Oomnitza returns it: ISO-8601 text (as we send it), or epoch seconds
+    (or milliseconds) for a date field (INFERRED). None when it cannot be read."""
+    if is_empty(value) or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, (int, float)) or re.fullmatch(r"\d+(\.\d+)?", str(value).strip()):
+            seconds = float(value)
+            return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+        parsed = pendulum.parse(str(value).strip(), tz="UTC")
+        return parsed if isinstance(parsed, datetime) else None
+    except (ValueError, OverflowError, TypeError, pendulum.parsing.exceptions.ParserError):
+        return None
+
+
+def same_value(current: Any, wanted: Any) -> bool:
+    if is_empty(wanted):
+        return is_empty(current)
+    if isinstance(wanted, bool) or isinstance(current, bool):
+        return str(current).lower() == str(wanted).lower()
+    return str(current) == str(wanted)
+
+
+@dataclass
+class MissingPlan:
+    """What a run would send: records to flag, flagged records back in Kandji, and what it left alone."""
+
+    cutoff: str
+    to_flag: list[dict[str, Any]] = field(default_factory=list)
+    to_clear: list[dict[str, Any]] = field(default_factory=list)
+    already_flagged: int = 0
+    unaddressable: list[dict[str, Any]] = field(default_factory=list)  # no sync-key value in Oomnitza
+    unreadable_times: int = 0
+    warnings: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+def _entry(integration: Integration, record: dict[str, Any]) -> dict[str, Any]:
+    keys = {k: record.get(k) for k in integration.sync_key if not is_empty(record.get(k))}
+    return {
+        "kandji_id": str(record.get(integration.kandji_id_field)),
+        "sync_key": next((f"{k}={v!r}" for k, v in keys.items()), ""),
+        "keys": keys,
+        "last_seen": record.get(integration.sync_time_field),
+    }
+
+
+def _condition(name: str, value: Any) -> str:
+    if is_empty(value):
+        return f"{name} IS NULL"
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{name} eq '{text.replace(chr(39), chr(39) * 2)}'"
+
+
+def _records(
+    integration: Integration, oomnitza: OomnitzaHook, filter_expr: str, plan: MissingPlan
+) -> list[dict[str, Any]]:
+    """This integration's records matching ``filter_expr``; every record when Oomnitza refuses the
+    filter (HTTP 400), with a warning: the conditions are checked here either way."""
+    option = integration.when_missing
+    fields = [integration.kandji_id_field, integration.sync_time_field, *integration.sync_key, *option.fields]
+    fields = list(dict.fromkeys(f for f in fields if f))
+    try:
+        records = list(
+            oomnitza.iter_records(
+                integration.type, filter_expr=filter_expr, fields=fields, page_size=PAGE_SIZE
+            )
+        )
+    except ApiError as exc:
+        if exc.status != 400:
+            raise
+        plan.warnings.append(
+            f"Oomnitza refused the filter {filter_expr!r} ({shorten(exc, 200)}); every {integration.type} record "
+            "was read instead (slower, same result)"
+        )
+        records = list(oomnitza.iter_records(integration.type, fields=fields, page_size=PAGE_SIZE))
+    return [r for r in records if isinstance(r, dict) and not is_empty(r.get(integration.kandji_id_field))]
+
+
+def plan_missing(
+    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], read_at: str
+) -> MissingPlan:
+    """Find what to flag (gone for longer than the grace period, not flagged yet) and what to clear
+    (flagged, and in this run's listing again)."""
+    option: WhenMissing = integration.when_missing
+    plan = MissingPlan(cutoff=cutoff_of(read_at, option.after_days))
+    calls_before = oomnitza.calls
+    _plan_flags(integration, oomnitza, seen_ids, plan)
+    if option.clear_when_seen:
+        _plan_clears(integration, oomnitza, seen_ids, plan)
+    if plan.unreadable_times:
+        plan.warnings.append(
+            f"{plan.unreadable_times} record(s) have a {integration.sync_time_field} that cannot be read as a "
+            "time, so they were not considered for flagging"
+        )
+    plan.calls = oomnitza.calls - calls_before
+    return plan
+
+
+def _plan_flags(
+    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
+) -> None:
+    option: WhenMissing = integration.when_missing
+    cutoff_time = datetime.strptime(plan.cutoff, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    for record in _records(integration, oomnitza, f"{integration.sync_time_field} lte '{plan.cutoff}'", plan):
+        if str(record[integration.kandji_id_field]) in seen_ids:
+            continue
+        last_seen = parse_time(record.get(integration.sync_time_field))
+        if last_seen is None:
+            plan.unreadable_times += 1
+        elif last_seen > cutoff_time:
+            continue
+        elif all(same_value(record.get(k), v) for k, v in option.set.items()):
+            plan.already_flagged += 1
+        else:
+            entry = _entry(integration, record)
+            (plan.to_flag if entry["keys"] else plan.unaddressable).append(entry)
+
+
+def _plan_clears(
+    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
+) -> None:
+    option: WhenMissing = integration.when_missing
+    flagged_filter = " AND ".join(_condition(k, v) for k, v in option.set.items())
+    for record in _records(integration, oomnitza, flagged_filter, plan):
+        if (
+            str(record[integration.kandji_id_field]) in seen_ids
+            and all(same_value(record.get(k), v) for k, v in option.set.items())
+            and not all(same_value(record.get(k), v) for k, v in option.clear_when_seen.items())
+        ):
+            entry = _entry(integration, record)
+            (plan.to_clear if entry["keys"] else plan.unaddressable).append(entry)
+
+
+def flag_missing_task(
+    integration: Integration,
+    dag_id: str,
+    context: dict[str, Any],
+    *,
+    stats_key: str,
+    index_key: str,
+    result_key: str,
+) -> None:
+    """The DAG's flag_missing task: this run's listing (extract) and Kandji ids (transform) in, the
+    result out as XCom ``result_key`` (before a failure is raised, so the report can account for it)."""
+    from kandji_oomnitza.mapping import ID
+
+    ti = context["ti"]
+    stats = ti.xcom_pull(task_ids="extract", key=stats_key)
+    index = ti.xcom_pull(task_ids="transform", key=index_key)
+    result, failure = flag_missing(
+        integration,
+        OomnitzaHook(integration.oomnitza_conn_id),
+        seen_ids={str(i) for i in index[ID] if not is_empty(i)},
+        read_at=stats["read_at"],
+        listing=stats.get("listing") or {},
+        portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),
+        dry_run=bool(context["params"].get("dry_run")),
+    )
+    ti.xcom_push(key=result_key, value=result)
+    if failure is not None:
+        raise failure
+
+
+def flag_missing(
+    integration: Integration,
+    oomnitza: OomnitzaHook,
+    *,
+    seen_ids: set[str],
+    read_at: str,
+    listing: dict[str, Any],
+    portion: str,
+    dry_run: bool,
+) -> tuple[dict[str, Any], BaseException | None]:
+    """Flag the records gone from Kandji and clear the ones back, and say what became of each. Returns
+    the result (for the report) and the failure that stopped the sending, if any."""
+    option: WhenMissing = integration.when_missing
+    base = {
+        "after_days": option.after_days,
+        "dry_run": dry_run,
+        "flagged": [],
+        "cleared": [],
+        "not_flagged": [],
+    }
+    if not listing.get("complete"):
+        why = listing.get("why") or "the listing was not complete"
+        log.warning("Nothing flagged as missing: %s", why)
+        return redact_value({**base, "status": f"skipped: {why}", "calls": 0}), None
+    plan = plan_missing(integration, oomnitza, seen_ids, read_at)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    result = {
+        **base,
+        "cutoff": plan.cutoff,
+        "already_flagged": plan.already_flagged,
+        "warnings": plan.warnings,
+        "not_flagged": [
+            {**e, "reason": "its Oomnitza record has no sync-key value, so the connector cannot address it"}
+            for e in plan.unaddressable
+        ],
+    }
+    if dry_run:
+        log.info(
+            "Dry run: %d record(s) would be flagged as missing, %d cleared; nothing sent",
+            len(plan.to_flag),
+            len(plan.to_clear),
+        )
+        return redact_value(
+            {
+                **result,
+                "status": "dry run",
+                "flagged": plan.to_flag,
+                "cleared": plan.to_clear,
+                "calls": plan.calls,
+            }
+        ), None
+    if not plan.to_flag and not plan.to_clear:
+        return redact_value({**result, "status": "nothing to flag", "calls": plan.calls}), None
+    run = oomnitza.start_run(
+        data_type=integration.type,
+        sync_field=integration.sync_key,
+        preference=Preference.UPDATE_ONLY,
+        batch_size=integration.load.batch_size,
+        portion=portion,
+    )
+    sent = [(e, option.set, True) for e in plan.to_flag]
+    sent += [(e, option.clear_when_seen, False) for e in plan.to_clear]
+    try:
+        run.add_many({**entry["keys"], **values} for entry, values, _ in sent)
+    finally:
+        finished = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
+    flagged, cleared, not_flagged = _account(integration, sent, finished)
+    result.update(
+        status="sent" if finished.outcome is not None else "sent, unconfirmed",
+        portion=portion,
+        flagged=flagged,
+        cleared=cleared,
+        not_flagged=result["not_flagged"] + not_flagged,
+        outcome=finished.outcome.counts if finished.outcome is not None else None,
+        calls=oomnitza.calls,
+    )
+    return redact_value(result), run.failure
+
+
+def _account(integration, sent, finished) -> tuple[list, list, list]:
+    """Each sent entry as flagged, cleared, or not flagged with Oomnitza's reason (its messages name a
+    record by its sync-key value, INFERRED; a failure Oomnitza counts without naming the record
+    leaves every entry of the run unconfirmed)."""
+    outcome, run = finished.outcome, finished.run
+    if outcome is None or run.failure is not None:
+        why = shorten(run.failure or finished.outcome_error or finished.finalize_error or "unknown", 300)
+        return [], [], [{**e, "reason": f"not confirmed by Oomnitza: {why}"} for e, _, _ in sent]
+    problems: dict[str, str] = {}
+    for stage in ("failed", "skipped"):
+        for message in outcome.messages.get(stage, []):
+            for a, b in QUOTED.findall(message):
+                problems[a or b] = f"{stage} in Oomnitza: {message}"
+    flagged, cleared, not_flagged = [], [], []
+    named = 0
+    for entry, _, flagging in sent:
+        reason = next((problems[str(v)] for v in entry["keys"].values() if str(v) in problems), None)
+        if reason is not None:
+            named += 1
+            not_flagged.append({**entry, "reason": reason})
+        else:
+            (flagged if flagging else cleared).append(entry)
+    unnamed = outcome.counts.get("failed", 0) + outcome.counts.get("skipped", 0) - named
+    if unnamed > 0:
+        # Oomnitza counted problems it did not describe: nothing in this run can be called flagged.
+        why = (
+            f"Oomnitza counted {unnamed} failed or skipped record(s) in run {run.portion} without naming them"
+        )
+        return [], [], not_flagged + [{**e, "reason": why} for e in flagged + cleared]
+    return flagged, cleared, not_flagged
