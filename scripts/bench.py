@@ -7,7 +7,8 @@ the lower bound, batched load ÷ one-record-per-request load; and each DAG file'
 
 Scenarios (pick with SCENARIOS=a,b or a preset name):
   default  = devices_1k_{per_device,prism,prism_export,auto}, devices_1k_single_record_load,
-             devices_10k_{per_device,prism,prism_export,auto}, users_10k
+             devices_10k_{per_device,prism,prism_export,auto}, users_10k,
+             devices_10k_missing_1pct (when_missing: 100 of 10,100 Oomnitza assets gone from Kandji)
   quick    = the 1k scenarios only
   large    = devices_100k_auto (opt-in: about 10M app rows)
 Knobs: LATENCY_MS (50); BENCH_MODE=executor (default: LocalExecutor, each task in its own process, as in
@@ -47,6 +48,7 @@ class Scenario:
     route: str = "auto"
     users: int = 0
     batch_size: int = 100
+    missing: int = 0  # Oomnitza assets whose device left Kandji long ago (when_missing on, software off)
 
 
 def scenarios(selection: str) -> list[Scenario]:
@@ -62,6 +64,7 @@ def scenarios(selection: str) -> list[Scenario]:
         *presets["quick"],
         *(Scenario(f"devices_10k_{r}", "assets", 10_000, r) for r in routes),
         Scenario("users_10k", "users", 20, users=10_000),
+        Scenario("devices_10k_missing_1pct", "assets", 10_000, missing=100),
     ]
     chosen: list[Scenario] = []
     every = {s.name: s for group in presets.values() for s in group}
@@ -89,6 +92,9 @@ def write_integration(folder: Path, scenario: Scenario) -> str:
         data["software"] = {"enabled": True, "route": scenario.route, "export_threshold_rows": 50_000}
         if scenario.route == "per_device":
             data["software"]["concurrency"] = 1
+    if scenario.missing:
+        data["software"] = {"enabled": False}
+        data["when_missing"] = {"after_days": 7, "set": {"status": "Not in Kandji"}}
     dag_id = "kandji_users" if scenario.kind == "users" else "kandji_devices_and_software"
     for old in folder.glob("*.yaml"):
         old.unlink()
@@ -101,6 +107,13 @@ def lower_bound(scenario: Scenario, fleet: dict, records: int, per_device_platfo
     Oomnitza batches + the run's fixed calls."""
     if scenario.kind == "users":
         return {"kandji": math.ceil(scenario.users / 300), "oomnitza": math.ceil(records / 100) + 3}
+    if scenario.missing:
+        # No software; when_missing adds one filtered read of the candidates and its own small run.
+        flag = math.ceil(scenario.missing / 500) + math.ceil(scenario.missing / scenario.batch_size) + 2
+        return {
+            "kandji": math.ceil(fleet["devices"] / 300),
+            "oomnitza": math.ceil(records / scenario.batch_size) + 3 + flag,
+        }
     pages = math.ceil(fleet["devices"] / 300)
     software = {
         "per_device": fleet["devices"],
@@ -151,6 +164,11 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
     kandji.admin.post("reset", {"devices": scenario.devices, "users": scenario.users or None, "seed": 11, "tokens": [KANDJI_TOKEN],
                                 "rate_limit": {"per_second": None, "per_hour": None}, "settings": {"export_ready_after_polls": 2}})  # fmt: skip
     oomnitza.admin.post("reset", {"tokens": [OOMNITZA_TOKEN]})
+    if scenario.missing:  # assets an earlier sync loaded, whose devices left Kandji 30 days ago
+        gone = [{"serial_number": f"GONE{i:06d}", "kandji_device_id": f"00000000-0000-4000-8000-{i:012d}",
+                 "kandji_connector_sync_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 86400))}
+                for i in range(scenario.missing)]  # fmt: skip
+        oomnitza.admin.post("records/assets", gone)
     for emulator in (kandji, oomnitza):
         emulator.admin.put("faults", {"latency_ms": LATENCY_MS})
     fleet = kandji.admin.get("summary")
@@ -221,6 +239,10 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         "added": summary.get("added"),
         "failed": summary.get("failed"),
     }
+    if scenario.missing:
+        row["flagged_as_missing"] = summary.get("flagged_as_missing")
+        row["when_missing"] = summary.get("when_missing")
+        row["when_missing_calls"] = (summary.get("calls") or {}).get("oomnitza_when_missing")
     print("   " + json.dumps(row), flush=True)
     return row
 
@@ -238,6 +260,13 @@ def ratios(rows: list[dict]) -> list[str]:
         lines.append(
             f"{row['scenario']}: Kandji calls ÷ lower bound = {row['kandji_calls'] / row['lower_bound_kandji']:.2f}; Oomnitza calls ÷ lower bound = {row['oomnitza_calls'] / row['lower_bound_oomnitza']:.2f}"
         )
+    for row in rows:
+        if "flagged_as_missing" in row:
+            lines.append(
+                f"{row['scenario']}: flagged {row['flagged_as_missing']} records gone from Kandji with "
+                f"{row['when_missing_calls']} Oomnitza calls (lower bound 4: one filtered read of 500, one batch, "
+                "finalize, the run log)"
+            )
     single, batched = by.get("devices_1k_single_record_load"), by.get("devices_1k_auto")
     if single and batched:
         lines.append(

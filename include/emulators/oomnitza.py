@@ -523,9 +523,10 @@ class OomnitzaEmulator(Emulator):
                 field_name, op, value = m[1], m[2].lower(), m[3]
                 tests.append(lambda r, f=field_name, v=value, o=op: (str(r.get(f)) == v) == (o == "eq"))
             elif m := re.fullmatch(r"(\w+)\s+(lte|gte|lt|gt)\s+['\"]?([^'\"]*)['\"]?", clause, re.IGNORECASE):
-                if m[2].lower() in self.settings.refuse_filter_ops:
+                op = m[2].lower()
+                if op in self.settings.refuse_filter_ops:
                     raise ValueError(f"Unsupported operator {m[2]!r} in filter: {clause}")
-                tests.append(lambda r, f=m[1], o=m[2].lower(), v=m[3]: _compare(r.get(f), o, v))
+                tests.append(lambda r, f=m[1], o=op, v=m[3]: _compare(r.get(f), o, v))
             elif m := re.fullmatch(r"(\w+)\s+IN\s+\[(.*)\]", clause, re.IGNORECASE):
                 values = [v.strip().strip("'\"") for v in m[2].split(",")]
                 tests.append(lambda r, f=m[1], vs=values: str(r.get(f)) in vs)

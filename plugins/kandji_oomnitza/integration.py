@@ -621,6 +621,7 @@ def summarise(
             "calls": {
                 "kandji": (extracted or {}).get("calls", 0),
                 "oomnitza": loaded.get("calls", 0) + (missing or {}).get("calls", 0),
+                **({"oomnitza_when_missing": missing.get("calls", 0)} if missing else {}),
             },
             "retries": {"kandji": (extracted or {}).get("retries", 0), "oomnitza": loaded.get("retries", 0)},
             "duration_seconds": round(time.time() - started, 1),

@@ -340,6 +340,17 @@ class Integration(Strict):
                     )
 
     @property
+    def when_missing_words(self) -> str:
+        """What happens to records gone from Kandji, in one line (DAG docs, the Integrations page)."""
+        option = self.when_missing
+        if option is None:
+            return "left as they are (when_missing is off)"
+        words = f"after {option.after_days:g} day(s) unseen, set {option.set} once (never deleted)"
+        if option.clear_when_seen:
+            words += f"; back in Kandji, set {option.clear_when_seen}"
+        return words + "; only after a complete Kandji listing"
+
+    @property
     def kandji_id_field(self) -> str | None:
         """The Oomnitza field holding the Kandji id (the Device ID or User ID mapping)."""
         id_path = "device_id" if self.type == "assets" else "id"

@@ -63,7 +63,7 @@ naming the file, the field and the fix).
 - Preference: **{integration.preference.value}**; sync key: `{", ".join(integration.sync_key)}`
 {software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
 - Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
-- Records gone from Kandji: {_when_missing_words(integration)}
+- Records gone from Kandji: {integration.when_missing_words}
 
 **Every run is a full, idempotent snapshot of Kandji as it is when the run reads it**: Oomnitza matches
 records on the sync key, so a rerun or a retry creates no duplicates, and Connector Sync Time is the
@@ -84,16 +84,6 @@ loaded, after everything else was loaded.
 |---|---|
 {mappings}
 """
-
-
-def _when_missing_words(integration: Integration) -> str:
-    option = integration.when_missing
-    if option is None:
-        return "left as they are (`when_missing` is off)"
-    words = f"after {option.after_days:g} day(s) unseen, set `{option.set}` once (never deleted)"
-    if option.clear_when_seen:
-        words += f"; back in Kandji, set `{option.clear_when_seen}`"
-    return words + "; only after a complete Kandji listing"
 
 
 def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.integration_config import Integration
+from kandji_oomnitza.integration_config import Integration, WhenMissing
 from kandji_oomnitza.missing import cutoff_of, listing_completeness, parse_time, same_value
 
 ASSETS = Integration.model_validate(
@@ -51,3 +51,36 @@ def test_listing_is_complete_unless_kandji_counts_more_than_it_listed():
 )  # fmt: skip
 def test_same_value(current, wanted, same):
     assert same_value(current, wanted) is same
+
+
+def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
+    from types import SimpleNamespace
+
+    from kandji_oomnitza.integrations_page.overview import run_summary
+
+    run = SimpleNamespace(
+        run_id="manual__1",
+        state="success",
+        run_type="manual",
+        conf={},
+        queued_at=None,
+        start_date=None,
+        end_date=None,
+    )
+    base = {"kandji_records": 10, "not_loaded": 0, "back_in_kandji": 1, "when_missing": "sent: ..."}
+    real = run_summary("d", run, {**base, "flagged_as_missing": 3, "would_flag_as_missing": 0}, True)
+    assert (real.flagged_as_missing, real.back_in_kandji, real.not_loaded) == (3, 1, 0)
+    dry = run_summary(
+        "d", run, {**base, "dry_run": True, "flagged_as_missing": 0, "would_flag_as_missing": 4}, True
+    )
+    assert dry.flagged_as_missing == 4 and dry.dry_run
+
+
+def test_dag_docs_and_tiles_say_what_happens_to_records_gone_from_kandji():
+    on = ASSETS.model_copy(
+        update={"when_missing": WhenMissing(after_days=7, set={"status": "Not in Kandji"})}
+    )
+    assert ASSETS.when_missing_words == "left as they are (when_missing is off)"
+    assert on.when_missing_words == (
+        "after 7 day(s) unseen, set {'status': 'Not in Kandji'} once (never deleted); only after a complete Kandji listing"
+    )

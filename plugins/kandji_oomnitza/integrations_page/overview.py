@@ -63,6 +63,9 @@ class RunSummary(BaseModel):
     records_sent: int | None = None
     would_send: int | None = None
     not_loaded: int | None = None
+    flagged_as_missing: int | None = None  # a dry run: how many would be
+    back_in_kandji: int | None = None
+    when_missing: str | None = None
     counts: RunCounts | None = None
     has_summary: bool = False
     summary_hidden: bool = False  # the user may not read this DAG's XComs, where summaries live
@@ -83,6 +86,7 @@ class Tile(BaseModel):
     preference: str | None = None
     software: str | None = None
     user_selection: str | None = None
+    when_missing: str | None = None
     sync_key: list[str] = []
     schedule: Schedule | None = None
     in_airflow: bool = False
@@ -185,6 +189,7 @@ def tile(
         preference=integration.preference.value,
         software=software_words(integration),
         user_selection=integration.user_settings.selection.value if integration.type == "users" else None,
+        when_missing=integration.when_missing_words,
         sync_key=list(integration.sync_key),
         schedule=schedule_of(integration, dag_model),
         in_airflow=in_airflow,
@@ -252,9 +257,17 @@ def run_summary(
         records_sent=summary.get("records_sent") if usable else None,
         would_send=summary.get("would_send") if usable else None,
         not_loaded=summary.get("not_loaded") if usable else None,
+        flagged_as_missing=_flagged(summary) if usable else None,
+        back_in_kandji=summary.get("back_in_kandji") if usable else None,
+        when_missing=summary.get("when_missing") if usable else None,
         counts=counts,
         has_summary=usable,
         summary_hidden=summary_hidden,
         has_error_log=error_log_exists,
         airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
     )
+
+
+def _flagged(summary: dict[str, Any]) -> int | None:
+    key = "would_flag_as_missing" if summary.get("dry_run") else "flagged_as_missing"
+    return summary.get(key)

@@ -59,10 +59,11 @@ function endpointText(endpoint) {
 function countsText(run) {
   if (run && run.summary_hidden) return "counts hidden: you may not read this DAG's XComs";
   if (!run || !run.counts) return run && ["running", "queued"].includes(run.state) ? "in progress…" : "no summary";
-  if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records`;
+  const gone = run.flagged_as_missing ? ` · ${run.flagged_as_missing} ${run.dry_run ? "would be " : ""}flagged gone from Kandji` : "";
+  if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records${gone}`;
   const c = run.counts;
   return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ` +
-    `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded`;
+    `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded${gone}`;
 }
 
 function settingsList(item) {
@@ -73,6 +74,7 @@ function settingsList(item) {
     ["Preference", item.preference],
     item.type === "assets" ? ["Software", item.software] : ["User selection", item.user_selection],
     ["Sync key", (item.sync_key || []).join(", ")],
+    ["Gone from Kandji", item.when_missing],
     ["Schedule", item.schedule ? `${item.schedule.description} (${item.schedule.timezone})` : "—"],
     ["Next run", item.schedule && item.schedule.next_run ? when(item.schedule.next_run) : "—"],
     ["Paused", item.schedule && item.schedule.paused !== null ? (item.schedule.paused ? "yes" : "no") : "no DAG in Airflow"],
@@ -165,7 +167,7 @@ function mappingTable(item) {
 function runsTable(item) {
   if (!item.runs.length) return el("p", { class: "muted" }, "No runs yet.");
   // Skipped (by the preference) and failed stay apart: "Not loaded" counts failures only.
-  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed in Oomnitza", "Not loaded (failures)", ""];
+  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed in Oomnitza", "Not loaded (failures)", "Flagged gone (dry run: would flag)", ""];
   return el("table", { "data-testid": "runs-table" },
     el("thead", {}, el("tr", {}, headings.map(h => el("th", {}, h)))),
     el("tbody", {}, item.runs.map(run => {
@@ -178,6 +180,7 @@ function runsTable(item) {
         el("td", {}, run.dry_run ? "yes" : "no"),
         num(run.kandji_records), num(run.dry_run ? run.would_send : run.records_sent), num(c.added), num(c.updated), num(c.unchanged), num(c.skipped), num(c.failed),
         num(run.not_loaded),
+        el("td", { class: "num", title: run.when_missing || "" }, run.flagged_as_missing ?? "—"),
         el("td", {}, run.has_error_log
           ? el("button", { class: "link", "data-testid": "show-error-log", onclick: () => showErrorLog(item.id, run.run_id) }, "Error log")
           : ""));
@@ -191,7 +194,7 @@ async function showErrorLog(id, runId) {
     const log = await request(`api/integrations/${encodeURIComponent(id)}/runs/${encodeURIComponent(runId)}/errors`);
     const columns = log.rows.length ? Object.keys(log.rows[0]) : [];
     target.replaceChildren(el("h3", {}, `Error log of ${runId}`),
-      el("p", { class: "muted" }, `${log.total_rows} record(s) not loaded, with the reason for each. File: ${log.location}`,
+      el("p", { class: "muted" }, `${log.total_rows} record(s) listed: each not loaded (or flagged gone from Kandji), with its stage and reason. File: ${log.location}`,
         log.truncated ? ` (first ${log.rows.length} shown)` : ""),
       log.rows.length ? el("table", { "data-testid": "error-log-table" },
         el("thead", {}, el("tr", {}, columns.map(c => el("th", {}, c)))),
