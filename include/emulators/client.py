@@ -67,6 +67,9 @@ class EmulatorAdmin:
     def delete(self, path: str) -> Any:
         return self._call("DELETE", path)
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self._call("PATCH", path, body)
+
     def requests(self, path_pattern: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
         """Recorded requests (credentials never recorded), optionally filtered by path regex and method."""
         entries = self.get("requests")

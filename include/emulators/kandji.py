@@ -152,6 +152,7 @@ class KandjiEmulator(Emulator):
         router.add_get("/_emulator/devices", self.admin_devices)
         router.add_post("/_emulator/devices", self.admin_add_device)
         router.add_delete("/_emulator/devices/{device_id}", self.admin_remove_device)
+        router.add_patch("/_emulator/devices/{device_id}", self.admin_change_device)
         router.add_get("/_emulator/users", self.admin_users)
         router.add_post("/_emulator/users", self.admin_add_user)
         router.add_delete("/_emulator/users/{user_id}", self.admin_remove_user)
@@ -682,6 +683,15 @@ class KandjiEmulator(Emulator):
 
     async def admin_add_device(self, request: web.Request) -> web.Response:
         device = self.fleet.add_device(await request.json())
+        self._sorted = {}
+        return web.json_response(_public(device))
+
+    async def admin_change_device(self, request: web.Request) -> web.Response:
+        """Change a device's fields (a rename, a new OS version), as a person in Kandji would."""
+        device = self.fleet.device(request.match_info["device_id"])
+        if device is None:
+            return web.json_response({"detail": "Not found."}, status=404)
+        device.update(await request.json())
         self._sorted = {}
         return web.json_response(_public(device))
 

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from airflow.sdk.exceptions import AirflowFailException
 
+from kandji_oomnitza.delta import DeltaPlan
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import REFUSED, SENT, UNCONFIRMED, UNSENT, Batch, OomnitzaHook, RunResult
@@ -249,6 +250,7 @@ def load(
     *,
     software: pd.DataFrame | None = None,
     portion: str,
+    delta: DeltaPlan | None = None,
 ) -> tuple[dict[str, Any], BaseException | None]:
     """Send the records (and the rejected ones, with their reasons) under one portion, finalize it, and
     read Oomnitza's outcome. Returns the result (for the report: counts, the outcome, and the ledger of
@@ -264,18 +266,60 @@ def load(
         concurrency=integration.load.concurrency,
     )
     rejects = rejects_of(rejected)
+    stream = payloads(integration, records, software)  # each record built as its batch goes out
+    if delta is not None:
+        stream = delta.select(stream, records[ID])
     try:
-        run.add_many(payloads(integration, records, software))  # each record built as its batch goes out
+        run.add_many(stream)
         run.reject(rejects)
     finally:
         finished = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
     pinned = 0
+    own_reasons = {reason for _, reason in rejects}
+    sent_view = records if delta is None or delta.full else records.iloc[delta.sent_positions]
     if finished.outcome is not None:
         log.info("Oomnitza run %s: %s %s", portion, finished.outcome.status, finished.outcome.counts)
-        pinned = _pinpoint_unaccounted(integration, records, finished, {reason for _, reason in rejects})
+        pinned = _pinpoint_unaccounted(integration, sent_view, finished, own_reasons)
     result = load_result(finished, total_records=len(records), total_rejects=len(rejected))
     result["silent_failures_named"] = pinned
+    if delta is not None:
+        for _ in stream:  # the rest of the selection, if the load stopped: never sent, reported as such
+            pass
+        sent_view = records if delta.full else records.iloc[delta.sent_positions]
+        confirmed = _confirmed(integration, sent_view, finished, own_reasons, pinned)
+        delta.store = delta.new_store(
+            {delta.sent_positions[p] for p in confirmed},
+            (str(i) for i in frame[ID] if not is_empty(i)),
+            finished.outcome is not None,
+        )
+        result["delta"] = {**delta.summary(), "sent_positions": None if delta.full else delta.sent_positions}
+        log.info("Delta load: %s", delta.summary())
     return result, run.failure
+
+
+def _confirmed(
+    integration: Integration, sent: pd.DataFrame, finished: RunResult, own_reasons: set[str], pinned: int
+) -> set[int]:
+    """Positions (in the run) of the records Oomnitza's run log confirms: sent in a batch that arrived,
+    not named by a failed or skipped message. Nothing is confirmed without the run log, or when
+    Oomnitza counted failures it did not pin to records."""
+    outcome, run = finished.outcome, finished.run
+    if outcome is None:
+        return set()
+    silent = silent_failures(
+        outcome.counts.get("failed", 0), outcome.messages.get("failed", []), own_reasons, run.rejected_sent
+    )
+    if silent > pinned or outcome.total < run.sent + run.rejected_sent:
+        return set()
+    named = {
+        a or b
+        for stage in ("failed", "skipped")
+        for message in outcome.messages.get(stage, [])
+        for a, b in QUOTED.findall(message)
+    }
+    arrived = [p for b in run.batches if b.kind == "records" and b.state == SENT for p in b.positions]
+    keys = sent[list(integration.sync_key)]
+    return {p for p in arrived if not any(str(plain(v)) in named for v in keys.iloc[p] if not is_empty(v))}
 
 
 def silent_failures(failed: int, messages: list[str], own_reasons: set[str], rejects_sent: int) -> int:
@@ -368,7 +412,11 @@ def load_result(finished: RunResult, *, total_records: int, total_rejects: int) 
 
 
 def dry_run(
-    integration: Integration, frame: pd.DataFrame, software: pd.DataFrame | None, write_payloads
+    integration: Integration,
+    frame: pd.DataFrame,
+    software: pd.DataFrame | None,
+    write_payloads,
+    delta: DeltaPlan | None = None,
 ) -> dict[str, Any]:
     """Everything but the load: how many records would be sent, a readable preview of the first
     ones, and every payload written by ``write_payloads(lines)`` (JSON lines) for whoever wants them."""
@@ -376,20 +424,23 @@ def dry_run(
     sample: list[dict[str, Any]] = []
 
     def lines() -> Iterable[str]:
-        for record in payloads(integration, records, software):
+        stream = payloads(integration, records, software)
+        for record in delta.select(stream, records[ID]) if delta is not None else stream:
             if len(sample) < PREVIEW_FIELDS:
                 sample.append(preview(integration, record))
             yield json.dumps(record, default=str) + "\n"
 
     location = write_payloads(lines())
-    log.info("Dry run: %d records would be sent, %d rejected; nothing sent", len(records), len(rejected))
+    would_send = len(records) if delta is None else len(delta.sent_positions)
+    log.info("Dry run: %d records would be sent, %d rejected; nothing sent", would_send, len(rejected))
     return redact_value(
         {
             "dry_run": True,
             "portion": None,
             "records": len(records),
             "rejects": len(rejected),
-            "would_send": len(records),
+            "would_send": would_send,
+            "delta": {**delta.summary(), "sent_positions": None} if delta is not None else None,
             "sample": sample,
             "payloads": location,
             "outcome": None,
@@ -440,6 +491,10 @@ def error_rows(
         return rows + [_row(UNSENT, r, why) for r in records.to_dict("records")]
     if loaded.get("dry_run"):
         return rows
+
+    sent_positions = (loaded.get("delta") or {}).get("sent_positions")
+    if sent_positions is not None:  # a delta load: the run's positions are those of the changed records
+        records = records.iloc[sent_positions]
 
     def at(positions: Iterable[int]) -> list[dict[str, Any]]:
         return records.iloc[list(positions)].to_dict("records")
@@ -615,6 +670,7 @@ def summarise(
             "back_in_kandji": stages.get(BACK, 0),
             "not_flagged_as_missing": stages.get(NOT_FLAGGED, 0),
             "when_missing": _missing_status(integration, missing),
+            **_delta_counts(integration, loaded),
             "oomnitza_status": (loaded.get("outcome") or {}).get("status"),
             "software_route": software.get("route"),
             "software_rows": software.get("software_rows", 0),
@@ -646,3 +702,16 @@ def _missing_status(integration: Integration, missing: dict[str, Any] | None) ->
         f"{status}: cutoff {missing.get('cutoff')}, {len(missing.get('flagged') or [])} flagged, "
         f"{len(missing.get('cleared') or [])} back in Kandji, {missing.get('already_flagged', 0)} already flagged"
     )
+
+
+def _delta_counts(integration: Integration, loaded: dict[str, Any]) -> dict[str, Any]:
+    """Delta loads in the summary: records seen, changed, sent, skipped as unchanged, the next full sync."""
+    delta = loaded.get("delta") or {}
+    return {
+        "delta": delta.get("mode") or ("off" if not integration.delta.enabled else "did not run"),
+        "records_seen": delta.get("seen"),
+        "records_changed": delta.get("changed"),
+        "skipped_unchanged": delta.get("skipped_unchanged", 0),
+        "app_rows_sent": delta.get("app_rows_sent"),
+        "next_full_sync": delta.get("next_full_sync"),
+    }

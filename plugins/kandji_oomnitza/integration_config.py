@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -220,6 +221,28 @@ class Load(Strict):
 FieldValue = str | int | float | bool | None
 
 
+class Delta(Strict):
+    """Send Oomnitza only the records that changed since it last confirmed them (see delta.py)."""
+
+    enabled: bool = False
+    full_sync_every: str = Field(
+        "7d", description="a full send at least this often (<N>d or <N>h), to correct edits made in Oomnitza"
+    )
+
+    @field_validator("full_sync_every")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*([dh])\s*", str(value))
+        if not match or int(match[1]) == 0:
+            raise ValueError(f"{value!r} is not an interval like '7d' (days) or '12h' (hours), above zero")
+        return f"{int(match[1])}{match[2]}"
+
+    @property
+    def full_sync_interval(self) -> timedelta:
+        number, unit = int(self.full_sync_every[:-1]), self.full_sync_every[-1]
+        return timedelta(days=number) if unit == "d" else timedelta(hours=number)
+
+
 class WhenMissing(Strict):
     """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
     them once (never delete), and optionally set others when the record shows up in Kandji again."""
@@ -254,6 +277,7 @@ class Integration(Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     load: Load = Field(default_factory=Load)
     when_missing: WhenMissing | None = None
+    delta: Delta = Field(default_factory=Delta)
     owner: str = "it-ops"
     tags: list[str] = Field(default_factory=list)
 

@@ -106,7 +106,13 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
                 type="boolean",
                 title="Dry run",
                 description="Extract and transform, but send nothing to Oomnitza; the report shows what would be sent.",
-            )
+            ),
+            "full_sync": Param(
+                False,
+                type="boolean",
+                title="Full sync",
+                description="With delta loads on: send every record, changed or not.",
+            ),
         },
     )
     def integration_dag() -> None:

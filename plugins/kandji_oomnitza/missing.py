@@ -203,10 +203,19 @@ def flag_missing_task(
     ti = context["ti"]
     stats = ti.xcom_pull(task_ids="extract", key=stats_key)
     index = ti.xcom_pull(task_ids="transform", key=index_key)
+    seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
+    if integration.delta.enabled:
+        # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
+        # while Kandji still lists it: when it was last seen comes from the fingerprint store.
+        from kandji_oomnitza.delta import last_seen_after, read_store, store_path
+        from kandji_oomnitza.reporting import reports_root
+
+        store, _ = read_store(store_path(reports_root(), dag_id))
+        seen_ids |= last_seen_after(store, cutoff_of(stats["read_at"], integration.when_missing.after_days))
     result, failure = flag_missing(
         integration,
         OomnitzaHook(integration.oomnitza_conn_id),
-        seen_ids={str(i) for i in index[ID] if not is_empty(i)},
+        seen_ids=seen_ids,
         read_at=stats["read_at"],
         listing=stats.get("listing") or {},
         portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),

@@ -434,6 +434,8 @@ class ConnectorRun:
         self.flush()
         self.drain()
         result = RunResult(run=self)
+        if not self.batches:
+            return result  # nothing was sent (a delta run without changes): Oomnitza has no such run
         try:
             self.hook.finalize(self.portion)
         except Exception as exc:
