@@ -8,7 +8,8 @@ the lower bound, batched load ÷ one-record-per-request load; and each DAG file'
 Scenarios (pick with SCENARIOS=a,b or a preset name):
   default  = devices_1k_{per_device,prism,prism_export,auto}, devices_1k_single_record_load,
              devices_10k_{per_device,prism,prism_export,auto}, users_10k,
-             devices_10k_missing_1pct (when_missing: 100 of 10,100 Oomnitza assets gone from Kandji)
+             devices_10k_missing_1pct (when_missing: 100 of 10,100 Oomnitza assets gone from Kandji),
+             devices_10k_delta_1pct (delta on: a full run, 100 devices renamed, the measured delta run)
   quick    = the 1k scenarios only
   large    = devices_100k_auto (opt-in: about 10M app rows)
 Knobs: LATENCY_MS (50); BENCH_MODE=executor (default: LocalExecutor, each task in its own process, as in
@@ -49,6 +50,7 @@ class Scenario:
     users: int = 0
     batch_size: int = 100
     missing: int = 0  # Oomnitza assets whose device left Kandji long ago (when_missing on, software off)
+    delta_changed: int = 0  # delta on: a first full run, then this many devices change, then the measured run
 
 
 def scenarios(selection: str) -> list[Scenario]:
@@ -65,6 +67,7 @@ def scenarios(selection: str) -> list[Scenario]:
         *(Scenario(f"devices_10k_{r}", "assets", 10_000, r) for r in routes),
         Scenario("users_10k", "users", 20, users=10_000),
         Scenario("devices_10k_missing_1pct", "assets", 10_000, missing=100),
+        Scenario("devices_10k_delta_1pct", "assets", 10_000, delta_changed=100),
     ]
     chosen: list[Scenario] = []
     every = {s.name: s for group in presets.values() for s in group}
@@ -92,6 +95,8 @@ def write_integration(folder: Path, scenario: Scenario) -> str:
         data["software"] = {"enabled": True, "route": scenario.route, "export_threshold_rows": 50_000}
         if scenario.route == "per_device":
             data["software"]["concurrency"] = 1
+    if scenario.delta_changed:
+        data["delta"] = {"enabled": True, "full_sync_every": "7d"}
     if scenario.missing:
         data["software"] = {"enabled": False}
         data["when_missing"] = {"after_days": 7, "set": {"status": "Not in Kandji"}}
@@ -123,7 +128,9 @@ def lower_bound(scenario: Scenario, fleet: dict, records: int, per_device_platfo
     }[scenario.route]
     if scenario.route == "auto" and fleet["prism_app_rows"] < 50_000:
         software = 1 + math.ceil(fleet["prism_app_rows"] / 300) + per_device_platforms
-    return {"kandji": pages + software, "oomnitza": math.ceil(records / scenario.batch_size) + 3}
+    # With delta on, only the changed devices go to Oomnitza (their batches + the run's fixed calls).
+    sent = scenario.delta_changed or records
+    return {"kandji": pages + software, "oomnitza": math.ceil(sent / scenario.batch_size) + 3}
 
 
 def profiled(scenario: Scenario, child: list[str]) -> list[str]:
@@ -200,8 +207,27 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         f"-- {scenario.name}: {fleet['devices']} devices, {fleet['prism_app_rows']} Prism app rows ...",
         flush=True,
     )
-    started = time.perf_counter()
     child = [str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")]
+    full_run = None
+    if scenario.delta_changed:  # the full run that fills the store, then the changes, then the measured run
+        first = subprocess.run([sys.executable, *child], env=env, capture_output=True, text=True, check=False)
+        line = next((x for x in first.stdout.splitlines() if x.startswith("BENCH ")), None)
+        if line is None:
+            raise SystemExit(
+                f"{scenario.name} (full run) failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}"
+            )
+        full_run = json.loads(line.removeprefix("BENCH "))
+        full_run["oomnitza_calls"] = len(
+            [r for r in oomnitza.admin.get("requests") if r["path"].startswith("/api/")]
+        )
+        devices = kandji.admin.get("devices")
+        for device in devices[:: max(len(devices) // scenario.delta_changed, 1)][: scenario.delta_changed]:
+            kandji.admin.patch(
+                f"devices/{device['device_id']}", {"device_name": device["device_name"] + " (renamed)"}
+            )
+        for emulator in (kandji, oomnitza):
+            emulator.admin.clear_requests()
+    started = time.perf_counter()
     out = subprocess.run(profiled(scenario, child), env=env, capture_output=True, text=True, check=False)
     (OUT / f"{scenario.name}.log").write_text(out.stdout + out.stderr)  # the run's Airflow logs
     for task_log in sorted(home.rglob("*.log")):
@@ -239,6 +265,14 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         "added": summary.get("added"),
         "failed": summary.get("failed"),
     }
+    if full_run is not None:
+        full = full_run["summary"] or {}
+        row["full_run_oomnitza_calls"] = full_run["oomnitza_calls"]
+        row["full_run_app_rows_sent"] = full.get("app_rows_sent")
+        row["full_run_wall_seconds"] = round(full_run["wall_seconds"], 1)
+        row["app_rows_sent"] = summary.get("app_rows_sent")
+        row["records_sent"] = summary.get("records_sent")
+        row["skipped_unchanged"] = summary.get("skipped_unchanged")
     if scenario.missing:
         row["flagged_as_missing"] = summary.get("flagged_as_missing")
         row["when_missing"] = summary.get("when_missing")
@@ -261,6 +295,13 @@ def ratios(rows: list[dict]) -> list[str]:
             f"{row['scenario']}: Kandji calls ÷ lower bound = {row['kandji_calls'] / row['lower_bound_kandji']:.2f}; Oomnitza calls ÷ lower bound = {row['oomnitza_calls'] / row['lower_bound_oomnitza']:.2f}"
         )
     for row in rows:
+        if "full_run_app_rows_sent" in row:
+            lines.append(
+                f"{row['scenario']}: delta run sent {row['records_sent']} records and {row['app_rows_sent']} app rows "
+                f"with {row['oomnitza_calls']} Oomnitza calls (lower bound {row['lower_bound_oomnitza']}); the full run "
+                f"before it: {row['full_run_app_rows_sent']} app rows, {row['full_run_oomnitza_calls']} Oomnitza calls, "
+                f"{row['full_run_wall_seconds']} s (app rows ÷ {row['full_run_app_rows_sent'] / max(row['app_rows_sent'] or 1, 1):.0f})"
+            )
         if "flagged_as_missing" in row:
             lines.append(
                 f"{row['scenario']}: flagged {row['flagged_as_missing']} records gone from Kandji with "

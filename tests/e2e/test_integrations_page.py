@@ -212,6 +212,7 @@ def test_detail_shows_the_mapping_table_runs_counts_and_error_log(
     assert run["kandji_records"] == summary["kandji_records"] and run["not_loaded"] == 1
     assert detail["when_missing"] == "left as they are (when_missing is off)"
     assert run["flagged_as_missing"] == 0 and run["when_missing"] == "off"
+    assert detail["delta"] == "off" and run["delta"] == "off" and run["skipped_unchanged"] == 0
     assert run["airflow_url"].startswith(f"dags/{DEVICES}/runs/") and "+" not in run["airflow_url"]
     assert detail["last_run"]["run_id"] == detail["runs"][0]["run_id"]
 

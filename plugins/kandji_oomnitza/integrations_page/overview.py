@@ -66,6 +66,8 @@ class RunSummary(BaseModel):
     flagged_as_missing: int | None = None  # a dry run: how many would be
     back_in_kandji: int | None = None
     when_missing: str | None = None
+    delta: str | None = None  # "delta", "full: <why>" or "off"
+    skipped_unchanged: int | None = None
     counts: RunCounts | None = None
     has_summary: bool = False
     summary_hidden: bool = False  # the user may not read this DAG's XComs, where summaries live
@@ -87,6 +89,7 @@ class Tile(BaseModel):
     software: str | None = None
     user_selection: str | None = None
     when_missing: str | None = None
+    delta: str | None = None
     sync_key: list[str] = []
     schedule: Schedule | None = None
     in_airflow: bool = False
@@ -190,6 +193,9 @@ def tile(
         software=software_words(integration),
         user_selection=integration.user_settings.selection.value if integration.type == "users" else None,
         when_missing=integration.when_missing_words,
+        delta=(
+            f"on, full sync every {integration.delta.full_sync_every}" if integration.delta.enabled else "off"
+        ),
         sync_key=list(integration.sync_key),
         schedule=schedule_of(integration, dag_model),
         in_airflow=in_airflow,
@@ -260,6 +266,8 @@ def run_summary(
         flagged_as_missing=_flagged(summary) if usable else None,
         back_in_kandji=summary.get("back_in_kandji") if usable else None,
         when_missing=summary.get("when_missing") if usable else None,
+        delta=summary.get("delta") if usable else None,
+        skipped_unchanged=summary.get("skipped_unchanged") if usable else None,
         counts=counts,
         has_summary=usable,
         summary_hidden=summary_hidden,

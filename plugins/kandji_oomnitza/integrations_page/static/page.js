@@ -59,11 +59,12 @@ function endpointText(endpoint) {
 function countsText(run) {
   if (run && run.summary_hidden) return "counts hidden: you may not read this DAG's XComs";
   if (!run || !run.counts) return run && ["running", "queued"].includes(run.state) ? "in progress…" : "no summary";
+  const unchanged = run.skipped_unchanged ? ` · ${run.skipped_unchanged} unchanged, not sent (${run.delta})` : "";
   const gone = run.flagged_as_missing ? ` · ${run.flagged_as_missing} ${run.dry_run ? "would be " : ""}flagged gone from Kandji` : "";
-  if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records${gone}`;
+  if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records${unchanged}${gone}`;
   const c = run.counts;
   return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ` +
-    `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded${gone}`;
+    `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded${unchanged}${gone}`;
 }
 
 function settingsList(item) {
@@ -75,6 +76,7 @@ function settingsList(item) {
     item.type === "assets" ? ["Software", item.software] : ["User selection", item.user_selection],
     ["Sync key", (item.sync_key || []).join(", ")],
     ["Gone from Kandji", item.when_missing],
+    ["Delta loads", item.delta],
     ["Schedule", item.schedule ? `${item.schedule.description} (${item.schedule.timezone})` : "—"],
     ["Next run", item.schedule && item.schedule.next_run ? when(item.schedule.next_run) : "—"],
     ["Paused", item.schedule && item.schedule.paused !== null ? (item.schedule.paused ? "yes" : "no") : "no DAG in Airflow"],
