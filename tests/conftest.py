@@ -238,6 +238,33 @@ def oomnitza_assets(admin) -> dict[str, dict]:
     }
 
 
+def days_ago(days: float) -> str:
+    """A Connector Sync Time ``days`` before now, as the integrations write it."""
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def patch_record(oomnitza_emulator, kind: str, ident: str, changes: dict) -> None:
+    """An edit through Oomnitza's own REST API, as a person or another tool would make it."""
+    answer = requests.patch(
+        f"{oomnitza_emulator.url}/api/v3/{kind}/{ident}",
+        json=changes,
+        headers={"Authorization2": OOMNITZA_TOKEN},
+        timeout=10,
+    )
+    answer.raise_for_status()
+
+
+@pytest.fixture
+def small_fleet(kandji_emulator):
+    """A 30-device, 40-user Kandji fleet; its devices."""
+    kandji_emulator.post(
+        "reset", {"devices": 30, "users": 40, "seed": 11, "tokens": [KANDJI_TOKEN], "rate_limit": {}}
+    )
+    return kandji_emulator.get("devices")
+
+
 @pytest.fixture
 def oomnitza_emulator(oomnitza_process, airflow_connections):
     """The Oomnitza emulator, emptied, with ``oomnitza_default`` pointing at it."""

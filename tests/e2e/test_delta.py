@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
-from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, oomnitza_assets
+from conftest import KANDJI_TOKEN, days_ago, oomnitza_assets, patch_record
 
 DEVICES = "kandji_devices_and_software"
 DELTA = {"enabled": True, "full_sync_every": "7d"}
-
-
-def days_ago(days: float) -> str:
-    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -42,21 +36,13 @@ def stored(path: Path) -> dict:
 
 
 @pytest.fixture
-def fleet(kandji_emulator):
-    kandji_emulator.post(
-        "reset", {"devices": 30, "users": 40, "seed": 11, "tokens": [KANDJI_TOKEN], "rate_limit": {}}
-    )
-    return kandji_emulator.get("devices")
-
-
-@pytest.fixture
 def delta_dag(integration_dag_from):
     return lambda **changes: integration_dag_from(DEVICES, delta=DELTA, **changes)
 
 
 @pytest.mark.e2e
 def test_unchanged_fleet_sends_nothing_and_one_change_sends_one_record(
-    run_dag, delta_dag, fleet, kandji_emulator, oomnitza_emulator, store
+    run_dag, delta_dag, small_fleet, kandji_emulator, oomnitza_emulator, store
 ):
     dag = delta_dag()
     first = run_dag(dag)
@@ -80,7 +66,7 @@ def test_unchanged_fleet_sends_nothing_and_one_change_sends_one_record(
         s: a["kandji_connector_sync_time"] for s, a in oomnitza_assets(oomnitza_emulator).items()
     } == times
 
-    changed = fleet[4]
+    changed = small_fleet[4]
     kandji_emulator.patch(f"devices/{changed['device_id']}", {"device_name": "Renamed in Kandji"})
     third = run_dag(dag)
     summary = third.xcom("report")
@@ -93,7 +79,7 @@ def test_unchanged_fleet_sends_nothing_and_one_change_sends_one_record(
 
 @pytest.mark.e2e
 def test_records_oomnitza_did_not_confirm_are_sent_again(
-    run_dag, delta_dag, fleet, kandji_emulator, oomnitza_emulator, store
+    run_dag, delta_dag, small_fleet, kandji_emulator, oomnitza_emulator, store
 ):
     dag = delta_dag(load={"max_failed_records": 100})
     # Oomnitza refuses iPhones' platform value: those records fail in run 1 and must go again in run 2.
@@ -104,7 +90,7 @@ def test_records_oomnitza_did_not_confirm_are_sent_again(
     oomnitza_emulator.put("data_model", model)
     first = run_dag(dag)
     failed = first.xcom("report")["failed"]
-    iphones = sum(1 for d in fleet if d["platform"] == "iPhone")
+    iphones = sum(1 for d in small_fleet if d["platform"] == "iPhone")
     assert failed == iphones > 0
     second = run_dag(dag)
     summary = second.xcom("report")
@@ -112,20 +98,20 @@ def test_records_oomnitza_did_not_confirm_are_sent_again(
 
     # A run whose outcome cannot be read (a crash between send and confirmation, as far as the store
     # is concerned) confirms nothing it sent: the next run sends those records again.
-    kandji_emulator.patch(f"devices/{fleet[0]['device_id']}", {"device_name": "Changed once"})
+    kandji_emulator.patch(f"devices/{small_fleet[0]['device_id']}", {"device_name": "Changed once"})
     oomnitza_emulator.faults(
         scripted=[{"kind": "status", "status": 503, "path": "connector_run_logs", "times": 1000}]
     )
     lost = run_dag(dag)
-    assert lost.xcom("report")["records_sent"] == iphones + (fleet[0]["platform"] != "iPhone")
+    assert lost.xcom("report")["records_sent"] == iphones + (small_fleet[0]["platform"] != "iPhone")
     oomnitza_emulator.clear_faults()
     again = run_dag(dag)
-    assert again.xcom("report")["records_sent"] == iphones + (fleet[0]["platform"] != "iPhone")
+    assert again.xcom("report")["records_sent"] == iphones + (small_fleet[0]["platform"] != "iPhone")
 
 
 @pytest.mark.e2e
 def test_file_change_full_sync_conf_and_the_full_sync_interval_force_a_full_send(
-    run_dag, delta_dag, integration_dag_from, fleet, oomnitza_emulator, store
+    run_dag, delta_dag, integration_dag_from, small_fleet, oomnitza_emulator, store
 ):
     assert run_dag(delta_dag()).state == "success"
     forced = run_dag(delta_dag(), conf={"full_sync": True}).xcom("report")
@@ -162,12 +148,12 @@ def _shipped_mappings() -> dict:
 
 @pytest.mark.e2e
 def test_dry_run_shows_what_a_delta_run_would_send(
-    run_dag, delta_dag, fleet, kandji_emulator, oomnitza_emulator, store
+    run_dag, delta_dag, small_fleet, kandji_emulator, oomnitza_emulator, store
 ):
     dag = delta_dag()
     assert run_dag(dag).state == "success"
     before = stored(store)
-    kandji_emulator.patch(f"devices/{fleet[1]['device_id']}", {"device_name": "Dry"})
+    kandji_emulator.patch(f"devices/{small_fleet[1]['device_id']}", {"device_name": "Dry"})
     dry = run_dag(dag, conf={"dry_run": True}).xcom("report")
     assert dry["would_send"] == 1 and dry["skipped_unchanged"] == 29 and dry["delta"] == "delta"
     assert stored(store) == before  # a dry run confirms nothing
@@ -193,12 +179,7 @@ def test_users_delta_and_when_missing_counts_from_last_seen(
     ident = {u["email"]: u for u in oomnitza_emulator.get("state")["records"]["users"].values()}[
         target["email"]
     ]["user_id"]
-    requests.patch(
-        f"{oomnitza_emulator.url}/api/v3/users/{ident}",
-        json={"kandji_connector_sync_time": days_ago(10)},
-        headers={"Authorization2": OOMNITZA_TOKEN},
-        timeout=10,
-    ).raise_for_status()
+    patch_record(oomnitza_emulator, "users", ident, {"kandji_connector_sync_time": days_ago(10)})
     second = run_dag(dag).xcom("report")
     assert second["records_sent"] == 0 and second["flagged_as_missing"] == 0
     # Gone from Kandji now, but the store saw it minutes ago: not gone for 3 days, not flagged.

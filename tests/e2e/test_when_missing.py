@@ -6,41 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
-from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, oomnitza_assets
+from conftest import KANDJI_TOKEN, days_ago, oomnitza_assets, patch_record
 
 GONE = {"after_days": 7, "set": {"status": "Not in Kandji"}}
 
 
 def error_log(summary) -> list[dict]:
     return list(csv.DictReader(io.StringIO(Path(summary["error_log"].removeprefix("file://")).read_text())))
-
-
-def days_ago(days: float) -> str:
-    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def patch_record(oomnitza_emulator, kind: str, ident: str, changes: dict) -> None:
-    """An edit through Oomnitza's own REST API, as a person or another tool would make it."""
-    answer = requests.patch(
-        f"{oomnitza_emulator.url}/api/v3/{kind}/{ident}",
-        json=changes,
-        headers={"Authorization2": OOMNITZA_TOKEN},
-        timeout=10,
-    )
-    answer.raise_for_status()
-
-
-@pytest.fixture
-def small_fleet(kandji_emulator):
-    kandji_emulator.post(
-        "reset", {"devices": 30, "users": 40, "seed": 11, "tokens": [KANDJI_TOKEN], "rate_limit": {}}
-    )
-    return kandji_emulator.get("devices")
 
 
 @pytest.fixture
