@@ -25,13 +25,13 @@ import pendulum
 
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+from kandji_oomnitza.integration import QUOTED  # how Oomnitza's messages quote a record's sync-key value
 from kandji_oomnitza.integration_config import Integration, Preference, WhenMissing
 from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT, is_empty
 from kandji_oomnitza.redaction import redact_value, shorten
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
-QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
 def listing_completeness(integration: Integration, listed: int, total: int | None) -> dict[str, Any]:
