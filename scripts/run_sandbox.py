@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -184,6 +185,19 @@ def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subproc
     return procs
 
 
+def sandbox_workflows(env: dict[str, str], home: Path) -> None:
+    """The shipped workflow files, switched on and polling every SANDBOX_WORKFLOW_POLL (15s), in a folder
+    of the sandbox's own: the files in include/workflows stay disabled for real tenants."""
+    folder = home / "workflows"
+    folder.mkdir(parents=True, exist_ok=True)
+    poll = env.get("SANDBOX_WORKFLOW_POLL", "15s")
+    for source in sorted((ROOT / "include" / "workflows").glob("*.yaml")):
+        text = re.sub(r"(?m)^enabled:\s*false\b", "enabled: true", source.read_text())
+        text = re.sub(r"(?m)^(\s+poll_interval:)\s*\S+", rf"\1 {poll}", text)
+        (folder / source.name).write_text(text)
+    env["KANDJI_OOMNITZA_WORKFLOWS_DIR"] = str(folder)
+
+
 def sample_serial() -> str:
     try:
         devices = requests.get(f"http://{LOOPBACK}:{KANDJI_PORT}/_emulator/devices", timeout=10).json()
@@ -210,7 +224,7 @@ def wait_for_dags(home: Path, expected: int, seconds: float = 120.0) -> None:
                 params={"limit": 100},
                 timeout=5,
             ).json()
-            if len({d["fileloc"] for d in dags.get("dags", [])}) >= expected - 1:  # the errors file has none
+            if len({d["fileloc"] for d in dags.get("dags", [])}) >= expected:
                 return
         except (OSError, ValueError, KeyError, requests.RequestException):
             pass
@@ -259,7 +273,12 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
   2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,
      the rest are listed in the run's error log (the report task's log says where).
   3. DAG "Kandji Lock Device" (kandji_preset_lock_device) > Trigger with serial_number {sample_serial()}.
-     The unlock PIN stays in Kandji; the log says where to read it."""
+     The unlock PIN stays in Kandji; the log says where to read it.
+  4. Workflow "Lost device → Lock Device" (kandji_workflow_lost_device_lock), after step 1 put assets
+     in Oomnitza: on http://{LOOPBACK}:{OOMNITZA_PORT}/assets change an asset's status to Lost. Within
+     {os.environ.get("SANDBOX_WORKFLOW_POLL", "15s")} a run starts and waits for you: Airflow > Browse > Required Actions
+     (or the run's approve task) > Approve. The lock then shows in the Kandji emulator's request log
+     (http://{LOOPBACK}:{KANDJI_PORT}/_emulator/requests) and the asset's kandji_last_action says so."""
     print(
         f"""
 ==========================================================================================
@@ -297,6 +316,7 @@ def main() -> int:
     try:
         if not real:
             children += start_emulators(env, home, logs)
+            sandbox_workflows(env, home)
         print(f"Starting Airflow in {home} (component logs in {logs}) ...", flush=True)
         subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
@@ -321,7 +341,8 @@ def main() -> int:
             child = start(command, env, logs / f"{name}.log")
             children.append(child)
             names[child.pid] = name
-        wait_for_dags(home, expected=len(list((ROOT / "dags").glob("kandji_*.py"))))
+        dag_files = [p for p in (ROOT / "dags").glob("kandji_*.py") if not p.stem.endswith("_file_errors")]
+        wait_for_dags(home, expected=len(dag_files))
         write_cli_env(env, home, real)
         print_welcome(real, home, logs)
         while True:

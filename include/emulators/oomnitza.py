@@ -59,7 +59,11 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
         _field("device_name"),
         _field("model"),
         _field("assigned_to"),
-        _field("status", "dropdown", values=["Deployed", "In Stock", "Retired", "Lost", "Not in Kandji"]),
+        _field(
+            "status",
+            "dropdown",
+            values=["Deployed", "In Use", "In Stock", "Retired", "Lost", "Not in Kandji"],
+        ),
         _field("operating_system"),
         _field("manufacturer"),
         _field("asset_type"),
@@ -73,6 +77,7 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
         _field("kandji_os_version"),
         _field("kandji_platform"),
         _field("kandji_connector_sync_time", "date"),
+        _field("kandji_last_action"),  # a workflow's write-back (include/workflows/lost_device_lock.yaml)
     ]
     users = [
         _field("username", unique=True),
@@ -182,6 +187,8 @@ class OomnitzaEmulator(Emulator):
         router.add_get("/_emulator/state", self.admin_state)
         router.add_post("/_emulator/records/{kind}", self.admin_seed_records)
         router.add_put("/_emulator/data_model", self.admin_data_model)
+        # The sandbox's stand-in for a person editing an asset in Oomnitza (the records page's buttons).
+        router.add_post("/_emulator/assets/{ident}", self.admin_edit_asset)
         router.add_get("/", self.overview)
         # What the tasks' "Oomnitza records" and "Asset in Oomnitza" links open, as Oomnitza's web app would.
         router.add_get("/assets", self.records_page)
@@ -517,8 +524,10 @@ class OomnitzaEmulator(Emulator):
         clauses = [c.strip() for c in re.split(r"\s+AND\s+", expression, flags=re.IGNORECASE) if c.strip()]
         tests = []
         for clause in clauses:
-            if m := re.fullmatch(r"(\w+)\s+IS\s+NULL", clause, re.IGNORECASE):
-                tests.append(lambda r, f=m[1]: r.get(f) in (None, ""))
+            if m := re.fullmatch(r"(\w+)\s+IS\s+(NOT\s+)?NULL", clause, re.IGNORECASE):
+                if m[2] and "is_not_null" in self.settings.refuse_filter_ops:
+                    raise ValueError(f"Unsupported operator IS NOT NULL in filter: {clause}")
+                tests.append(lambda r, f=m[1], negate=bool(m[2]): (r.get(f) in (None, "")) != negate)
             elif m := re.fullmatch(r"(\w+)\s+(eq|ne)\s+['\"](.*)['\"]", clause, re.IGNORECASE):
                 field_name, op, value = m[1], m[2].lower(), m[3]
                 tests.append(lambda r, f=field_name, v=value, o=op: (str(r.get(f)) == v) == (o == "eq"))
@@ -632,8 +641,34 @@ class OomnitzaEmulator(Emulator):
                 return web.Response(status=400, text=html.escape(str(exc)))
         columns = sorted({k for r in records[:200] for k in r}) or ["(no records)"]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        back = html.escape(str(request.rel_url), quote=True)
+        statuses = next(
+            (f["searchhelp"] for f in self.store.data_model["assets"] if f["field"] == "status"), []
+        )
+
+        def edit(record: dict[str, Any]) -> str:
+            """A person's edit in Oomnitza: set the asset's status (what workflows watch)."""
+            if kind != "assets":
+                return ""
+            ident = html.escape(str(record.get("equipment_id", "")), quote=True)
+            options = "".join(
+                f"<option{' selected' if v == record.get('status') else ''}>{html.escape(v)}</option>"
+                for v in statuses
+            )
+            return (
+                f'<td><form method="post" action="/_emulator/assets/{ident}" class="status">'
+                f'<input type="hidden" name="_back" value="{back}">'
+                f'<select name="status" aria-label="status">{options}</select> <button type="submit">Set status</button>'
+                "</form></td>"
+            )
+
+        if kind == "assets":
+            head = "<th>change (as a person in Oomnitza)</th>" + head
         rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+            "<tr>"
+            + edit(r)
+            + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns)
+            + "</tr>"
             for r in records[:200]
         )
         shown = html.escape(request.query.get("filter", "all"))
@@ -746,6 +781,25 @@ JSON: <a href="?format=json">/?format=json</a>; an asset's software: <code>/api/
             created.append(ident)
         self._save()
         return web.json_response(created)
+
+    async def admin_edit_asset(self, request: web.Request) -> web.Response:
+        """Set fields on one asset (JSON body, or the records page's form), as a person would in Oomnitza."""
+        record = self._find("assets", request.match_info["ident"])
+        if record is None:
+            return web.json_response({"errors": ["Not found"]}, status=404)
+        form = request.content_type != "application/json"
+        body = dict(await request.post()) if form else await request.json()
+        back = body.pop("_back", None)
+        problem = self._validate("assets", body)
+        if problem:
+            return web.json_response({"errors": [problem]}, status=400)
+        self._put("assets", record["equipment_id"], {**record, **body})
+        self._save()
+        if form:
+            raise web.HTTPSeeOther(
+                back if isinstance(back, str) and back.startswith("/assets") else "/assets"
+            )
+        return web.json_response(self.store.records["assets"][record["equipment_id"]])
 
     async def admin_data_model(self, request: web.Request) -> web.Response:
         self.store.data_model = await request.json()

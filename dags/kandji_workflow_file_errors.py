@@ -1,0 +1,12 @@
+"""
+### Kandji workflows: invalid workflow files
+
+This file defines no DAG. It fails to import, naming each file in `include/workflows/` that does not
+validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
+valid workflow keeps running (see `kandji_workflows.py`).
+"""
+
+from kandji_oomnitza.workflow_config import default_workflows_folder
+from kandji_oomnitza.workflow_dag import raise_for_invalid_files
+
+raise_for_invalid_files(default_workflows_folder())

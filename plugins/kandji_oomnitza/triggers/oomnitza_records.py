@@ -1,0 +1,227 @@
+"""The workflows' Begin block: an event trigger that polls Oomnitza in the triggerer.
+
+One ``OomnitzaRecordsTrigger`` watches one workflow's asset (``AssetWatcher``). It fires one event per
+record that starts matching the workflow's conditions; Airflow turns each into an asset event, and the
+asset schedules the workflow DAG. Workflows whose polls read the same thing from the same Oomnitza
+(same connection, filter and interval) share one poll through the triggerer's shared-stream support;
+each applies its own conditions and keeps its own state (``workflow_state.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Hashable
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from kandji_oomnitza.workflow_state import CLAIM_PREFIX, LAST_POLL_KEY, STATE_KEY, advance
+
+ID_FIELD = "equipment_id"
+PAGE_SIZE = 500
+CLASSPATH = "kandji_oomnitza.triggers.oomnitza_records.OomnitzaRecordsTrigger"
+
+
+def read_records(
+    conn_id: str, kind: str, filters: list[str | None]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records the filters select (each read paged; an Oomnitza that refuses a filter with 400 is
+    read in full instead), and warnings for the log. Blocking: run it in a thread."""
+    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    hook = OomnitzaHook(conn_id)
+    warnings: list[str] = []
+    records: list[dict[str, Any]] = []
+    try:
+        for expression in filters:
+            try:
+                records.extend(hook.iter_records(kind, filter_expr=expression, page_size=PAGE_SIZE))
+            except ApiError as exc:
+                if exc.status != 400 or expression is None:
+                    raise
+                warnings.append(
+                    f"Oomnitza refused the filter {expression!r} ({exc.api_message or exc}); read every "
+                    f"{kind} record instead and checked the conditions here"
+                )
+                records.extend(hook.iter_records(kind, page_size=PAGE_SIZE))
+    finally:
+        hook.close()
+    return records, warnings
+
+
+class _MemoryStore:
+    """Where a trigger keeps its state when it runs outside the triggerer (a unit test)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    async def adelete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class OomnitzaRecordsTrigger(BaseEventTrigger):
+    """Fire once per record entering ``trigger`` (a workflow file's trigger section, as a dict)."""
+
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        trigger: dict[str, Any],
+        serial_field: str,
+        record_fields: list[str],
+        reemit_after: float = 900.0,
+    ) -> None:
+        super().__init__()
+        from kandji_oomnitza.workflow_config import Trigger
+
+        self.workflow = workflow
+        self.trigger_spec = trigger
+        self.serial_field = serial_field
+        self.record_fields = record_fields
+        self.reemit_after = reemit_after
+        self.spec = Trigger.model_validate(trigger)
+        self._memory = _MemoryStore()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "workflow": self.workflow,
+                "trigger": self.trigger_spec,
+                "serial_field": self.serial_field,
+                "record_fields": self.record_fields,
+                "reemit_after": self.reemit_after,
+            },
+        )
+
+    # -- the shared poll -------------------------------------------------------------------------
+    def shared_stream_key(self) -> Hashable | None:
+        return (
+            "oomnitza-records",
+            self.spec.connection,
+            self.spec.object,
+            tuple(self.spec.server_filters()),
+            self.spec.poll_interval,
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """One read per interval for every workflow in the group; a failed read is passed on as such
+        (the subscribers log it and keep their state), never as "nothing matches"."""
+        from kandji_oomnitza.redaction import shorten
+        from kandji_oomnitza.workflow_config import Trigger
+
+        spec = Trigger.model_validate(kwargs["trigger"])
+        while True:
+            started = time.time()
+            try:
+                records, warnings = await asyncio.to_thread(
+                    read_records, spec.connection, spec.object, spec.server_filters()
+                )
+                yield {"ok": True, "records": records, "warnings": warnings, "at": started}
+            except Exception as exc:
+                yield {"ok": False, "error": shorten(exc, 500), "at": started}
+            await asyncio.sleep(max(0.0, spec.poll_interval - (time.time() - started)))
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        async for snapshot in shared_stream:
+            for event in await self._advance(snapshot):
+                yield TriggerEvent(event)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for event in self.filter_shared_stream(type(self).open_shared_stream(self.serialize()[1])):
+            yield event
+
+    # -- this workflow's state -------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        return self.asset_state_store if self.asset_state_store is not None else self._memory
+
+    def matching(self, records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int]:
+        """Records passing the conditions, by id, as event payloads; and how many had no id."""
+        found: dict[str, dict[str, Any]] = {}
+        without_id = 0
+        for record in records:
+            if not isinstance(record, dict) or not self.spec.holds(record):
+                continue
+            record_id = record.get(ID_FIELD)
+            if not record_id:
+                without_id += 1
+                continue
+            found[str(record_id)] = {
+                "workflow": self.workflow,
+                "serial_number": record.get(self.serial_field),
+                "fields": {name: record.get(name) for name in self.record_fields},
+            }
+        return found, without_id
+
+    async def _advance(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        at = datetime.fromtimestamp(snapshot["at"], UTC).isoformat(timespec="seconds")
+        if not snapshot["ok"]:
+            self.log.warning(
+                "Workflow %s: could not read Oomnitza (%s). Nothing changes until a poll succeeds.",
+                self.workflow,
+                snapshot["error"],
+            )
+            await self.store.aset(LAST_POLL_KEY, {"at": at, "ok": False, "error": snapshot["error"]})
+            return []
+        for warning in snapshot["warnings"]:
+            self.log.warning("Workflow %s: %s", self.workflow, warning)
+        matching, without_id = self.matching(snapshot["records"])
+        if without_id:
+            self.log.warning(
+                "Workflow %s: %d matching record(s) have no %s and are left out",
+                self.workflow,
+                without_id,
+                ID_FIELD,
+            )
+        state = await self.store.aget(STATE_KEY)
+        claimed = set()
+        for key in (state or {}).get("pending", {}):
+            if await self.store.aget(CLAIM_PREFIX + key):
+                claimed.add(key)
+        new_state, events = advance(
+            state, matching, now=snapshot["at"], claimed=claimed, reemit_after=self.reemit_after
+        )
+        if new_state != state:
+            # Written before the events are handed over: see workflow_state.py for why this is safe.
+            await self.store.aset(STATE_KEY, new_state)
+        for key in claimed:
+            await self.store.adelete(CLAIM_PREFIX + key)
+        if state is None or not (state or {}).get("baseline"):
+            self.log.info(
+                "Workflow %s: first poll; %d record(s) already match (%s) and start no run. From now on each "
+                "record that starts matching starts one run.",
+                self.workflow,
+                len(matching),
+                self.spec.describe(),
+            )
+        for event in events:
+            self.log.info(
+                "Workflow %s: record %s (serial %s) %s; entry %s",
+                self.workflow,
+                event["record_id"],
+                event["serial_number"],
+                "started matching" if event["sent"] == 1 else "still unclaimed, sent again",
+                event["key"],
+            )
+        await self.store.aset(
+            LAST_POLL_KEY,
+            {
+                "at": at,
+                "ok": True,
+                "matching": len(matching),
+                "started": len(events),
+                "warnings": snapshot["warnings"],
+            },
+        )
+        return events

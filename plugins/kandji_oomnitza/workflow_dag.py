@@ -1,0 +1,441 @@
+"""One DAG per workflow file: Oomnitza's Begin block (an asset watcher) → approval → preset → write-back.
+
+    prepare ──► per_device[i]: approve ─► run_action ─► write_back ──► summary
+    (one mapped group instance per record; without approval the group starts at run_action)
+
+Parsing stays cheap: only the workflow file is read; hooks are imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_group
+
+from kandji_oomnitza.operators.kandji import KandjiDeviceActionOperator
+from kandji_oomnitza.triggers.oomnitza_records import ID_FIELD, OomnitzaRecordsTrigger
+from kandji_oomnitza.workflow_config import (
+    WRITE_BACK_VALUES,
+    Workflow,
+    WorkflowFileError,
+    render,
+    scan,
+    serial_is_valid,
+)
+from kandji_oomnitza.workflow_state import CLAIM_PREFIX, earliest_of_key
+
+log = logging.getLogger(__name__)
+GROUP = "per_device"
+APPROVE, ACT, WRITE_BACK = f"{GROUP}.approve", f"{GROUP}.run_action", f"{GROUP}.write_back"
+DUPLICATE_WINDOW = timedelta(days=7)  # how far back a repeated event's first sending is looked for
+
+
+def workflow_asset(stem: str, workflow: Workflow) -> Asset:
+    watchers = []
+    if workflow.enabled:
+        trigger = OomnitzaRecordsTrigger(
+            workflow=f"kandji_workflow_{stem}",
+            trigger=workflow.trigger.model_dump(mode="json", by_alias=True, exclude_unset=False),
+            serial_field=workflow.action.serial_field,
+            record_fields=workflow.record_fields,
+        )
+        watchers.append(AssetWatcher(name=f"oomnitza_{stem}", trigger=trigger))
+    return Asset(name=f"kandji_workflow_{stem}", uri=f"kandji-workflow://{stem}", watchers=watchers)
+
+
+# -- prepare: which records this run acts on, and on which devices --------------------------------------
+def _events_of_run(context: dict[str, Any], asset: Asset) -> list[Any]:
+    events = (
+        context["triggering_asset_events"].get(asset, []) if context.get("triggering_asset_events") else []
+    )
+    return sorted(events, key=lambda e: e.id)
+
+
+def _first_sender(context: dict[str, Any], asset: Asset, event: Any, key: str) -> int:
+    accessor = (
+        context["inlet_events"][asset].after(event.timestamp - DUPLICATE_WINDOW).before(event.timestamp)
+    )
+    known = [(e.id, ((e.extra or {}).get("payload") or {}).get("key")) for e in accessor]
+    return earliest_of_key(key, event.id, known)
+
+
+def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> dict[str, Any]:
+    """The preset's inputs for this record, checked as the preset DAG's trigger form checks them."""
+    from airflow.sdk import Param
+
+    preset = workflow.action.definition
+    values: dict[str, Any] = {}
+    for name, spec in preset.params.items():
+        if name == "confirm_serial_number":
+            values[name] = serial
+            continue
+        value = workflow.action.inputs.get(name, spec.get("default"))
+        if isinstance(value, str):
+            value = " ".join(render(value, fields).split()) or None
+        try:
+            values[name] = Param(value, **{k: v for k, v in spec.items() if k != "default"}).resolve(value)
+        except Exception as exc:
+            raise ValueError(f"input {name} = {value!r} is not valid for {preset.key}: {exc}") from None
+    return {"serial_number": serial, **values}
+
+
+def _body(workflow: Workflow, request: dict[str, Any]) -> str:
+    preset = workflow.action.definition
+    device = request["device"]
+    shown = {
+        k: v for k, v in request["inputs"].items() if k not in ("serial_number", "confirm_serial_number")
+    }
+    inputs = (
+        "\n".join(f"- `{k}`: {v if v not in (None, '') else '(none)'}" for k, v in shown.items()) or "- none"
+    )
+    fields = "\n".join(f"- `{k}`: {v}" for k, v in request["record"].items())
+    return f"""**{preset.title}** on **{request["serial_number"]}** because the Oomnitza asset now matches
+`{workflow.trigger.describe()}`.
+
+**Oomnitza asset** `{request["record_id"]}`
+{fields}
+
+**Kandji device** (resolved now from the serial number, exact match)
+- name: {device.get("device_name")}
+- platform / model: {device.get("platform")} / {device.get("model")}
+- user: {device.get("user")}
+- device id: `{device.get("device_id")}`
+
+**Action inputs**
+{inputs}
+
+Approve to send it once. Reject, or no answer within the timeout, sends nothing."""
+
+
+def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Claim this run's entries (each entry is acted on by the run of its first event only), then resolve
+    each record's device in Kandji. Problems are collected, never sent."""
+    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.kandji import KandjiHook
+
+    store = context["asset_state_store"][asset]
+    run_id = context["run_id"]
+    requests, problems, duplicates = [], [], []
+    events = _events_of_run(context, asset)
+    if not events:
+        log.warning(
+            "This run carries no event from the workflow's trigger (was it started by hand?): nothing to do."
+        )
+    kandji = None
+    for event in events:
+        payload = (event.extra or {}).get("payload") or {}
+        key = payload.get("key")
+        if not key:
+            problems.append(
+                {
+                    "record_id": None,
+                    "serial_number": None,
+                    "problem": f"asset event {event.id} was not sent by this workflow's trigger; ignored",
+                }
+            )
+            continue
+        first = _first_sender(context, asset, event, key)
+        if first != event.id:
+            log.info("Entry %s was already taken on by the run of event %s: skipped here", key, first)
+            duplicates.append({"key": key, "record_id": payload["record_id"], "first_event": first})
+            continue
+        store.set(
+            CLAIM_PREFIX + key, {"run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
+        serial = payload.get("serial_number")
+        base = {"key": key, "record_id": payload["record_id"], "serial_number": serial}
+        if not serial_is_valid(serial):
+            problems.append(
+                {
+                    **base,
+                    "problem": f"the asset's {workflow.action.serial_field} is {serial!r}, not a serial number: nothing sent",
+                }
+            )
+            continue
+        serial = serial.upper()
+        kandji = kandji or KandjiHook()
+        try:
+            device = kandji.find_device_by_serial(serial)
+        except ApiError as exc:
+            problems.append({**base, "problem": f"{exc} Nothing was sent."})
+            continue
+        preset = workflow.action.definition
+        if device.get("platform") not in preset.platforms:
+            problems.append(
+                {
+                    **base,
+                    "problem": f"{preset.title} is for {', '.join(preset.platforms)}; {serial} is a {device.get('platform') or 'device of unknown platform'}. Nothing was sent.",
+                }
+            )
+            continue
+        try:
+            inputs = render_inputs(workflow, payload.get("fields") or {}, serial)
+        except ValueError as exc:
+            problems.append({**base, "problem": f"{exc}. Nothing was sent."})
+            continue
+        user = device.get("user")
+        request = {
+            **base,
+            "serial_number": serial,
+            "record": payload.get("fields") or {},
+            "device": {
+                "device_id": device.get("device_id"),
+                "device_name": device.get("device_name"),
+                "platform": device.get("platform"),
+                "model": device.get("model"),
+                "user": user.get("email") if isinstance(user, dict) else user,
+            },
+            "inputs": inputs,
+        }
+        requests.append(
+            {
+                "subject": f"{preset.title} on {serial} ({device.get('device_name')})?",
+                "body": _body(workflow, request),
+                "inputs": inputs,
+                "request": request,
+            }
+        )
+    if requests and workflow.write_back:
+        _check_write_back_fields(workflow)
+    for problem in problems:
+        log.error("Record %s: %s", problem.get("record_id"), problem["problem"])
+    log.info(
+        "%d record(s) to act on, %d with a problem, %d repeated event(s)",
+        len(requests),
+        len(problems),
+        len(duplicates),
+    )
+    context["ti"].xcom_push(key="problems", value=problems)
+    context["ti"].xcom_push(key="duplicates", value=duplicates)
+    return requests
+
+
+def _check_write_back_fields(workflow: Workflow) -> None:
+    """Before anything is sent: every write-back field exists in Oomnitza."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    known = OomnitzaHook(workflow.trigger.connection).field_metadata("assets")
+    if unknown := [name for name in workflow.write_back if name not in known]:
+        raise AirflowFailException(
+            f"write_back names {', '.join(unknown)}, which Oomnitza's assets do not have: create the field in "
+            "Oomnitza (its external id must match) or fix the workflow file. Nothing was sent."
+        )
+
+
+# -- after the action --------------------------------------------------------------------------------
+def write_back_record(
+    workflow: Workflow, request: dict[str, Any], sent: dict[str, Any], context
+) -> dict[str, Any]:
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    ti = context["ti"]
+    approval = (
+        ti.xcom_pull(task_ids=APPROVE, map_indexes=ti.map_index) if workflow.approval_required else None
+    )
+    approver = ((approval or {}).get("responded_by_user") or {}).get("name", "")
+    values = {
+        **request["record"],
+        "action": workflow.action.definition.title.removeprefix("Kandji "),
+        "result": sent.get("result", ""),
+        "sent_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "serial_number_sent": request["serial_number"],
+        "approved_by": approver,
+    }
+    changes = {
+        name: render(v, values) if isinstance(v, str) else v for name, v in workflow.write_back.items()
+    }
+    OomnitzaHook(workflow.trigger.connection).update_record("assets", request["record_id"], changes)
+    log.info("Set on asset %s: %s", request["record_id"], changes)
+    return changes
+
+
+def summarize(workflow: Workflow, requests: list[dict[str, Any]] | None, context) -> dict[str, Any]:
+    """One line per record: sent, rejected, timed out, or why not. Fails the run when a record could not
+    be acted on, so it shows red in the grid."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ti = context["ti"]
+    requests = requests or []
+    problems = ti.xcom_pull(task_ids="prepare", key="problems") or []
+    duplicates = ti.xcom_pull(task_ids="prepare", key="duplicates") or []
+    indexes = list(range(len(requests)))
+
+    def pulled(task_id: str) -> list[Any]:
+        if not indexes:
+            return []
+        values = ti.xcom_pull(task_ids=task_id, map_indexes=indexes)
+        return values if isinstance(values, list) else [values]
+
+    approvals = pulled(APPROVE) if workflow.approval_required else [None] * len(indexes)
+    actions, written = pulled(ACT), pulled(WRITE_BACK) if workflow.write_back else [None] * len(indexes)
+    records, failed = [], []
+    for i, item in enumerate(requests):
+        request = item["request"]
+        line = {
+            "record_id": request["record_id"],
+            "serial_number": request["serial_number"],
+            "entry": request["key"],
+        }
+        answer = approvals[i] if i < len(approvals) else None
+        action = actions[i] if i < len(actions) else None
+        if workflow.approval_required and not answer:
+            line["outcome"] = "approval failed or not answered: nothing sent"
+            failed.append(line)
+        elif workflow.approval_required and answer.get("chosen_options") != ["Approve"]:
+            who = (answer.get("responded_by_user") or {}).get("name")
+            timeout = timedelta(seconds=workflow.approval.timeout)
+            line["outcome"] = (
+                f"rejected by {who}: nothing sent" if who else f"no answer within {timeout}: nothing sent"
+            )
+        elif not action:
+            line["outcome"] = "the action failed (see per_device.run_action's log)"
+            failed.append(line)
+        else:
+            line["outcome"] = f"{action.get('result')} ({workflow.action.definition.title})"
+            line["delivery"] = action.get("delivery")
+            if workflow.write_back:
+                wrote = written[i] if i < len(written) else None
+                line["write_back"] = wrote or "failed (see per_device.write_back's log)"
+                if not wrote:
+                    failed.append(line)
+        records.append(line)
+    for problem in problems:
+        records.append({**problem, "outcome": problem["problem"]})
+        failed.append(problem)
+    for line in records:
+        log.info("%s (%s): %s", line.get("serial_number"), line.get("record_id"), line["outcome"])
+    summary = {
+        "workflow": context["dag"].dag_id,
+        "records": records,
+        "sent": sum(1 for r in records if str(r["outcome"]).startswith(("sent", "already done"))),
+        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith(("sent", "already done"))),
+        "repeated_events": len(duplicates),
+    }
+    ti.xcom_push(key="summary", value=summary)
+    if failed:
+        raise AirflowFailException(
+            f"{len(failed)} record(s) could not be acted on: "
+            + "; ".join(f"{f.get('serial_number')}: {f.get('outcome') or f.get('problem')}" for f in failed)
+        )
+    return summary
+
+
+# -- the DAG ----------------------------------------------------------------------------------------
+def _doc(dag_id: str, workflow: Workflow, source: Path) -> str:
+    preset = workflow.action.definition
+    approval = (
+        f"required ({', '.join(workflow.approval.approvers) or 'anyone allowed to act on this DAG'}; "
+        f"no answer within {timedelta(seconds=workflow.approval.timeout)} sends nothing)"
+        if workflow.approval_required
+        else "none: the action is sent as soon as a record matches"
+    )
+    inputs = "\n".join(f"  - `{k}`: {v}" for k, v in workflow.action.inputs.items()) or "  - none"
+    write_back = "\n".join(f"  - `{k}`: {v}" for k, v in workflow.write_back.items()) or "  - none"
+    return f"""
+# {workflow.name or dag_id}
+
+{workflow.description}
+
+Defined by `{source.name}`. **{"Enabled" if workflow.enabled else "Disabled (enabled: false): Oomnitza is not polled"}.**
+
+- When an Oomnitza asset starts matching `{workflow.trigger.describe()}` (polled every
+  {timedelta(seconds=workflow.trigger.poll_interval)} through `{workflow.trigger.connection}`), one run starts for it.
+- Action: **{preset.title}** on the device whose serial number is in `{workflow.action.serial_field}`; inputs:
+{inputs}
+- Approval: {approval}
+- Write-back:
+{write_back}
+
+Each record starts one run per entry into the condition (see the README, "Workflows"). The approval
+shows the asset, the Kandji device resolved for its serial number, the action and its inputs.
+"""
+
+
+def build_workflow_dag(stem: str, workflow: Workflow, source: Path) -> DAG:
+    dag_id = f"kandji_workflow_{stem}"
+    asset = workflow_asset(stem, workflow)
+    preset = workflow.action.definition
+
+    @dag(
+        dag_id=dag_id,
+        dag_display_name=workflow.name or dag_id,
+        description=f"{workflow.trigger.describe()} → {preset.title}",
+        schedule=[asset],
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=16,
+        tags=["kandji", "workflow", *workflow.tags, *([] if workflow.enabled else ["disabled"])],
+        doc_md=_doc(dag_id, workflow, source),
+        default_args={"owner": "it-ops", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    )
+    def workflow_dag() -> None:
+        @task(inlets=[asset])
+        def prepare(**context: Any) -> list[dict[str, Any]]:
+            return prepare_records(workflow, asset, context)
+
+        @task(retries=3)
+        def write_back(request: dict[str, Any], sent: dict[str, Any], **context: Any) -> dict[str, Any]:
+            return write_back_record(workflow, request, sent, context)
+
+        @task_group(group_id=GROUP)
+        def per_device(subject: str, body: str, inputs: dict[str, Any], request: dict[str, Any]) -> None:
+            act = KandjiDeviceActionOperator(
+                task_id="run_action",
+                task_display_name=preset.title,
+                preset=preset,
+                inputs=inputs,
+                approval_task_id=APPROVE if workflow.approval_required else None,
+                retries=0,  # a device action is never resent by Airflow
+            )
+            if workflow.approval_required:
+                from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+                approvers = [{"id": user, "name": user} for user in workflow.approval.approvers] or None
+                approve = ApprovalOperator(
+                    task_id="approve",
+                    subject=subject,
+                    body=body,
+                    defaults="Reject",
+                    assigned_users=approvers,
+                    response_timeout=timedelta(seconds=workflow.approval.timeout),
+                    retries=0,
+                )
+                approve >> act
+            if workflow.write_back:
+                write_back(request, act.output)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def summary(requests: list[dict[str, Any]] | None, **context: Any) -> dict[str, Any]:
+            return summarize(workflow, requests, context)
+
+        requests = prepare()
+        summary(requests).set_upstream(per_device.expand_kwargs(requests))
+
+    return workflow_dag()
+
+
+def build_all(folder: Path) -> dict[str, DAG]:
+    """A DAG per valid workflow file; invalid ones are reported by ``dags/kandji_workflow_file_errors.py``."""
+    return {
+        entry.dag_id: build_workflow_dag(entry.path.stem, entry.workflow, entry.path)
+        for entry in scan(folder)
+        if entry.workflow is not None
+    }
+
+
+def raise_for_invalid_files(folder: Path) -> None:
+    problems = [entry.error for entry in scan(folder) if entry.error]
+    if problems:
+        raise WorkflowFileError(
+            f"{len(problems)} workflow file(s) are invalid; their DAGs are not loaded until they are fixed "
+            "(every other workflow runs as usual).\n" + "\n".join(problems)
+        )
+
+
+__all__ = ["ID_FIELD", "WRITE_BACK_VALUES", "build_all", "build_workflow_dag", "raise_for_invalid_files"]
