@@ -26,7 +26,7 @@ from kandji_oomnitza.workflow_config import (
     scan,
     serial_is_valid,
 )
-from kandji_oomnitza.workflow_state import CLAIM_PREFIX, earliest_of_key
+from kandji_oomnitza.workflow_state import CLAIM_PREFIX, first_sent_before
 
 log = logging.getLogger(__name__)
 GROUP = "per_device"
@@ -39,7 +39,7 @@ def workflow_asset(stem: str, workflow: Workflow) -> Asset:
     if workflow.enabled:
         trigger = OomnitzaRecordsTrigger(
             workflow=f"kandji_workflow_{stem}",
-            trigger=workflow.trigger.model_dump(mode="json", by_alias=True, exclude_unset=False),
+            trigger=workflow.trigger.model_dump(mode="json", by_alias=True, exclude_none=True),
             serial_field=workflow.action.serial_field,
             record_fields=workflow.record_fields,
         )
@@ -52,15 +52,17 @@ def _events_of_run(context: dict[str, Any], asset: Asset) -> list[Any]:
     events = (
         context["triggering_asset_events"].get(asset, []) if context.get("triggering_asset_events") else []
     )
-    return sorted(events, key=lambda e: e.id)
+    return sorted(events, key=lambda e: e.timestamp)
 
 
-def _first_sender(context: dict[str, Any], asset: Asset, event: Any, key: str) -> int:
-    accessor = (
-        context["inlet_events"][asset].after(event.timestamp - DUPLICATE_WINDOW).before(event.timestamp)
-    )
-    known = [(e.id, ((e.extra or {}).get("payload") or {}).get("key")) for e in accessor]
-    return earliest_of_key(key, event.id, known)
+def _sent_before(context: dict[str, Any], asset: Asset, event: Any, key: str) -> Any | None:
+    """The time an earlier event of the same entry was sent (a repeat after a crash), if any."""
+    since = (event.timestamp - DUPLICATE_WINDOW).isoformat()
+    known = [
+        (e.timestamp, ((e.extra or {}).get("payload") or {}).get("key"))
+        for e in context["inlet_events"][asset].after(since)
+    ]
+    return first_sent_before(key, event.timestamp, known)
 
 
 def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> dict[str, Any]:
@@ -134,14 +136,13 @@ def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -
                 {
                     "record_id": None,
                     "serial_number": None,
-                    "problem": f"asset event {event.id} was not sent by this workflow's trigger; ignored",
+                    "problem": f"an asset event of {event.timestamp} was not sent by this workflow's trigger; ignored",
                 }
             )
             continue
-        first = _first_sender(context, asset, event, key)
-        if first != event.id:
-            log.info("Entry %s was already taken on by the run of event %s: skipped here", key, first)
-            duplicates.append({"key": key, "record_id": payload["record_id"], "first_event": first})
+        if first := _sent_before(context, asset, event, key):
+            log.info("Entry %s was first sent at %s; that event's run acts on it, not this one", key, first)
+            duplicates.append({"key": key, "record_id": payload["record_id"], "first_sent": str(first)})
             continue
         store.set(
             CLAIM_PREFIX + key, {"run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}

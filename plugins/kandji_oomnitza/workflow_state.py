@@ -78,8 +78,8 @@ def advance(
     return state, events
 
 
-def earliest_of_key(key: str, own_event_id: int, events_of_asset: list[tuple[int, str | None]]) -> int:
-    """The id of the first event sent for ``key`` (the one whose run acts); ``events_of_asset`` holds
-    (event id, key) of the asset's events."""
-    ids = [event_id for event_id, event_key in events_of_asset if event_key == key]
-    return min([own_event_id, *ids])
+def first_sent_before(key: str, own_time: Any, events_of_asset: list[tuple[Any, str | None]]) -> Any | None:
+    """When ``key`` was first sent, if before ``own_time`` (the run holding that earlier event acts, not
+    this one); None when this run's event is the first. ``events_of_asset``: (time, key) pairs."""
+    earlier = [at for at, event_key in events_of_asset if event_key == key and at < own_time]
+    return min(earlier) if earlier else None

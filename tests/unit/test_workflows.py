@@ -1,0 +1,224 @@
+"""Workflow files (validation, conditions, templates) and the exactly-once bookkeeping, without Airflow
+running: the end-to-end proof is tests/e2e/test_workflows.py."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger
+from kandji_oomnitza.workflow_config import (
+    Workflow,
+    WorkflowFileError,
+    load_workflow,
+    render,
+    scan,
+)
+from kandji_oomnitza.workflow_dag import build_all, render_inputs
+from kandji_oomnitza.workflow_state import advance, first_sent_before
+
+SHIPPED = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
+DATA = yaml.safe_load(SHIPPED.read_text())
+
+
+def workflow(**changes) -> Workflow:
+    data = copy.deepcopy(DATA)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for name in parents:
+            node = node.setdefault(name, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return Workflow.model_validate(data)
+
+
+def problems_of(tmp_path: Path, text: str, name: str = "broken.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(WorkflowFileError) as caught:
+        load_workflow(path)
+    return str(caught.value)
+
+
+def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
+    shipped = load_workflow(SHIPPED)
+    assert shipped.enabled is False
+    assert shipped.approval_required
+    assert shipped.trigger.poll_interval == 300
+    assert shipped.trigger.describe() == "status == 'Lost'"
+    assert set(shipped.record_fields) >= {"status", "serial_number", "assigned_to"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"action__preset": "lock_devices"}, "'lock_devices' is not a preset; use one of"),
+        ({"action__inputs__pin": "123456"}, "a PIN must not be written in a workflow file"),
+        ({"action__inputs__mesage": "x"}, "inputs.mesage: lock_device takes no such input"),
+        ({"action__inputs__message": "{{ assigned_to | upper }}"}, "may only hold placeholders"),
+        ({"trigger__poll_interval": "1s"}, "shorter than 5 seconds"),
+        ({"trigger__poll_interval": "often"}, "not a duration"),
+        ({"trigger__object": "users"}, "users are not supported yet"),
+        (
+            {"trigger__conditions": [{"field": "status"}]},
+            "give exactly one of equals, in, not_empty (got none)",
+        ),
+        (
+            {"trigger__conditions": [{"field": "status", "equals": "Lost", "in": ["Lost"]}]},
+            "give exactly one of equals, in, not_empty (got equals, in)",
+        ),
+        ({"trigger__conditions": [{"field": "Status", "equals": "Lost"}]}, "should match pattern"),
+        ({"write_back": {"status": "Locked"}}, "which the trigger watches"),
+        ({"write_back": {"serial_number": "x"}}, "must not change serial_number"),
+        (
+            {"approval__approvers": ["alice"], "approval__mode": "none"},
+            "approvers is set but approval.mode is none",
+        ),
+        ({"approval__timeout": "10s"}, "at least a minute"),
+        ({"enabled": None}, "enabled: is required"),
+        ({"trigger__condition": []}, "trigger.condition: unknown key"),
+    ],
+)
+def test_mistakes_are_named_with_the_field_and_the_fix(tmp_path, changes, expected):
+    data = copy.deepcopy(DATA)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for name in parents:
+            node = node.setdefault(name, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    message = problems_of(tmp_path, yaml.safe_dump(data))
+    assert "Invalid workflow file" in message and "broken.yaml" in message
+    assert expected in message, message
+
+
+def test_device_set_name_needs_its_input_and_approval_defaults_follow_the_preset():
+    with pytest.raises(ValueError, match=r"inputs\.device_name is required by device_set_name"):
+        workflow(action__preset="device_set_name", action__inputs={}, approval__mode=None)
+    restart = workflow(action__preset="device_restart", action__inputs={}, approval={}, write_back={})
+    assert not restart.approval_required
+    erase = workflow(action__preset="erase_device", action__inputs={}, approval="required")
+    assert erase.approval_required
+
+
+def test_a_broken_file_breaks_only_itself(tmp_path):
+    (tmp_path / "good.yaml").write_text(SHIPPED.read_text())
+    (tmp_path / "bad.yaml").write_text("enabled: true\ntrigger: {}\n")
+    (tmp_path / "Bad Name.yaml").write_text(SHIPPED.read_text())
+    entries = {e.path.name: e for e in scan(tmp_path)}
+    assert entries["good.yaml"].workflow is not None
+    assert "trigger.conditions: is required" in entries["bad.yaml"].error
+    assert "lower-case letters" in entries["Bad Name.yaml"].error
+    assert list(build_all(tmp_path)) == ["kandji_workflow_good"]
+
+
+def test_conditions_match_as_written_and_become_oomnitza_filters():
+    lost = workflow()
+    assert lost.trigger.holds({"status": "Lost"}) and not lost.trigger.holds({"status": "lost "})
+    assert lost.trigger.server_filters() == ["status eq 'Lost'"]
+    anyof = workflow(
+        trigger__match="any",
+        trigger__conditions=[
+            {"field": "status", "in": ["Lost", "Stolen"]},
+            {"field": "notes", "not_empty": True},
+        ],
+    )
+    assert anyof.trigger.server_filters() == ["status IN ['Lost','Stolen']", "notes IS NOT NULL"]
+    assert anyof.trigger.holds({"status": "Stolen"}) and anyof.trigger.holds({"notes": "x"})
+    assert not anyof.trigger.holds({"status": "In Use", "notes": ""})
+    quoted = workflow(trigger__conditions=[{"field": "status", "equals": "it's lost"}])
+    assert quoted.trigger.server_filters() == [None]  # read all, checked here: never an unsafe filter
+
+
+def test_templates_fill_fields_only_and_never_evaluate_what_a_record_holds():
+    assert render("Call {{ assigned_to }}", {"assigned_to": "{{ 7*7 }}"}) == "Call {{ 7*7 }}"
+    assert render("Call {{assigned_to}}.", {}) == "Call ."
+    lock = workflow()
+    inputs = render_inputs(lock, {"assigned_to": "ann@example.com"}, "C02ABC123XYZ")
+    assert inputs["message"] == "Reported lost. Please call IT, or ann@example.com."
+    assert inputs["serial_number"] == "C02ABC123XYZ"
+    with pytest.raises(ValueError, match="input message"):
+        render_inputs(lock, {"assigned_to": "x" * 300}, "C02ABC123XYZ")
+
+
+# -- exactly once per entry ------------------------------------------------------------------------
+def step(state, matching, now, claimed=(), reemit_after=900):
+    payloads = {rid: {"serial_number": f"S{rid}"} for rid in matching}
+    return advance(state, payloads, now=now, claimed=set(claimed), reemit_after=reemit_after)
+
+
+def test_first_poll_is_a_baseline_then_one_event_per_entry():
+    state, events = step(None, ["a"], 0)
+    assert events == [] and state["records"]["a"]["inside"]
+    state, events = step(state, ["a", "b"], 10)
+    assert [e["key"] for e in events] == ["b#1"]
+    state, events = step(state, ["a", "b"], 20, claimed=["b#1"])
+    assert events == [] and state["pending"] == {}
+    state, events = step(state, ["a"], 30)  # b leaves
+    assert events == []
+    state, events = step(state, ["a", "b"], 40)  # and enters again
+    assert [e["key"] for e in events] == ["b#2"]
+
+
+def test_an_unclaimed_entry_is_sent_again_under_the_same_key_only_after_the_grace():
+    state, _ = step(None, [], 0)
+    state, events = step(state, ["b"], 10)
+    assert [e["key"] for e in events] == ["b#1"]
+    state, events = step(state, ["b"], 20, reemit_after=100)
+    assert events == []
+    state, events = step(state, [], 200, reemit_after=100)  # lost event: sent again even if b left
+    assert [(e["key"], e["sent"]) for e in events] == [("b#1", 2)]
+    state, events = step(state, [], 250, claimed=["b#1"], reemit_after=100)
+    assert events == [] and state["pending"] == {}
+
+
+def test_a_restart_that_reads_the_saved_state_repeats_nothing():
+    state, _ = step(None, [], 0)
+    saved, events = step(state, ["b"], 10)
+    assert len(events) == 1
+    _, events = step(copy.deepcopy(saved), ["b"], 15)  # a new triggerer, same store
+    assert events == []
+
+
+def test_only_the_first_event_of_an_entry_is_acted_on():
+    assert first_sent_before("b#1", 12, [(10, "b#1"), (11, "c#1"), (12, "b#1")]) == 10
+    assert first_sent_before("b#1", 10, [(10, "b#1"), (11, "b#1"), (9, "c#1")]) is None
+
+
+def test_the_trigger_keeps_state_and_starts_one_event_per_entry():
+    spec = DATA["trigger"]
+    trigger = OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=spec, serial_field="serial_number", record_fields=["status"]
+    )
+    assert trigger.serialize()[1]["trigger"] == spec
+
+    def snapshot(*statuses):
+        records = [
+            {"equipment_id": f"e{i}", "serial_number": f"S{i}", "status": s} for i, s in enumerate(statuses)
+        ]
+        return {"ok": True, "records": [*records, {"status": "Lost"}], "warnings": [], "at": 1.0}
+
+    async def scenario():
+        first = await trigger._advance(snapshot("Lost", "In Use"))
+        second = await trigger._advance(snapshot("Lost", "Lost"))
+        failed = await trigger._advance({"ok": False, "error": "HTTP 503", "at": 2.0})
+        third = await trigger._advance(snapshot("Lost", "Lost"))
+        return first, second, failed, third
+
+    first, second, failed, third = asyncio.run(scenario())
+    assert first == [] and failed == [] and third == []
+    assert [(e["record_id"], e["serial_number"], e["fields"]) for e in second] == [
+        ("e1", "S1", {"status": "Lost"})
+    ]
+    assert trigger.store.values["last_poll"]["ok"] is True
