@@ -191,7 +191,10 @@ def sandbox_workflows(env: dict[str, str], home: Path) -> None:
     folder = home / "workflows"
     folder.mkdir(parents=True, exist_ok=True)
     poll = env.get("SANDBOX_WORKFLOW_POLL", "15s")
-    for source in sorted((ROOT / "include" / "workflows").glob("*.yaml")):
+    sources = [ROOT / "include" / "workflows"]
+    if env.get("SANDBOX_EXTRA_WORKFLOWS"):  # more files to run, e.g. the tests' own
+        sources.append(Path(env["SANDBOX_EXTRA_WORKFLOWS"]))
+    for source in sorted(p for folder in sources for p in folder.glob("*.yaml")):
         text = re.sub(r"(?m)^enabled:\s*false\b", "enabled: true", source.read_text())
         text = re.sub(r"(?m)^(\s+poll_interval:)\s*\S+", rf"\1 {poll}", text)
         (folder / source.name).write_text(text)
@@ -295,6 +298,12 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
     )
 
 
+def record_components(home: Path, names: dict[int, str]) -> None:
+    """The components' process ids, newest per name, in <home>/components.json (for scripts and tests)."""
+    latest = {name: pid for pid, name in names.items()}
+    (home / "components.json").write_text(json.dumps(latest))
+
+
 def _stop_on_signal(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -345,10 +354,20 @@ def main() -> int:
         wait_for_dags(home, expected=len(dag_files))
         write_cli_env(env, home, real)
         print_welcome(real, home, logs)
+        restartable = set(filter(None, env.get("SANDBOX_RESTART", "").split(",")))
+        record_components(home, names)
         while True:
-            for child in children:
+            for index, child in enumerate(children):
                 if child.poll() is not None:
                     name = names.get(child.pid, "an emulator")
+                    if name in restartable:
+                        # SANDBOX_RESTART=triggerer: a crashed component comes back (how the tests restart it).
+                        print(f"{name} stopped (exit {child.returncode}); starting it again", flush=True)
+                        command = dict(COMPONENTS)[name]
+                        children[index] = start(command, env, logs / f"{name}.log")
+                        names[children[index].pid] = name
+                        record_components(home, names)
+                        continue
                     print(f"{name} stopped (exit {child.returncode}); its log: {logs}/. Stopping the rest.")
                     raise KeyboardInterrupt
             time.sleep(1)

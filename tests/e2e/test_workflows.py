@@ -1,0 +1,290 @@
+"""Workflows end to end on the `make run` sandbox: the real scheduler, triggerer (the asset watcher polling
+the Oomnitza emulator every 3 seconds), API server and DAG processor. A person's edit in Oomnitza is the
+emulator's admin edit; approvals go through Airflow's REST API as a person's would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime
+from urllib.parse import quote
+
+import pytest
+import requests
+from conftest import Sandbox
+
+pytestmark = pytest.mark.e2e
+LOCK = "kandji_workflow_lost_device_lock"
+RESTART = "kandji_workflow_retired_device_restart"
+POLL = 3.0
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def runs_of(sandbox: Sandbox, dag_id: str) -> list[dict]:
+    try:
+        return sandbox.get(f"dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
+    except requests.HTTPError as exc:
+        if exc.response.status_code == 404:
+            return []
+        raise
+
+
+def wait_until(what: str, check, timeout: float = 90, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def new_run(sandbox: Sandbox, dag_id: str, before: int, timeout: float = 90) -> dict:
+    runs = wait_until(
+        f"a run of {dag_id}", lambda: (r := runs_of(sandbox, dag_id)) and len(r) > before and r, timeout
+    )
+    assert len(runs) == before + 1, f"expected one new run, got {len(runs) - before}"
+    return runs[-1]
+
+
+def finished(sandbox: Sandbox, dag_id: str, run_id: str, timeout: float = 120) -> dict:
+    def done():
+        run = sandbox.get(f"dags/{dag_id}/dagRuns/{quote(run_id)}")
+        return run if run["state"] in ("success", "failed") else None
+
+    return wait_until(f"{dag_id} {run_id} to finish", done, timeout)
+
+
+def tasks(sandbox: Sandbox, dag_id: str, run_id: str) -> dict[tuple[str, int], str]:
+    answer = sandbox.get(f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances")
+    return {(t["task_id"], t["map_index"]): t["state"] for t in answer["task_instances"]}
+
+
+def summary_of(sandbox: Sandbox, dag_id: str, run_id: str) -> dict | None:
+    answer = sandbox.api.get(
+        f"{sandbox.base}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/summary/xcomEntries/summary",
+        params={"deserialize": "true"},
+        timeout=30,
+    )
+    return answer.json().get("value") if answer.status_code == 200 else None
+
+
+def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
+    path = f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.approve/0/hitlDetails"
+
+    def waiting():
+        answer = sandbox.api.get(f"{sandbox.base}/api/v2/{path}", timeout=30)
+        return answer.json() if answer.status_code == 200 else None
+
+    return wait_until("the approval request", waiting, timeout=120)
+
+
+def answer(sandbox: Sandbox, dag_id: str, run_id: str, option: str) -> None:
+    path = f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.approve/0/hitlDetails"
+    response = sandbox.api.patch(
+        f"{sandbox.base}/api/v2/{path}", json={"chosen_options": [option]}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+
+
+def edit_asset(sandbox: Sandbox, equipment_id: str, **fields) -> float:
+    requests.post(
+        f"{sandbox.oomnitza}/_emulator/assets/{equipment_id}", json=fields, timeout=10
+    ).raise_for_status()
+    return time.time()
+
+
+def asset(sandbox: Sandbox, equipment_id: str) -> dict:
+    return requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"][
+        equipment_id
+    ]
+
+
+def kandji_actions(sandbox: Sandbox, device_id: str) -> list[str]:
+    log = requests.get(f"{sandbox.kandji}/_emulator/requests", timeout=30).json()
+    return [
+        r["path"].rsplit("/", 1)[-1]
+        for r in log
+        if r["method"] == "POST" and f"/devices/{device_id}/action/" in r["path"]
+    ]
+
+
+def device_of(sandbox: Sandbox, serial: str) -> dict:
+    devices = requests.get(f"{sandbox.kandji}/_emulator/devices", timeout=30).json()
+    return next(d for d in devices if d["serial_number"] == serial)
+
+
+def watcher_state(sandbox: Sandbox, dag_id: str) -> dict:
+    assets = sandbox.get("assets", name_pattern=dag_id)["assets"]
+    store = sandbox.get(f"assets/{assets[0]['id']}/state-store")
+    return {entry["key"]: entry["value"] for entry in store["asset_state_store"]}
+
+
+@pytest.fixture(scope="module")
+def fleet(sandbox):
+    """Assets in the sandbox's Oomnitza (the devices integration, run for real), and the watcher's first
+    poll done (so what the tests change counts as a record starting to match)."""
+    before = len(runs_of(sandbox, "kandji_devices_and_software"))
+    sandbox.api.post(
+        f"{sandbox.base}/api/v2/dags/kandji_devices_and_software/dagRuns",
+        json={"logical_date": None, "conf": {"dry_run": False}},
+        timeout=30,
+    ).raise_for_status()
+    wait_until(
+        "the devices integration",
+        lambda: (
+            (r := runs_of(sandbox, "kandji_devices_and_software"))
+            and len(r) > before
+            and r[-1]["state"] == "success"
+        ),
+        timeout=300,
+        every=3,
+    )
+    wait_until(
+        "the lock workflow's first poll",
+        lambda: "Workflow kandji_workflow_lost_device_lock: first poll" in triggerer_log(sandbox),
+        120,
+    )
+    assets = requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"]
+    macs = [a for a in assets.values() if a.get("kandji_platform") == "Mac" and not a.get("status")]
+    assert len(macs) >= 4, "the sandbox fleet has too few Macs for these tests"
+    return macs
+
+
+def triggerer_log(sandbox: Sandbox) -> str:
+    return (sandbox.home / "logs" / "components" / "triggerer.log").read_text(errors="replace")
+
+
+# -- the tests -----------------------------------------------------------------------------------------
+def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, fleet):
+    mac = fleet[0]
+    device = device_of(sandbox, mac["serial_number"])
+    before = len(runs_of(sandbox, LOCK))
+    changed_at = edit_asset(sandbox, mac["equipment_id"], status="Lost")
+    run = new_run(sandbox, LOCK, before)
+    lag = datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")).timestamp() - changed_at
+    assert lag <= POLL + 5, f"the run started {lag:.1f}s after the change; the poll interval is {POLL}s"
+
+    request = approval(sandbox, LOCK, run["dag_run_id"])
+    assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
+    assert mac["serial_number"] in request["subject"]
+    body = request["body"]
+    for shown in (
+        mac["equipment_id"],
+        device["device_id"],
+        device["device_name"],
+        "Reported lost. Please call IT, or",
+        "+1 555 0100",
+    ):
+        assert shown in body, f"{shown!r} missing from the approval text"
+    if mac.get("assigned_to"):
+        assert f"or {mac['assigned_to']}." in body
+    assert kandji_actions(sandbox, device["device_id"]) == [], "nothing may be sent before the approval"
+
+    answer(sandbox, LOCK, run["dag_run_id"], "Approve")
+    done = finished(sandbox, LOCK, run["dag_run_id"])
+    assert done["state"] == "success", tasks(sandbox, LOCK, run["dag_run_id"])
+    assert kandji_actions(sandbox, device["device_id"]) == ["lock"]
+    assert asset(sandbox, mac["equipment_id"])["kandji_last_action"].startswith("Lock Device sent 20")
+    assert asset(sandbox, mac["equipment_id"])["kandji_last_action"].endswith("(approved by admin)")
+    summary = summary_of(sandbox, LOCK, run["dag_run_id"])
+    assert summary["sent"] == 1 and summary["records"][0]["outcome"] == "sent (Kandji Lock Device)"
+
+    # Later polls see the asset still Lost: no new run.
+    time.sleep(4 * POLL)
+    assert len(runs_of(sandbox, LOCK)) == before + 1
+
+    # It leaves the condition and enters it again: one more run; rejecting it sends nothing.
+    edit_asset(sandbox, mac["equipment_id"], status="In Use")
+    time.sleep(3 * POLL)
+    assert len(runs_of(sandbox, LOCK)) == before + 1
+    edit_asset(sandbox, mac["equipment_id"], status="Lost")
+    again = new_run(sandbox, LOCK, before + 1)
+    approval(sandbox, LOCK, again["dag_run_id"])
+    answer(sandbox, LOCK, again["dag_run_id"], "Reject")
+    done = finished(sandbox, LOCK, again["dag_run_id"])
+    assert done["state"] == "success"
+    states = tasks(sandbox, LOCK, again["dag_run_id"])
+    assert (
+        states[("per_device.run_action", 0)] == "skipped"
+        and states[("per_device.write_back", 0)] == "skipped"
+    )
+    assert (
+        summary_of(sandbox, LOCK, again["dag_run_id"])["records"][0]["outcome"]
+        == "rejected by admin: nothing sent"
+    )
+    assert kandji_actions(sandbox, device["device_id"]) == ["lock"]
+    time.sleep(3 * POLL)
+    assert len(runs_of(sandbox, LOCK)) == before + 2
+    state = watcher_state(sandbox, LOCK)
+    assert state["state"]["records"][mac["equipment_id"]] == {"entry": 2, "inside": True}
+    assert state["state"]["pending"] == {}, "both entries were claimed by their runs"
+
+
+def test_a_triggerer_restart_between_polls_starts_no_duplicate(sandbox, fleet):
+    mac = fleet[1]
+    before = len(runs_of(sandbox, LOCK))
+    edit_asset(sandbox, mac["equipment_id"], status="Lost")
+    run = new_run(sandbox, LOCK, before)
+    components = json.loads((sandbox.home / "components.json").read_text())
+    old_pid = components["triggerer"]
+    os.killpg(old_pid, signal.SIGKILL)  # a crash, not a clean stop
+    wait_until(
+        "a new triggerer",
+        lambda: json.loads((sandbox.home / "components.json").read_text())["triggerer"] != old_pid,
+        60,
+    )
+    fired_before = triggerer_log(sandbox).count("Trigger fired event")
+    killed_at = time.time()
+    # The new triggerer picks the watcher up and polls again, several times, with the asset still Lost.
+    wait_until("a poll by the restarted triggerer", lambda: last_poll_time(sandbox) > killed_at + 1, 120)
+    time.sleep(5 * POLL)
+    assert len(runs_of(sandbox, LOCK)) == before + 1, "a restarted triggerer started a second run"
+    assert triggerer_log(sandbox).count("Trigger fired event") == fired_before
+    assert watcher_state(sandbox, LOCK)["state"]["records"][mac["equipment_id"]]["entry"] == 1
+    approval(sandbox, LOCK, run["dag_run_id"])
+    answer(sandbox, LOCK, run["dag_run_id"], "Reject")
+    assert finished(sandbox, LOCK, run["dag_run_id"])["state"] == "success"
+
+
+def last_poll_time(sandbox: Sandbox) -> float:
+    poll = watcher_state(sandbox, LOCK).get("last_poll") or {}
+    return datetime.fromisoformat(poll["at"]).timestamp() if poll.get("at") else 0.0
+
+
+def test_a_serial_kandji_does_not_know_ends_with_a_clear_message_and_nothing_sent(sandbox, fleet):
+    created = requests.post(
+        f"{sandbox.oomnitza}/_emulator/records/assets",
+        json=[{"serial_number": "ZZZZ00000001", "device_name": "Ghost", "status": "In Stock"}],
+        timeout=10,
+    ).json()
+    before_requests = len(requests.get(f"{sandbox.kandji}/_emulator/requests", timeout=30).json())
+    before = len(runs_of(sandbox, LOCK))
+    time.sleep(2 * POLL)  # the watcher sees it In Stock first
+    edit_asset(sandbox, created[0], status="Lost")
+    run = new_run(sandbox, LOCK, before)
+    done = finished(sandbox, LOCK, run["dag_run_id"])
+    assert done["state"] == "failed"
+    states = tasks(sandbox, LOCK, run["dag_run_id"])
+    assert states[("prepare", -1)] == "success" and states[("summary", -1)] == "failed"
+    assert ("per_device.approve", 0) not in states, "no approval is asked for a device that does not exist"
+    summary = summary_of(sandbox, LOCK, run["dag_run_id"])
+    assert "No Kandji device has serial number 'ZZZZ00000001'" in summary["records"][0]["outcome"]
+    assert "Nothing was sent" in summary["records"][0]["outcome"]
+    sent = requests.get(f"{sandbox.kandji}/_emulator/requests", timeout=30).json()[before_requests:]
+    assert not [r for r in sent if r["method"] == "POST"], "nothing may be sent to Kandji"
+
+
+def test_a_workflow_without_approval_runs_straight_through(sandbox, fleet):
+    mac = fleet[2]
+    device = device_of(sandbox, mac["serial_number"])
+    before = len(runs_of(sandbox, RESTART))
+    edit_asset(sandbox, mac["equipment_id"], status="Retired")
+    run = new_run(sandbox, RESTART, before, timeout=120)
+    done = finished(sandbox, RESTART, run["dag_run_id"])
+    assert done["state"] == "success", tasks(sandbox, RESTART, run["dag_run_id"])
+    states = tasks(sandbox, RESTART, run["dag_run_id"])
+    assert ("per_device.approve", 0) not in states
+    assert kandji_actions(sandbox, device["device_id"]) == ["restart"]
+    assert asset(sandbox, mac["equipment_id"])["kandji_last_action"].startswith("Device Restart sent at 20")
