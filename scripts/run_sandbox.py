@@ -238,7 +238,11 @@ def wait_for_dags(home: Path, expected: int, seconds: float = 120.0) -> None:
 def write_cli_env(env: dict[str, str], home: Path, real: bool) -> Path:
     """A file to source for the airflow CLI on this sandbox (same home, folders and DB). It holds
     configuration only; in sandbox mode also the emulators' connections, never real tokens."""
-    keys = [k for k in env if k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "PYTHONPATH")]
+    keys = [
+        k
+        for k in env
+        if k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "PYTHONPATH", "KANDJI_OOMNITZA_WORKFLOWS_DIR")
+    ]
     if not real:
         keys += ["AIRFLOW_CONN_KANDJI_DEFAULT", "AIRFLOW_CONN_OOMNITZA_DEFAULT"]
     path = home / "airflow-env.sh"

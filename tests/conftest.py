@@ -374,9 +374,9 @@ class Sandbox:
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
             "SANDBOX_HOME": str(home),
             "SANDBOX_DEVICES": "40",
-            # Workflows poll every 3 seconds, the tests' extra workflow files run too, and a triggerer the
+            # Workflows poll every 5 seconds (the shortest a workflow file allows), the tests' extra workflow files run too, and a triggerer the
             # tests kill comes back (tests/e2e/test_workflows.py).
-            "SANDBOX_WORKFLOW_POLL": "3s",
+            "SANDBOX_WORKFLOW_POLL": "5s",
             "SANDBOX_EXTRA_WORKFLOWS": str(ROOT / "tests" / "fixtures" / "workflows"),
             "SANDBOX_RESTART": "triggerer",
             "AIRFLOW_PORT": str(ports["airflow"]),

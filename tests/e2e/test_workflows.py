@@ -1,5 +1,5 @@
 """Workflows end to end on the `make run` sandbox: the real scheduler, triggerer (the asset watcher polling
-the Oomnitza emulator every 3 seconds), API server and DAG processor. A person's edit in Oomnitza is the
+the Oomnitza emulator every 5 seconds), API server and DAG processor. A person's edit in Oomnitza is the
 emulator's admin edit; approvals go through Airflow's REST API as a person's would."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conftest import Sandbox
 pytestmark = pytest.mark.e2e
 LOCK = "kandji_workflow_lost_device_lock"
 RESTART = "kandji_workflow_retired_device_restart"
-POLL = 3.0
+POLL = 5.0
 
 
 # -- helpers -------------------------------------------------------------------------------------------
