@@ -75,9 +75,15 @@ def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
 
     def waiting():
         answer = sandbox.api.get(f"{sandbox.base}/api/v2/{path}", timeout=30)
-        return answer.json() if answer.status_code == 200 else None
+        if answer.status_code != 200 or answer.json()["task_instance"]["state"] != "awaiting_input":
+            return None
+        return answer.json()
 
-    return wait_until("the approval request", waiting, timeout=120)
+    request = wait_until("the approval request", waiting, timeout=120)
+    # A person answers after seconds, not milliseconds. Airflow 3.3 fails the approval task when the
+    # answer lands before the executor has reported the parked task (nothing is sent then: fail-safe).
+    time.sleep(3)
+    return request
 
 
 def answer(sandbox: Sandbox, dag_id: str, run_id: str, option: str) -> None:
