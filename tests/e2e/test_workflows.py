@@ -127,6 +127,13 @@ def watcher_state(sandbox: Sandbox, dag_id: str) -> dict:
     return {entry["key"]: entry["value"] for entry in store["asset_state_store"]}
 
 
+def workflow_card(sandbox: Sandbox, dag_id: str) -> dict:
+    """The workflow as the Integrations page shows it (its JSON endpoint, as the logged-in admin)."""
+    answer = sandbox.api.get(f"{sandbox.base}/kandji-oomnitza/api/workflows", timeout=30)
+    answer.raise_for_status()
+    return next(card for card in answer.json() if card["id"] == dag_id)
+
+
 @pytest.fixture(scope="module")
 def fleet(sandbox):
     """Assets in the sandbox's Oomnitza (the devices integration, run for real), and the watcher's first
@@ -187,6 +194,13 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     if mac.get("assigned_to"):
         assert f"or {mac['assigned_to']}." in body
     assert kandji_actions(sandbox, device["device_id"]) == [], "nothing may be sent before the approval"
+    card = workflow_card(sandbox, LOCK)
+    assert card["enabled"] and card["trigger"].startswith("Oomnitza assets where status == 'Lost'")
+    assert card["approval"].startswith("required") and "kandji_last_action" in card["write_back"]
+    assert [a["run_id"] for a in card["approvals_waiting"]] == [run["dag_run_id"]]
+    assert card["approvals_waiting"][0]["airflow_url"].endswith(
+        "/tasks/per_device.approve/mapped/0/required_actions"
+    )
 
     answer(sandbox, LOCK, run["dag_run_id"], "Approve")
     done = finished(sandbox, LOCK, run["dag_run_id"])
@@ -196,6 +210,12 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     assert asset(sandbox, mac["equipment_id"])["kandji_last_action"].endswith("(approved by admin)")
     summary = summary_of(sandbox, LOCK, run["dag_run_id"])
     assert summary["sent"] == 1 and summary["records"][0]["outcome"] == "sent (Kandji Lock Device)"
+    card = workflow_card(sandbox, LOCK)
+    assert card["approvals_waiting"] == []
+    shown = next(r for r in card["runs"] if r["run_id"] == run["dag_run_id"])
+    assert shown["state"] == "success" and shown["outcomes"] == [
+        f"{mac['serial_number']}: sent (Kandji Lock Device)"
+    ]
 
     # Later polls see the asset still Lost: no new run.
     time.sleep(4 * POLL)

@@ -41,6 +41,8 @@ from kandji_oomnitza.integrations_page.overview import (
     run_summary,
     tile,
 )
+from kandji_oomnitza.integrations_page.workflows import WorkflowCard, read_workflow_files
+from kandji_oomnitza.integrations_page.workflows import card as workflow_card
 
 STATIC = Path(__file__).parent / "static"
 RUNS_SHOWN = 10
@@ -256,6 +258,21 @@ def create_app() -> FastAPI:
             rows=rows[:limit],
             truncated=len(rows) > limit,
         )
+
+    @app.get("/api/workflows", response_model=list[WorkflowCard])
+    def list_workflows(session: SessionDep, access: AccessDep) -> list[WorkflowCard]:
+        """The workflow files whose DAGs the user may read (none is not an error: the integrations
+        answer the 403), with their last runs and the approvals waiting."""
+        return [
+            workflow_card(
+                session,
+                entry,
+                dag_model=_dag_model(session, entry.dag_id),
+                show_outcomes=access.can_read_xcom(entry.dag_id),
+            )
+            for entry in read_workflow_files()
+            if access.can_read(entry.dag_id)
+        ]
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -106,6 +106,43 @@ async function showTiles() {
     return;
   }
   view.replaceChildren(el("div", { class: "tiles" }, tiles.map(renderTile)));
+  const workflows = await request("api/workflows");
+  if (workflows.length) {
+    view.append(el("h2", { class: "section" }, "Workflows"),
+      el("p", { class: "muted" }, "Each is a file in include/workflows/: an Oomnitza change runs a Kandji preset."),
+      el("div", { class: "tiles" }, workflows.map(renderWorkflow)));
+  }
+}
+
+function pairs(values) {
+  const entries = Object.entries(values || {});
+  return entries.length ? entries.map(([k, v]) => `${k}: ${v}`).join(" · ") : "none";
+}
+
+function renderWorkflow(item) {
+  if (!item.valid) {
+    return el("article", { class: "tile invalid", "data-testid": "workflow", "data-id": item.id },
+      el("h2", {}, item.file), el("span", { class: "badge invalid-badge" }, "invalid file"),
+      el("pre", { class: "error" }, item.error));
+  }
+  const rows = [
+    ["Trigger", item.trigger], ["Action", item.action], ["Inputs", pairs(item.inputs)],
+    ["Approval", item.approval], ["Write-back", pairs(item.write_back)],
+  ];
+  const waiting = item.approvals_waiting.map(a => el("li", { "data-testid": "approval-waiting" },
+    el("a", { href: AIRFLOW + a.airflow_url, target: "_top" }, a.subject), ` waiting since ${when(a.since)}`,
+    a.approvers.length ? ` (for ${a.approvers.join(", ")})` : ""));
+  const runs = item.runs.map(r => el("li", {}, stateBadge(r.state), " ",
+    el("a", { href: AIRFLOW + r.airflow_url, target: "_top" }, when(r.started_at)), " ",
+    r.outcomes === null ? "" : (r.outcomes.length ? r.outcomes.join("; ") : "no record")));
+  return el("article", { class: "tile", "data-testid": "workflow", "data-id": item.id },
+    el("h2", {}, item.name),
+    el("span", { class: "badge" }, item.enabled ? "enabled" : "disabled: Oomnitza not polled"),
+    item.paused ? el("span", { class: "badge" }, "paused") : null,
+    item.in_airflow ? null : el("span", { class: "badge" }, "not loaded by Airflow"),
+    el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")])),
+    el("h3", {}, `Approvals waiting (${waiting.length})`), waiting.length ? el("ul", {}, waiting) : null,
+    el("h3", {}, "Last runs"), runs.length ? el("ul", {}, runs) : el("p", { class: "muted" }, "none yet"));
 }
 
 function renderTile(item) {

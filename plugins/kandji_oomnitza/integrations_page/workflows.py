@@ -1,0 +1,168 @@
+"""The workflows beside the integrations: what each watches and does, its last runs, the approvals
+waiting. Read from the workflow files, the metadata DB (runs, their summary XCom, open HITL requests)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kandji_oomnitza.workflow_config import WorkflowFile, default_workflows_folder, scan
+
+RUNS_SHOWN = 5
+SUMMARY_TASK = "summary"
+APPROVE_TASK = "per_device.approve"
+
+
+class WorkflowRun(BaseModel):
+    run_id: str
+    state: str | None
+    started_at: str | None
+    outcomes: list[str] | None  # one line per record, from the summary task (None: not published/hidden)
+    airflow_url: str
+
+
+class Approval(BaseModel):
+    run_id: str
+    subject: str
+    since: str | None
+    approvers: list[str]
+    airflow_url: str
+
+
+class WorkflowCard(BaseModel):
+    id: str
+    file: str
+    valid: bool
+    error: str | None = None
+    name: str | None = None
+    enabled: bool | None = None
+    paused: bool | None = None
+    in_airflow: bool = False
+    trigger: str | None = None
+    action: str | None = None
+    inputs: dict[str, Any] = {}
+    approval: str | None = None
+    write_back: dict[str, Any] = {}
+    runs: list[WorkflowRun] = []
+    approvals_waiting: list[Approval] = []
+
+
+def read_workflow_files() -> list[WorkflowFile]:
+    return scan(default_workflows_folder())
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _outcomes(summary: Any) -> list[str] | None:
+    if not isinstance(summary, dict):
+        return None
+    return [
+        f"{r.get('serial_number') or r.get('record_id')}: {r.get('outcome')}"
+        for r in summary.get("records", [])
+    ]
+
+
+def _summaries(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
+    from airflow.models.xcom import XComModel
+
+    rows = session.scalars(
+        select(XComModel).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id.in_(run_ids),
+            XComModel.task_id == SUMMARY_TASK,
+            XComModel.key.in_(("return_value", "summary")),
+        )
+    ).all()
+    return {row.run_id: XComModel.deserialize_value(row) for row in rows}
+
+
+def _runs(session: Session, dag_id: str, show_outcomes: bool) -> list[WorkflowRun]:
+    from airflow.models.dagrun import DagRun
+
+    runs = session.scalars(
+        select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(RUNS_SHOWN)
+    ).all()
+    summaries = _summaries(session, dag_id, [r.run_id for r in runs]) if show_outcomes and runs else {}
+    return [
+        WorkflowRun(
+            run_id=run.run_id,
+            state=str(run.state) if run.state else None,
+            started_at=_iso(run.start_date or run.queued_at),
+            outcomes=_outcomes(summaries.get(run.run_id)),
+            airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
+        )
+        for run in runs
+    ]
+
+
+def _waiting(session: Session, dag_id: str) -> list[Approval]:
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState
+
+    rows = session.execute(
+        select(HITLDetail, TaskInstance)
+        .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
+        .where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.task_id == APPROVE_TASK,
+            TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+            HITLDetail.responded_at.is_(None),
+        )
+        .order_by(HITLDetail.created_at)
+    ).all()
+    return [
+        Approval(
+            run_id=ti.run_id,
+            subject=detail.subject,
+            since=_iso(detail.created_at),
+            approvers=[a.get("name") or a.get("id") for a in detail.assignees or []],
+            airflow_url=(
+                f"dags/{quote(dag_id)}/runs/{quote(ti.run_id, safe='')}/tasks/{quote(APPROVE_TASK)}"
+                f"/mapped/{ti.map_index}/required_actions"
+            ),
+        )
+        for detail, ti in rows
+    ]
+
+
+def card(
+    session: Session, entry: WorkflowFile, *, dag_model: Any | None, show_outcomes: bool
+) -> WorkflowCard:
+    base = {"id": entry.dag_id, "file": entry.path.name}
+    workflow = entry.workflow
+    if workflow is None:
+        return WorkflowCard(**base, valid=False, error=entry.error)
+    preset = workflow.action.definition
+    timeout = timedelta(seconds=workflow.approval.timeout)
+    approval = (
+        f"required: {', '.join(workflow.approval.approvers) or 'anyone allowed to act on this DAG'}; "
+        f"no answer within {timeout} sends nothing"
+        if workflow.approval_required
+        else "none: sent as soon as a record matches"
+    )
+    return WorkflowCard(
+        **base,
+        valid=True,
+        name=workflow.name or entry.dag_id,
+        enabled=workflow.enabled,
+        paused=dag_model.is_paused if dag_model is not None else None,
+        in_airflow=dag_model is not None,
+        trigger=(
+            f"Oomnitza {workflow.trigger.object} where {workflow.trigger.describe()} "
+            f"(every {timedelta(seconds=workflow.trigger.poll_interval)}, {workflow.trigger.connection})"
+        ),
+        action=f"{preset.title} on the device in {workflow.action.serial_field}",
+        inputs=dict(workflow.action.inputs),
+        approval=approval,
+        write_back=dict(workflow.write_back),
+        runs=_runs(session, entry.dag_id, show_outcomes) if dag_model is not None else [],
+        approvals_waiting=_waiting(session, entry.dag_id) if dag_model is not None else [],
+    )
