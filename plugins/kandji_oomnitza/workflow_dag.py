@@ -9,6 +9,7 @@ Parsing stays cheap: only the workflow file is read; hooks are imported inside t
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,27 +86,34 @@ def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> di
     return {"serial_number": serial, **values}
 
 
+def _md(value: Any) -> str:
+    """A record's value as literal text in the approval's Markdown: whoever can edit an asset in Oomnitza
+    must not be able to put a link, an image or formatting in front of the approver."""
+    if value in (None, ""):
+        return "(none)"
+    text = " ".join(str(value).split())
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
+
+
 def _body(workflow: Workflow, request: dict[str, Any]) -> str:
     preset = workflow.action.definition
     device = request["device"]
     shown = {
         k: v for k, v in request["inputs"].items() if k not in ("serial_number", "confirm_serial_number")
     }
-    inputs = (
-        "\n".join(f"- `{k}`: {v if v not in (None, '') else '(none)'}" for k, v in shown.items()) or "- none"
-    )
-    fields = "\n".join(f"- `{k}`: {v}" for k, v in request["record"].items())
-    return f"""**{preset.title}** on **{request["serial_number"]}** because the Oomnitza asset now matches
-`{workflow.trigger.describe()}`.
+    inputs = "\n".join(f"- {k}: {_md(v)}" for k, v in shown.items()) or "- none"
+    fields = "\n".join(f"- {k}: {_md(v)}" for k, v in request["record"].items())
+    return f"""**{preset.title}** on **{_md(request["serial_number"])}** because the Oomnitza asset now matches
+{_md(workflow.trigger.describe())}.
 
-**Oomnitza asset** `{request["record_id"]}`
+**Oomnitza asset** {_md(request["record_id"])}
 {fields}
 
 **Kandji device** (resolved now from the serial number, exact match)
-- name: {device.get("device_name")}
-- platform / model: {device.get("platform")} / {device.get("model")}
-- user: {device.get("user")}
-- device id: `{device.get("device_id")}`
+- name: {_md(device.get("device_name"))}
+- platform / model: {_md(device.get("platform"))} / {_md(device.get("model"))}
+- user: {_md(device.get("user"))}
+- device id: {_md(device.get("device_id"))}
 
 **Action inputs**
 {inputs}

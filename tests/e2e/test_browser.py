@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import ARTIFACTS
+from test_workflows import fleet  # noqa: F401 - the workflow tests' fleet fixture
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -257,3 +258,44 @@ def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth
     assert result["status"] is False
     assert "Kandji rejected the API token of connection (this one) (HTTP 401" in result["message"]
     assert "not-the-token" not in result["message"]
+
+
+def test_mark_an_asset_lost_then_approve_the_lock_in_airflow(browser_sandbox, browser_page, fleet):  # noqa: F811
+    """The workflow as a person meets it: the asset's status changed on the Oomnitza page, the approval in
+    Airflow's UI, the lock in the Kandji emulator's request log."""
+    from playwright.sync_api import expect
+    from test_workflows import LOCK, approval, device_of, finished, kandji_actions, new_run, runs_of
+
+    sandbox = browser_sandbox
+    page, shots = browser_page
+    mac = fleet[-1]
+    device = device_of(sandbox, mac["serial_number"])
+    before = len(runs_of(sandbox, LOCK))
+    page.goto(
+        f"{sandbox.oomnitza}/assets?filter=serial_number eq '{mac['serial_number']}'",
+        wait_until="networkidle",
+    )
+    page.get_by_label("status").select_option("Lost")
+    page.get_by_role("button", name="Set status").click()
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("cell", name="Lost", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "10-asset-marked-lost.png"))
+
+    run = new_run(sandbox, LOCK, before)
+    approval(sandbox, LOCK, run["dag_run_id"])
+    page.goto(
+        sandbox.base
+        + f"/dags/{LOCK}/runs/{run['dag_run_id']}/tasks/per_device.approve/mapped/0/required_actions",
+        wait_until="networkidle",
+    )
+    page.get_by_text(f"Kandji Lock Device on {mac['serial_number']}").first.wait_for(timeout=60_000)
+    page.get_by_text(device["device_id"]).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "11-approval-in-airflow.png"))
+    assert kandji_actions(sandbox, device["device_id"]) == []
+    page.get_by_role("button", name="Approve").click()
+    assert finished(sandbox, LOCK, run["dag_run_id"])["state"] == "success"
+
+    page.goto(f"{sandbox.kandji}/_emulator/requests", wait_until="networkidle")
+    assert f"/devices/{device['device_id']}/action/lock" in page.content()
+    page.screenshot(path=str(shots / "12-lock-in-kandji-request-log.png"))
+    assert kandji_actions(sandbox, device["device_id"]) == ["lock"]

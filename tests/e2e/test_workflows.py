@@ -182,7 +182,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     request = approval(sandbox, LOCK, run["dag_run_id"])
     assert request["options"] == ["Approve", "Reject"] and request["defaults"] == ["Reject"]
     assert mac["serial_number"] in request["subject"]
-    body = request["body"]
+    body = request["body"].replace("\\", "")  # as the UI renders it (record values are escaped Markdown)
     for shown in (
         mac["equipment_id"],
         device["device_id"],

@@ -19,7 +19,7 @@ from kandji_oomnitza.workflow_config import (
     render,
     scan,
 )
-from kandji_oomnitza.workflow_dag import build_all, render_inputs
+from kandji_oomnitza.workflow_dag import _md, build_all, render_inputs
 from kandji_oomnitza.workflow_state import advance, first_sent_before
 
 SHIPPED = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
@@ -222,3 +222,13 @@ def test_the_trigger_keeps_state_and_starts_one_event_per_entry():
         ("e1", "S1", {"status": "Lost"})
     ]
     assert trigger.store.values["last_poll"]["ok"] is True
+
+
+def test_record_values_reach_the_approval_text_as_literal_text():
+    shown = _md("[Pay here](https://evil.example) ![x](https://evil.example/x.png) **urgent**")
+    assert "[" not in shown.replace("\\[", "") and "(" not in shown.replace("\\(", "")
+    assert (
+        shown.replace("\\", "")
+        == "[Pay here](https://evil.example) ![x](https://evil.example/x.png) **urgent**"
+    )
+    assert _md(None) == "(none)" and _md("a\nb") == "a b"
