@@ -381,7 +381,12 @@ def build_workflow_dag(stem: str, workflow: Workflow, source: Path) -> DAG:
         max_active_runs=16,
         tags=["kandji", "workflow", *workflow.tags, *([] if workflow.enabled else ["disabled"])],
         doc_md=_doc(dag_id, workflow, source),
-        default_args={"owner": "it-ops", "retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args={
+            "owner": "it-ops",
+            "retries": 2,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": 2.0,
+        },
     )
     def workflow_dag() -> None:
         @task(inlets=[asset])
