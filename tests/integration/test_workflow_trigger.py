@@ -1,0 +1,115 @@
+"""The workflow trigger's poll against the Oomnitza emulator over loopback HTTP, including what a real
+Oomnitza may do that ours does not by default: refuse a filter operator, refuse the token, hold records
+without an id."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import OOMNITZA_TOKEN
+
+from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger, read_records
+from kandji_oomnitza.workflow_config import Trigger
+
+ASSETS = [
+    {
+        "serial_number": "C02AAA000001",
+        "status": "Lost",
+        "notes": "left on a train",
+        "assigned_to": "ann@example.com",
+    },
+    {"serial_number": "C02AAA000002", "status": "In Use", "notes": ""},
+    {"serial_number": "C02AAA000003", "status": "Lost", "notes": ""},
+]
+
+
+def seed(oomnitza_emulator) -> list[str]:
+    return oomnitza_emulator.post("records/assets", ASSETS)
+
+
+def trigger(conditions, match="all") -> OomnitzaRecordsTrigger:
+    spec = {"conditions": conditions, "match": match, "poll_interval": 5}
+    return OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_test",
+        trigger=spec,
+        serial_field="serial_number",
+        record_fields=["assigned_to"],
+    )
+
+
+def first_snapshot(watch: OomnitzaRecordsTrigger) -> dict:
+    async def one():
+        stream = type(watch).open_shared_stream(watch.serialize()[1])
+        snapshot = await anext(stream)
+        await stream.aclose()
+        return snapshot
+
+    return asyncio.run(one())
+
+
+def test_one_filtered_read_and_the_conditions_rechecked(oomnitza_emulator):
+    ids = seed(oomnitza_emulator)
+    oomnitza_emulator.delete("requests")
+    watch = trigger([{"field": "status", "equals": "Lost"}, {"field": "notes", "not_empty": True}])
+    snapshot = first_snapshot(watch)
+    assert snapshot["ok"] and snapshot["warnings"] == []
+    reads = [r for r in oomnitza_emulator.get("requests") if r["path"] == "/api/v3/assets"]
+    assert len(reads) == 1 and reads[0]["query"]["filter"] == "status eq 'Lost' AND notes IS NOT NULL"
+    matching, without_id = watch.matching(snapshot["records"])
+    assert list(matching) == [ids[0]] and without_id == 0
+    assert matching[ids[0]]["fields"] == {"assigned_to": "ann@example.com"}
+
+
+def test_an_oomnitza_that_refuses_an_operator_is_read_in_full_with_a_warning(oomnitza_emulator):
+    ids = seed(oomnitza_emulator)
+    oomnitza_emulator.put("settings", {"refuse_filter_ops": ["is_not_null"]})
+    watch = trigger([{"field": "status", "equals": "Lost"}, {"field": "notes", "not_empty": True}])
+    snapshot = first_snapshot(watch)
+    assert snapshot["ok"]
+    assert (
+        "refused the filter" in snapshot["warnings"][0]
+        and "read every assets record" in snapshot["warnings"][0]
+    )
+    assert list(watch.matching(snapshot["records"])[0]) == [ids[0]]
+
+
+def test_any_reads_once_per_condition(oomnitza_emulator):
+    ids = seed(oomnitza_emulator)
+    oomnitza_emulator.delete("requests")
+    watch = trigger([{"field": "notes", "not_empty": True}, {"field": "status", "in": ["Lost"]}], match="any")
+    matching, _ = watch.matching(first_snapshot(watch)["records"])
+    assert sorted(matching) == sorted([ids[0], ids[2]])
+    filters = [
+        r["query"].get("filter") for r in oomnitza_emulator.get("requests") if r["path"] == "/api/v3/assets"
+    ]
+    assert filters == ["notes IS NOT NULL", "status IN ['Lost']"]
+
+
+def test_a_wrong_token_is_a_failed_poll_that_changes_nothing(
+    oomnitza_emulator, airflow_connections, oomnitza_process
+):
+    seed(oomnitza_emulator)
+    airflow_connections(
+        "oomnitza_default",
+        host=oomnitza_process.url,
+        password="not-" + OOMNITZA_TOKEN,
+        extra={"backoff_seconds": 0.01},
+    )
+    watch = trigger([{"field": "status", "equals": "Lost"}])
+    snapshot = first_snapshot(watch)
+    assert not snapshot["ok"] and "401" in snapshot["error"]
+    assert "not-" + OOMNITZA_TOKEN not in snapshot["error"]
+    assert asyncio.run(watch._advance(snapshot)) == []
+    assert watch.store.values["last_poll"]["ok"] is False and "state" not in watch.store.values
+
+
+def test_read_records_pages_through_many_matches(oomnitza_emulator):
+    oomnitza_emulator.post(
+        "records/assets", [{"serial_number": f"C02B{i:08d}", "status": "Lost"} for i in range(1203)]
+    )
+    records, warnings = read_records(
+        "oomnitza_default",
+        "assets",
+        Trigger.model_validate({"conditions": [{"field": "status", "equals": "Lost"}]}).server_filters(),
+    )
+    assert len(records) == 1203 and warnings == []
