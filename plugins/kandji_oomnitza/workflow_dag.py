@@ -121,103 +121,91 @@ def _body(workflow: Workflow, request: dict[str, Any]) -> str:
 Approve to send it once. Reject, or no answer within the timeout, sends nothing."""
 
 
+def _resolve(workflow: Workflow, payload: dict[str, Any], kandji: Any) -> dict[str, Any]:
+    """One record → the approval's subject and body and the action's inputs; raises ValueError with the
+    reason when nothing may be sent for it."""
+    from kandji_oomnitza.hooks.base import ApiError
+
+    serial = payload.get("serial_number")
+    if not serial_is_valid(serial):
+        raise ValueError(
+            f"the asset's {workflow.action.serial_field} is {serial!r}, not a serial number: nothing sent"
+        )
+    serial = serial.upper()
+    try:
+        device = kandji.find_device_by_serial(serial)
+    except ApiError as exc:
+        raise ValueError(f"{exc} Nothing was sent.") from None
+    preset = workflow.action.definition
+    if device.get("platform") not in preset.platforms:
+        raise ValueError(
+            f"{preset.title} is for {', '.join(preset.platforms)}; {serial} is a "
+            f"{device.get('platform') or 'device of unknown platform'}. Nothing was sent."
+        )
+    try:
+        inputs = render_inputs(workflow, payload.get("fields") or {}, serial)
+    except ValueError as exc:
+        raise ValueError(f"{exc}. Nothing was sent.") from None
+    user = device.get("user")
+    request = {
+        "key": payload["key"],
+        "record_id": payload["record_id"],
+        "serial_number": serial,
+        "record": payload.get("fields") or {},
+        "device": {
+            "device_id": device.get("device_id"),
+            "device_name": device.get("device_name"),
+            "platform": device.get("platform"),
+            "model": device.get("model"),
+            "user": user.get("email") if isinstance(user, dict) else user,
+        },
+        "inputs": inputs,
+    }
+    return {
+        "subject": f"{preset.title} on {serial} ({device.get('device_name')})?",
+        "body": _body(workflow, request),
+        "inputs": inputs,
+        "request": request,
+    }
+
+
 def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Claim this run's entries (each entry is acted on by the run of its first event only), then resolve
     each record's device in Kandji. Problems are collected, never sent."""
-    from kandji_oomnitza.hooks.base import ApiError
     from kandji_oomnitza.hooks.kandji import KandjiHook
 
     store = context["asset_state_store"][asset]
-    run_id = context["run_id"]
     requests, problems, duplicates = [], [], []
     events = _events_of_run(context, asset)
     if not events:
         log.warning(
             "This run carries no event from the workflow's trigger (was it started by hand?): nothing to do."
         )
-    kandji = None
+    kandji = KandjiHook()
     for event in events:
         payload = (event.extra or {}).get("payload") or {}
         key = payload.get("key")
         if not key:
-            problems.append(
-                {
-                    "record_id": None,
-                    "serial_number": None,
-                    "problem": f"an asset event of {event.timestamp} was not sent by this workflow's trigger; ignored",
-                }
-            )
+            problems.append({"record_id": None, "serial_number": None,
+                             "problem": f"an asset event of {event.timestamp} was not sent by this workflow's trigger; ignored"})  # fmt: skip
             continue
         if first := _sent_before(context, asset, event, key):
             log.info("Entry %s was first sent at %s; that event's run acts on it, not this one", key, first)
             duplicates.append({"key": key, "record_id": payload["record_id"], "first_sent": str(first)})
             continue
-        store.set(
-            CLAIM_PREFIX + key, {"run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        )
-        serial = payload.get("serial_number")
-        base = {"key": key, "record_id": payload["record_id"], "serial_number": serial}
-        if not serial_is_valid(serial):
-            problems.append(
-                {
-                    **base,
-                    "problem": f"the asset's {workflow.action.serial_field} is {serial!r}, not a serial number: nothing sent",
-                }
-            )
-            continue
-        serial = serial.upper()
-        kandji = kandji or KandjiHook()
+        claimed = {"run_id": context["run_id"], "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        store.set(CLAIM_PREFIX + key, claimed)
         try:
-            device = kandji.find_device_by_serial(serial)
-        except ApiError as exc:
-            problems.append({**base, "problem": f"{exc} Nothing was sent."})
-            continue
-        preset = workflow.action.definition
-        if device.get("platform") not in preset.platforms:
-            problems.append(
-                {
-                    **base,
-                    "problem": f"{preset.title} is for {', '.join(preset.platforms)}; {serial} is a {device.get('platform') or 'device of unknown platform'}. Nothing was sent.",
-                }
-            )
-            continue
-        try:
-            inputs = render_inputs(workflow, payload.get("fields") or {}, serial)
+            requests.append(_resolve(workflow, payload, kandji))
         except ValueError as exc:
-            problems.append({**base, "problem": f"{exc}. Nothing was sent."})
-            continue
-        user = device.get("user")
-        request = {
-            **base,
-            "serial_number": serial,
-            "record": payload.get("fields") or {},
-            "device": {
-                "device_id": device.get("device_id"),
-                "device_name": device.get("device_name"),
-                "platform": device.get("platform"),
-                "model": device.get("model"),
-                "user": user.get("email") if isinstance(user, dict) else user,
-            },
-            "inputs": inputs,
-        }
-        requests.append(
-            {
-                "subject": f"{preset.title} on {serial} ({device.get('device_name')})?",
-                "body": _body(workflow, request),
-                "inputs": inputs,
-                "request": request,
-            }
-        )
+            problems.append({"key": key, "record_id": payload["record_id"],
+                             "serial_number": payload.get("serial_number"), "problem": str(exc)})  # fmt: skip
     if requests and workflow.write_back:
         _check_write_back_fields(workflow)
     for problem in problems:
         log.error("Record %s: %s", problem.get("record_id"), problem["problem"])
-    log.info(
-        "%d record(s) to act on, %d with a problem, %d repeated event(s)",
-        len(requests),
-        len(problems),
-        len(duplicates),
-    )
+    log.info("%d record(s) to act on, %d with a problem, %d repeated event(s)",
+             len(requests), len(problems), len(duplicates))  # fmt: skip
     context["ti"].xcom_push(key="problems", value=problems)
     context["ti"].xcom_push(key="duplicates", value=duplicates)
     return requests
@@ -264,6 +252,34 @@ def write_back_record(
     return changes
 
 
+def _outcome(
+    workflow: Workflow, request: dict[str, Any], answer: Any, action: Any, wrote: Any
+) -> tuple[dict, bool]:
+    """What happened to one record, and whether that is a failure of the run."""
+    line = {
+        "record_id": request["record_id"],
+        "serial_number": request["serial_number"],
+        "entry": request["key"],
+    }
+    if workflow.approval_required and not answer:
+        return {**line, "outcome": "approval failed or not answered: nothing sent"}, True
+    if workflow.approval_required and answer.get("chosen_options") != ["Approve"]:
+        who = (answer.get("responded_by_user") or {}).get("name")
+        timeout = timedelta(seconds=workflow.approval.timeout)
+        said = f"rejected by {who}: nothing sent" if who else f"no answer within {timeout}: nothing sent"
+        return {**line, "outcome": said}, False
+    if not action:
+        return {**line, "outcome": "the action failed (see per_device.run_action's log)"}, True
+    line.update(
+        outcome=f"{action.get('result')} ({workflow.action.definition.title})",
+        delivery=action.get("delivery"),
+    )
+    if workflow.write_back:
+        line["write_back"] = wrote or "failed (see per_device.write_back's log)"
+        return line, not wrote
+    return line, False
+
+
 def summarize(workflow: Workflow, requests: list[dict[str, Any]] | None, context) -> dict[str, Any]:
     """One line per record: sent, rejected, timed out, or why not. Fails the run when a record could not
     be acted on, so it shows red in the grid."""
@@ -275,55 +291,32 @@ def summarize(workflow: Workflow, requests: list[dict[str, Any]] | None, context
     duplicates = ti.xcom_pull(task_ids="prepare", key="duplicates") or []
     indexes = list(range(len(requests)))
 
-    def pulled(task_id: str) -> list[Any]:
-        if not indexes:
-            return []
+    def pulled(task_id: str, wanted: bool = True) -> list[Any]:
+        if not indexes or not wanted:
+            return [None] * len(indexes)
         values = ti.xcom_pull(task_ids=task_id, map_indexes=indexes)
-        return values if isinstance(values, list) else [values]
+        values = values if isinstance(values, list) else [values]
+        return values + [None] * (len(indexes) - len(values))
 
-    approvals = pulled(APPROVE) if workflow.approval_required else [None] * len(indexes)
-    actions, written = pulled(ACT), pulled(WRITE_BACK) if workflow.write_back else [None] * len(indexes)
+    approvals = pulled(APPROVE, workflow.approval_required)
+    actions, written = pulled(ACT), pulled(WRITE_BACK, bool(workflow.write_back))
     records, failed = [], []
     for i, item in enumerate(requests):
-        request = item["request"]
-        line = {
-            "record_id": request["record_id"],
-            "serial_number": request["serial_number"],
-            "entry": request["key"],
-        }
-        answer = approvals[i] if i < len(approvals) else None
-        action = actions[i] if i < len(actions) else None
-        if workflow.approval_required and not answer:
-            line["outcome"] = "approval failed or not answered: nothing sent"
-            failed.append(line)
-        elif workflow.approval_required and answer.get("chosen_options") != ["Approve"]:
-            who = (answer.get("responded_by_user") or {}).get("name")
-            timeout = timedelta(seconds=workflow.approval.timeout)
-            line["outcome"] = (
-                f"rejected by {who}: nothing sent" if who else f"no answer within {timeout}: nothing sent"
-            )
-        elif not action:
-            line["outcome"] = "the action failed (see per_device.run_action's log)"
-            failed.append(line)
-        else:
-            line["outcome"] = f"{action.get('result')} ({workflow.action.definition.title})"
-            line["delivery"] = action.get("delivery")
-            if workflow.write_back:
-                wrote = written[i] if i < len(written) else None
-                line["write_back"] = wrote or "failed (see per_device.write_back's log)"
-                if not wrote:
-                    failed.append(line)
+        line, bad = _outcome(workflow, item["request"], approvals[i], actions[i], written[i])
         records.append(line)
+        if bad:
+            failed.append(line)
     for problem in problems:
         records.append({**problem, "outcome": problem["problem"]})
         failed.append(problem)
     for line in records:
         log.info("%s (%s): %s", line.get("serial_number"), line.get("record_id"), line["outcome"])
+    done = ("sent", "already done")
     summary = {
         "workflow": context["dag"].dag_id,
         "records": records,
-        "sent": sum(1 for r in records if str(r["outcome"]).startswith(("sent", "already done"))),
-        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith(("sent", "already done"))),
+        "sent": sum(1 for r in records if str(r["outcome"]).startswith(done)),
+        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith(done)),
         "repeated_events": len(duplicates),
     }
     ti.xcom_push(key="summary", value=summary)

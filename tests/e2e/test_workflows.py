@@ -198,6 +198,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     assert card["enabled"] and card["trigger"].startswith("Oomnitza assets where status == 'Lost'")
     assert card["approval"].startswith("required") and "kandji_last_action" in card["write_back"]
     assert [a["run_id"] for a in card["approvals_waiting"]] == [run["dag_run_id"]]
+    assert card["last_poll"]["ok"] and card["last_poll"]["matching"] >= 1
     assert card["approvals_waiting"][0]["airflow_url"].endswith(
         "/tasks/per_device.approve/mapped/0/required_actions"
     )

@@ -48,6 +48,7 @@ class WorkflowCard(BaseModel):
     inputs: dict[str, Any] = {}
     approval: str | None = None
     write_back: dict[str, Any] = {}
+    last_poll: dict[str, Any] | None = None  # the watcher's last poll: when, ok, matching, or its error
     runs: list[WorkflowRun] = []
     approvals_waiting: list[Approval] = []
 
@@ -133,6 +134,22 @@ def _waiting(session: Session, dag_id: str) -> list[Approval]:
     ]
 
 
+def _last_poll(session: Session, dag_id: str) -> dict[str, Any] | None:
+    import json
+
+    from airflow.models.asset import AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+
+    from kandji_oomnitza.workflow_state import LAST_POLL_KEY
+
+    value = session.scalar(
+        select(AssetStateStoreModel.value)
+        .join(AssetModel, AssetModel.id == AssetStateStoreModel.asset_id)
+        .where(AssetModel.name == dag_id, AssetStateStoreModel.key == LAST_POLL_KEY)
+    )
+    return json.loads(value) if value else None
+
+
 def card(
     session: Session, entry: WorkflowFile, *, dag_model: Any | None, show_outcomes: bool
 ) -> WorkflowCard:
@@ -165,4 +182,5 @@ def card(
         write_back=dict(workflow.write_back),
         runs=_runs(session, entry.dag_id, show_outcomes) if dag_model is not None else [],
         approvals_waiting=_waiting(session, entry.dag_id) if dag_model is not None else [],
+        last_poll=_last_poll(session, entry.dag_id) if workflow.enabled else None,
     )

@@ -119,6 +119,14 @@ function pairs(values) {
   return entries.length ? entries.map(([k, v]) => `${k}: ${v}`).join(" · ") : "none";
 }
 
+function pollText(item) {
+  const poll = item.last_poll;
+  if (!item.enabled) return "not polled (disabled)";
+  if (!poll) return "not yet (the triggerer starts the watcher)";
+  if (!poll.ok) return `${when(poll.at)}: failed: ${poll.error}`;
+  return `${when(poll.at)}: ${poll.matching} matching, ${poll.started} started` + (poll.warnings && poll.warnings.length ? ` (${poll.warnings.join("; ")})` : "");
+}
+
 function renderWorkflow(item) {
   if (!item.valid) {
     return el("article", { class: "tile invalid", "data-testid": "workflow", "data-id": item.id },
@@ -128,6 +136,7 @@ function renderWorkflow(item) {
   const rows = [
     ["Trigger", item.trigger], ["Action", item.action], ["Inputs", pairs(item.inputs)],
     ["Approval", item.approval], ["Write-back", pairs(item.write_back)],
+    ["Last poll", pollText(item)],
   ];
   const waiting = item.approvals_waiting.map(a => el("li", { "data-testid": "approval-waiting" },
     el("a", { href: AIRFLOW + a.airflow_url, target: "_top" }, a.subject), ` waiting since ${when(a.since)}`,
