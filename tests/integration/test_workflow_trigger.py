@@ -113,3 +113,15 @@ def test_read_records_pages_through_many_matches(oomnitza_emulator):
         Trigger.model_validate({"conditions": [{"field": "status", "equals": "Lost"}]}).server_filters(),
     )
     assert len(records) == 1203 and warnings == []
+
+
+def test_a_token_without_asset_read_permission_names_it_and_changes_nothing(oomnitza_emulator):
+    seed(oomnitza_emulator)
+    oomnitza_emulator.put("permissions", {OOMNITZA_TOKEN: ["assets.read"]})
+    try:
+        watch = trigger([{"field": "status", "equals": "Lost"}])
+        snapshot = first_snapshot(watch)
+    finally:
+        oomnitza_emulator.put("permissions", {})
+    assert not snapshot["ok"] and "403" in snapshot["error"]
+    assert asyncio.run(watch._advance(snapshot)) == [] and "state" not in watch.store.values

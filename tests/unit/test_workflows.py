@@ -232,3 +232,53 @@ def test_record_values_reach_the_approval_text_as_literal_text():
         == "[Pay here](https://evil.example) ![x](https://evil.example/x.png) **urgent**"
     )
     assert _md(None) == "(none)" and _md("a\nb") == "a b"
+
+
+def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_should():
+    from kandji_oomnitza.workflow_dag import _outcome
+
+    lock = workflow()
+    request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
+    admin = {"id": "admin", "name": "admin"}
+    sent = {"result": "sent", "delivery": "completed"}
+    cases = [
+        (None, None, None, "approval failed or not answered: nothing sent", True),
+        (
+            {"chosen_options": ["Reject"], "responded_by_user": admin},
+            None,
+            None,
+            "rejected by admin: nothing sent",
+            False,
+        ),
+        (
+            {"chosen_options": ["Reject"], "responded_by_user": None},
+            None,
+            None,
+            "no answer within 1 day, 0:00:00: nothing sent",
+            False,
+        ),
+        (
+            {"chosen_options": ["Approve"], "responded_by_user": admin},
+            None,
+            None,
+            "the action failed (see per_device.run_action's log)",
+            True,
+        ),
+        (
+            {"chosen_options": ["Approve"], "responded_by_user": admin},
+            sent,
+            {"kandji_last_action": "x"},
+            "sent (Kandji Lock Device)",
+            False,
+        ),
+        (
+            {"chosen_options": ["Approve"], "responded_by_user": admin},
+            sent,
+            None,
+            "sent (Kandji Lock Device)",
+            True,
+        ),
+    ]
+    for answer, action, wrote, outcome, failed in cases:
+        line, bad = _outcome(lock, request, answer, action, wrote)
+        assert (line["outcome"], bad) == (outcome, failed)
