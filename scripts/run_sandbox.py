@@ -285,7 +285,8 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
      in Oomnitza: on http://{LOOPBACK}:{OOMNITZA_PORT}/assets change an asset's status to Lost. Within
      {os.environ.get("SANDBOX_WORKFLOW_POLL", "15s")} a run starts and waits for you: Airflow > Browse > Required Actions
      (or the run's approve task) > Approve. The lock then shows in the Kandji emulator's request log
-     (http://{LOOPBACK}:{KANDJI_PORT}/_emulator/requests) and the asset's kandji_last_action says so."""
+     (http://{LOOPBACK}:{KANDJI_PORT}/_emulator/requests) and the asset's kandji_last_action says so.
+     The sandbox runs switched-on copies of include/workflows/ made at start: restart it after an edit."""
     print(
         f"""
 ==========================================================================================
