@@ -274,7 +274,7 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
  Kandji emulator: http://{LOOPBACK}:{KANDJI_PORT} ({DEVICES} devices)
  Oomnitza:        http://{LOOPBACK}:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)
 
- Three things to try:
+ Four things to try:
   1. Integrations (left-hand navigation, or {ui}/plugin/integrations): open
      "Kandji Devices and Software", untick Dry run, press Run now; then open the Oomnitza page above.
   2. DAG "Kandji Users" (kandji_users) > Trigger. Update only: the users Oomnitza knows are updated,

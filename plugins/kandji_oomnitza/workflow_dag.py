@@ -197,6 +197,16 @@ def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -
         store.set(CLAIM_PREFIX + key, claimed)
         try:
             requests.append(_resolve(workflow, payload, kandji))
+            device = requests[-1]["request"]["device"]
+            log.info(
+                "Asset %s (serial %s) is Kandji device %s (%s, %s): %s",
+                payload["record_id"],
+                payload.get("serial_number"),
+                device["device_name"],
+                device["platform"],
+                device["device_id"],
+                "asking for approval" if workflow.approval_required else "no approval needed; sending",
+            )
         except ValueError as exc:
             problems.append({"key": key, "record_id": payload["record_id"],
                              "serial_number": payload.get("serial_number"), "problem": str(exc)})  # fmt: skip
