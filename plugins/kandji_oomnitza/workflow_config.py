@@ -255,6 +255,7 @@ class Action(Strict):
                 )
             if isinstance(value, str):
                 check_template(value)
+            _check_input(preset, name, value)
         for name, spec in preset.params.items():
             needed = spec.get("default") is None and "null" not in spec["type"]
             if needed and name not in self.inputs:
@@ -271,6 +272,26 @@ class Action(Strict):
             if isinstance(value, str):
                 names.extend(placeholders(value))
         return list(dict.fromkeys(names))
+
+
+def _check_input(preset: Preset, name: str, value: Any) -> None:
+    """A fixed input is checked now against the preset's own form, as a trigger would be; a templated one
+    must at least be text (its filled-in value is checked per record, before anything is sent)."""
+    from airflow.sdk import Param
+
+    spec = {k: v for k, v in preset.params[name].items() if k != "default"}
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    if isinstance(value, str) and placeholders(value):
+        if "string" not in types:
+            raise ValueError(
+                f"inputs.{name}: a template gives text, but {preset.key} wants {' or '.join(types)}"
+            )
+        return
+    try:
+        Param(value, **spec).resolve(value)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"inputs.{name} = {value!r} is not valid for {preset.key}: {first}") from None
 
 
 class Workflow(Strict):

@@ -59,9 +59,12 @@ def _events_of_run(context: dict[str, Any], asset: Asset) -> list[Any]:
 def _sent_before(context: dict[str, Any], asset: Asset, event: Any, key: str) -> Any | None:
     """The time an earlier event of the same entry was sent (a repeat after a crash), if any."""
     since = (event.timestamp - DUPLICATE_WINDOW).isoformat()
+    # Only events that started a run count: one fired while the DAG was paused started none, and the
+    # entry must not wait for it for ever.
     known = [
         (e.timestamp, ((e.extra or {}).get("payload") or {}).get("key"))
         for e in context["inlet_events"][asset].after(since)
+        if e.created_dagruns
     ]
     return first_sent_before(key, event.timestamp, known)
 
@@ -87,12 +90,15 @@ def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> di
 
 
 def _md(value: Any) -> str:
-    """A record's value as literal text in the approval's Markdown: whoever can edit an asset in Oomnitza
-    must not be able to put a link, an image or formatting in front of the approver."""
+    """A record's value as literal text in the approval's Markdown: an inline code span, so whoever can
+    edit an asset in Oomnitza cannot put a link (even a bare URL, which GitHub-style Markdown turns into
+    one), an image or formatting in front of the approver."""
     if value in (None, ""):
         return "(none)"
     text = " ".join(str(value).split())
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _body(workflow: Workflow, request: dict[str, Any]) -> str:
@@ -181,7 +187,10 @@ def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -
         log.warning(
             "This run carries no event from the workflow's trigger (was it started by hand?): nothing to do."
         )
+    if events and workflow.write_back:
+        _check_write_back_fields(workflow)  # before any entry is claimed: a failure here retries them all
     kandji = KandjiHook()
+    claimed = {"run_id": context["run_id"], "at": datetime.now(UTC).isoformat(timespec="seconds")}
     for event in events:
         payload = (event.extra or {}).get("payload") or {}
         key = payload.get("key")
@@ -189,12 +198,11 @@ def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -
             problems.append({"record_id": None, "serial_number": None,
                              "problem": f"an asset event of {event.timestamp} was not sent by this workflow's trigger; ignored"})  # fmt: skip
             continue
+        store.set(CLAIM_PREFIX + key, claimed)  # a repeat is claimed too: the trigger stops resending it
         if first := _sent_before(context, asset, event, key):
             log.info("Entry %s was first sent at %s; that event's run acts on it, not this one", key, first)
             duplicates.append({"key": key, "record_id": payload["record_id"], "first_sent": str(first)})
             continue
-        claimed = {"run_id": context["run_id"], "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        store.set(CLAIM_PREFIX + key, claimed)
         try:
             requests.append(_resolve(workflow, payload, kandji))
             device = requests[-1]["request"]["device"]
@@ -210,8 +218,6 @@ def prepare_records(workflow: Workflow, asset: Asset, context: dict[str, Any]) -
         except ValueError as exc:
             problems.append({"key": key, "record_id": payload["record_id"],
                              "serial_number": payload.get("serial_number"), "problem": str(exc)})  # fmt: skip
-    if requests and workflow.write_back:
-        _check_write_back_fields(workflow)
     for problem in problems:
         log.error("Record %s: %s", problem.get("record_id"), problem["problem"])
     log.info("%d record(s) to act on, %d with a problem, %d repeated event(s)",
@@ -296,7 +302,11 @@ def summarize(workflow: Workflow, requests: list[dict[str, Any]] | None, context
     from airflow.sdk.exceptions import AirflowFailException
 
     ti = context["ti"]
-    requests = requests or []
+    if requests is None:  # prepare always returns a list: None means it failed
+        raise AirflowFailException(
+            "prepare did not finish (see its log): nothing was sent. The entries it had not claimed yet are "
+            "sent again by the trigger after 15 minutes, and a new run tries once more."
+        )
     problems = ti.xcom_pull(task_ids="prepare", key="problems") or []
     duplicates = ti.xcom_pull(task_ids="prepare", key="duplicates") or []
     indexes = list(range(len(requests)))

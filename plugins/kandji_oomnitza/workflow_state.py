@@ -18,6 +18,8 @@ from typing import Any
 STATE_KEY = "state"
 LAST_POLL_KEY = "last_poll"
 CLAIM_PREFIX = "claimed:"
+SENT_PREFIX = "sent:"  # written just before a workflow's action goes to Kandji; never removed
+LEAVE_AFTER = 2  # successful polls in a row without the record before it counts as having left
 
 
 def entry_key(record_id: str, entry: int) -> str:
@@ -35,14 +37,17 @@ def advance(
     now: float,
     claimed: set[str],
     reemit_after: float,
+    conditions: str = "",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The next state and the events to send, given the records matching now (id → the payload an
     event for it carries).
 
-    - The first poll of a workflow records who already matches and starts nothing: enabling a workflow
-      must not lock every device that was reported lost last year.
-    - A record starts one entry when it matches and did not at the previous poll; it leaves when it no
-      longer matches. Entering again starts a new entry.
+    - The first poll of a workflow, and the first after its conditions changed (``conditions`` is their
+      fingerprint), records who already matches and starts nothing: enabling "Lost → lock" must not lock
+      every device reported lost last year, nor widening it to "Lost or Stolen" every stolen one.
+    - A record starts one entry when it matches and did not before; it leaves only after it was missing
+      from ``LEAVE_AFTER`` successful polls in a row (one short or shifted read must not turn every
+      matching record into a new entry at the next poll). Entering again starts a new entry.
     - Entries stay pending until a run claims them; unclaimed ones are sent again after ``reemit_after``.
     """
     state = copy.deepcopy(state) if state else empty_state()
@@ -50,26 +55,33 @@ def advance(
     pending: dict[str, dict[str, Any]] = state.setdefault("pending", {})
     for key in claimed:
         pending.pop(key, None)
-    if not state.get("baseline"):
-        state["baseline"] = True
-        state["baseline_at"] = now
+    if not state.get("baseline") or state.get("conditions", "") != conditions:
+        state.update(baseline=True, baseline_at=now, conditions=conditions)
+        for known in records.values():
+            known.update(inside=False, missing=LEAVE_AFTER)
         for record_id in matching:
-            records[record_id] = {"entry": 0, "inside": True}
+            records[record_id] = {
+                "entry": records.get(record_id, {}).get("entry", 0),
+                "inside": True,
+                "missing": 0,
+            }
         return state, []
     events = []
     for record_id, payload in matching.items():
         known = records.get(record_id)
         if known and known["inside"]:
+            known["missing"] = 0
             continue
         entry = (known["entry"] if known else 0) + 1
-        records[record_id] = {"entry": entry, "inside": True}
+        records[record_id] = {"entry": entry, "inside": True, "missing": 0}
         key = entry_key(record_id, entry)
         event = {**payload, "record_id": record_id, "entry": entry, "key": key, "sent": 1}
         pending[key] = {"event": event, "at": now}
         events.append(event)
     for record_id, known in records.items():
         if known["inside"] and record_id not in matching:
-            known["inside"] = False
+            known["missing"] = known.get("missing", 0) + 1
+            known["inside"] = known["missing"] < LEAVE_AFTER
     for waiting in pending.values():
         if now - waiting["at"] >= reemit_after and waiting["event"] not in events:
             waiting["at"] = now

@@ -65,6 +65,11 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
         ({"action__inputs__mesage": "x"}, "inputs.mesage: lock_device takes no such input"),
         ({"action__inputs__message": "{{ assigned_to | upper }}"}, "may only hold placeholders"),
         ({"trigger__poll_interval": "1s"}, "shorter than 5 seconds"),
+        (
+            {"action__inputs__phone_number": 5550100},
+            "inputs.phone_number = 5550100 is not valid for lock_device",
+        ),
+        ({"action__inputs__phone_number": "call me"}, "inputs.phone_number = 'call me' is not valid"),
         ({"trigger__poll_interval": "often"}, "not a duration"),
         ({"trigger__object": "users"}, "users are not supported yet"),
         (
@@ -165,10 +170,39 @@ def test_first_poll_is_a_baseline_then_one_event_per_entry():
     assert [e["key"] for e in events] == ["b#1"]
     state, events = step(state, ["a", "b"], 20, claimed=["b#1"])
     assert events == [] and state["pending"] == {}
-    state, events = step(state, ["a"], 30)  # b leaves
+    state, events = step(state, ["a"], 30)  # b is missing once: maybe a short read, not gone yet
+    state, events = step(state, ["a", "b"], 35)
     assert events == []
-    state, events = step(state, ["a", "b"], 40)  # and enters again
+    state, events = step(state, ["a"], 40)  # b leaves: missing from two polls in a row
+    state, events = step(state, ["a"], 45)
+    assert events == [] and not state["records"]["b"]["inside"]
+    state, events = step(state, ["a", "b"], 50)  # and enters again
     assert [e["key"] for e in events] == ["b#2"]
+
+
+def test_one_empty_read_does_not_turn_every_match_into_a_new_entry():
+    state, _ = step(None, ["a", "b"], 0)
+    state, events = step(state, [], 10)  # Oomnitza answered [] once
+    state, events = step(state, ["a", "b"], 20)
+    assert events == []
+
+
+def test_changed_conditions_start_from_what_matches_now():
+    state, _ = step(None, ["a"], 0)
+    state, _ = advance(state, {"a": {}}, now=10, claimed=set(), reemit_after=900, conditions="lost")
+    state, events = advance(
+        state, {"a": {}, "s": {}}, now=20, claimed=set(), reemit_after=900, conditions="lost-or-stolen"
+    )
+    assert events == []  # a year of stolen assets start nothing when the condition is widened
+    state, events = advance(
+        state,
+        {"a": {}, "s": {}, "n": {}},
+        now=30,
+        claimed=set(),
+        reemit_after=900,
+        conditions="lost-or-stolen",
+    )
+    assert [e["key"] for e in events] == ["n#1"]
 
 
 def test_an_unclaimed_entry_is_sent_again_under_the_same_key_only_after_the_grace():
@@ -177,7 +211,7 @@ def test_an_unclaimed_entry_is_sent_again_under_the_same_key_only_after_the_grac
     assert [e["key"] for e in events] == ["b#1"]
     state, events = step(state, ["b"], 20, reemit_after=100)
     assert events == []
-    state, events = step(state, [], 200, reemit_after=100)  # lost event: sent again even if b left
+    state, events = step(state, [], 200, reemit_after=100)  # lost event: sent again even if b leaves
     assert [(e["key"], e["sent"]) for e in events] == [("b#1", 2)]
     state, events = step(state, [], 250, claimed=["b#1"], reemit_after=100)
     assert events == [] and state["pending"] == {}
@@ -225,13 +259,10 @@ def test_the_trigger_keeps_state_and_starts_one_event_per_entry():
 
 
 def test_record_values_reach_the_approval_text_as_literal_text():
-    shown = _md("[Pay here](https://evil.example) ![x](https://evil.example/x.png) **urgent**")
-    assert "[" not in shown.replace("\\[", "") and "(" not in shown.replace("\\(", "")
-    assert (
-        shown.replace("\\", "")
-        == "[Pay here](https://evil.example) ![x](https://evil.example/x.png) **urgent**"
-    )
-    assert _md(None) == "(none)" and _md("a\nb") == "a b"
+    shown = _md("[Pay here](https://evil.example) https://evil.example/reset **urgent**")
+    assert shown == "`[Pay here](https://evil.example) https://evil.example/reset **urgent**`"
+    assert _md("a `tick` b") == "``a `tick` b``" and _md("`x") == "`` `x ``"
+    assert _md(None) == "(none)" and _md("a\nb") == "`a b`"
 
 
 def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_should():

@@ -10,6 +10,8 @@ each applies its own conditions and keeps its own state (``workflow_state.py``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Hashable
 from datetime import UTC, datetime
@@ -143,6 +145,13 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
 
     # -- this workflow's state -------------------------------------------------------------------
     @property
+    def conditions_fingerprint(self) -> str:
+        """What the workflow matches on; a change re-baselines the state (see ``advance``)."""
+        spec = {"object": self.spec.object, "match": str(self.spec.match), "serial": self.serial_field,
+                "conditions": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in self.spec.conditions]}  # fmt: skip
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
     def store(self) -> Any:
         return self.asset_state_store if self.asset_state_store is not None else self._memory
 
@@ -190,17 +199,23 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             if await self.store.aget(CLAIM_PREFIX + key):
                 claimed.add(key)
         new_state, events = advance(
-            state, matching, now=snapshot["at"], claimed=claimed, reemit_after=self.reemit_after
+            state,
+            matching,
+            now=snapshot["at"],
+            claimed=claimed,
+            reemit_after=self.reemit_after,
+            conditions=self.conditions_fingerprint,
         )
         if new_state != state:
             # Written before the events are handed over: see workflow_state.py for why this is safe.
             await self.store.aset(STATE_KEY, new_state)
         for key in claimed:
             await self.store.adelete(CLAIM_PREFIX + key)
-        if state is None or not (state or {}).get("baseline"):
+        if new_state.get("baseline_at") == snapshot["at"]:
             self.log.info(
-                "Workflow %s: first poll; %d record(s) already match (%s) and start no run. From now on each "
-                "record that starts matching starts one run.",
+                "Workflow %s: first poll (of this workflow, or since its conditions changed); %d record(s) "
+                "already match (%s) and start no run. From now on each record that starts matching starts "
+                "one run.",
                 self.workflow,
                 len(matching),
                 self.spec.describe(),
