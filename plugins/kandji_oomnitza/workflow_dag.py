@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_group
@@ -27,10 +28,11 @@ from kandji_oomnitza.workflow_config import (
     scan,
     serial_is_valid,
 )
-from kandji_oomnitza.workflow_state import CLAIM_PREFIX, first_sent_before
+from kandji_oomnitza.workflow_state import CLAIM_PREFIX, SENT_PREFIX, first_sent_before
 
 log = logging.getLogger(__name__)
 GROUP = "per_device"
+NOT_SENT = "not_sent"  # run_action's XCom when its last checks stopped it (the reason)
 APPROVE, ACT, WRITE_BACK = f"{GROUP}.approve", f"{GROUP}.run_action", f"{GROUP}.write_back"
 DUPLICATE_WINDOW = timedelta(days=7)  # how far back a repeated event's first sending is looked for
 
@@ -241,6 +243,64 @@ def _check_write_back_fields(workflow: Workflow) -> None:
         )
 
 
+class WorkflowActionOperator(KandjiDeviceActionOperator):
+    """The preset's operator, with the workflow's last checks: right before sending, the asset still
+    matches and still holds the serial number that was approved, and nothing was sent for this entry yet
+    (a cleared run, a repeated or forged event); then ``sent:<entry>`` is written, before the call."""
+
+    template_fields = ("inputs", "request")
+
+    def __init__(self, *, workflow: Workflow, asset: Asset, request: Any, **kwargs: Any) -> None:
+        super().__init__(inlets=[asset], **kwargs)
+        self.workflow = workflow
+        self.asset = asset
+        self.request = request
+
+    def before_sending(self, context, device: dict[str, Any]) -> None:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+        request, store = self.request, context["asset_state_store"][self.asset]
+        key = request["key"]
+
+        def not_sent(reason: str) -> AirflowSkipException:
+            context["ti"].xcom_push(key=NOT_SENT, value=reason)  # the summary's line for this record
+            self.log.warning("%s", reason)
+            return AirflowSkipException(reason)
+
+        if sent := store.get(SENT_PREFIX + key):
+            raise not_sent(f"entry {key} was already sent ({sent}); it is not sent twice")
+        if device.get("device_id") != request["device"]["device_id"]:
+            raise AirflowFailException(
+                f"Kandji now resolves {request['serial_number']} to device {device.get('device_id')}, not the "
+                f"{request['device']['device_id']} that was approved. Nothing was sent."
+            )
+        try:
+            record = OomnitzaHook(self.workflow.trigger.connection).get_json(
+                f"api/v3/assets/{quote(str(request['record_id']), safe='')}"
+            )
+        except ApiError as exc:
+            raise AirflowFailException(
+                f"The asset could not be read again before sending: {exc} Nothing was sent."
+            ) from None
+        serial = str((record or {}).get(self.workflow.action.serial_field) or "").upper()
+        if (
+            not isinstance(record, dict)
+            or not self.workflow.trigger.holds(record)
+            or serial != request["serial_number"]
+        ):
+            raise not_sent(
+                f"the asset no longer matches {self.workflow.trigger.describe()} with serial number "
+                f"{request['serial_number']}: nothing sent"
+            )
+        store.set(
+            SENT_PREFIX + key,
+            {"run_id": context["run_id"], "at": datetime.now(UTC).isoformat(timespec="seconds")},
+        )
+
+
 # -- after the action --------------------------------------------------------------------------------
 def write_back_record(
     workflow: Workflow, request: dict[str, Any], sent: dict[str, Any], context
@@ -286,6 +346,8 @@ def _outcome(
         return {**line, "outcome": said}, False
     if not action:
         return {**line, "outcome": "the action failed (see per_device.run_action's log)"}, True
+    if isinstance(action, str):  # run_action's last checks stopped it: the reason
+        return {**line, "outcome": action}, False
     line.update(
         outcome=f"{action.get('result')} ({workflow.action.definition.title})",
         delivery=action.get("delivery"),
@@ -311,18 +373,19 @@ def summarize(workflow: Workflow, requests: list[dict[str, Any]] | None, context
     duplicates = ti.xcom_pull(task_ids="prepare", key="duplicates") or []
     indexes = list(range(len(requests)))
 
-    def pulled(task_id: str, wanted: bool = True) -> list[Any]:
+    def pulled(task_id: str, wanted: bool = True, key: str = "return_value") -> list[Any]:
         if not indexes or not wanted:
             return [None] * len(indexes)
-        values = ti.xcom_pull(task_ids=task_id, map_indexes=indexes)
+        values = ti.xcom_pull(task_ids=task_id, map_indexes=indexes, key=key)
         values = values if isinstance(values, list) else [values]
         return values + [None] * (len(indexes) - len(values))
 
     approvals = pulled(APPROVE, workflow.approval_required)
     actions, written = pulled(ACT), pulled(WRITE_BACK, bool(workflow.write_back))
+    stopped = pulled(ACT, key=NOT_SENT)
     records, failed = [], []
     for i, item in enumerate(requests):
-        line, bad = _outcome(workflow, item["request"], approvals[i], actions[i], written[i])
+        line, bad = _outcome(workflow, item["request"], approvals[i], actions[i] or stopped[i], written[i])
         records.append(line)
         if bad:
             failed.append(line)
@@ -412,10 +475,13 @@ def build_workflow_dag(stem: str, workflow: Workflow, source: Path) -> DAG:
 
         @task_group(group_id=GROUP)
         def per_device(subject: str, body: str, inputs: dict[str, Any], request: dict[str, Any]) -> None:
-            act = KandjiDeviceActionOperator(
+            act = WorkflowActionOperator(
                 task_id="run_action",
                 task_display_name=preset.title,
                 preset=preset,
+                workflow=workflow,
+                asset=asset,
+                request=request,
                 inputs=inputs,
                 approval_task_id=APPROVE if workflow.approval_required else None,
                 retries=0,  # a device action is never resent by Airflow

@@ -56,16 +56,7 @@ def advance(
     for key in claimed:
         pending.pop(key, None)
     if not state.get("baseline") or state.get("conditions", "") != conditions:
-        state.update(baseline=True, baseline_at=now, conditions=conditions)
-        for known in records.values():
-            known.update(inside=False, missing=LEAVE_AFTER)
-        for record_id in matching:
-            records[record_id] = {
-                "entry": records.get(record_id, {}).get("entry", 0),
-                "inside": True,
-                "missing": 0,
-            }
-        return state, []
+        return _baseline(state, matching, now, conditions), []
     events = []
     for record_id, payload in matching.items():
         known = records.get(record_id)
@@ -88,6 +79,21 @@ def advance(
             waiting["event"] = {**waiting["event"], "sent": waiting["event"].get("sent", 1) + 1}
             events.append(waiting["event"])
     return state, events
+
+
+def _baseline(state: dict[str, Any], matching: dict[str, Any], now: float, conditions: str) -> dict[str, Any]:
+    """Who matches now counts as already inside; entry numbers carry on (keys are never reused)."""
+    state.update(baseline=True, baseline_at=now, conditions=conditions)
+    records = state["records"]
+    for known in records.values():
+        known.update(inside=False, missing=LEAVE_AFTER)
+    for record_id in matching:
+        records[record_id] = {
+            "entry": records.get(record_id, {}).get("entry", 0),
+            "inside": True,
+            "missing": 0,
+        }
+    return state
 
 
 def first_sent_before(key: str, own_time: Any, events_of_asset: list[tuple[Any, str | None]]) -> Any | None:

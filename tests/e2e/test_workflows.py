@@ -245,6 +245,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     time.sleep(3 * POLL)
     assert len(runs_of(sandbox, LOCK)) == before + 2
     state = watcher_state(sandbox, LOCK)
+    assert f"sent:{mac['equipment_id']}#1" in state and f"sent:{mac['equipment_id']}#2" not in state
     assert state["state"]["records"][mac["equipment_id"]]["entry"] == 2
     assert state["state"]["records"][mac["equipment_id"]]["inside"]
     assert state["state"]["pending"] == {}, "both entries were claimed by their runs"
@@ -271,9 +272,18 @@ def test_a_triggerer_restart_between_polls_starts_no_duplicate(sandbox, fleet):
     assert len(runs_of(sandbox, LOCK)) == before + 1, "a restarted triggerer started a second run"
     assert triggerer_log(sandbox).count("Trigger fired event") == fired_before
     assert watcher_state(sandbox, LOCK)["state"]["records"][mac["equipment_id"]]["entry"] == 1
+    # Found again while the approval waited: approving it now sends nothing.
     approval(sandbox, LOCK, run["dag_run_id"])
-    answer(sandbox, LOCK, run["dag_run_id"], "Reject")
+    edit_asset(sandbox, mac["equipment_id"], status="In Use")
+    answer(sandbox, LOCK, run["dag_run_id"], "Approve")
     assert finished(sandbox, LOCK, run["dag_run_id"])["state"] == "success"
+    assert tasks(sandbox, LOCK, run["dag_run_id"])[("per_device.run_action", 0)] == "skipped"
+    outcome = summary_of(sandbox, LOCK, run["dag_run_id"])["records"][0]["outcome"]
+    assert (
+        outcome
+        == f"the asset no longer matches status == 'Lost' with serial number {mac['serial_number']}: nothing sent"
+    )
+    assert kandji_actions(sandbox, device_of(sandbox, mac["serial_number"])["device_id"]) == []
 
 
 def last_poll_time(sandbox: Sandbox) -> float:

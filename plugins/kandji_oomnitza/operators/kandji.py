@@ -117,6 +117,7 @@ class KandjiDeviceActionOperator(BaseOperator):
             "device_name": device.get("device_name"),
             "platform": platform,
         }
+        self.before_sending(context, device)
         try:
             answer = kandji.device_action(device["device_id"], self.preset.action, body)
         except ApiError as exc:
@@ -141,6 +142,9 @@ class KandjiDeviceActionOperator(BaseOperator):
         summary["result"] = "sent"
         summary["delivery"] = self._confirm(kandji, device["device_id"])
         return summary
+
+    def before_sending(self, context, device: dict[str, Any]) -> None:
+        """The last moment before the action goes to Kandji (the workflows' operator checks here)."""
 
     def _require_approval(self, ti) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
