@@ -54,7 +54,7 @@ Trigger from an Oomnitza workflow's API block or any script through Airflow's RE
 def build_preset_dag(preset: Preset) -> DAG:
     params = {"serial_number": Param(**SERIAL_PARAM)}
     for name, spec in preset.params.items():
-        params[name] = Param(spec["default"], **{k: v for k, v in spec.items() if k != "default"})
+        params[name] = preset.param(name, spec["default"])
 
     @dag(
         dag_id=preset.dag_id,

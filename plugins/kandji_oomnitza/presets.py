@@ -47,6 +47,22 @@ class Preset:
     def dag_id(self) -> str:
         return f"kandji_preset_{self.key}"
 
+    def param(self, name: str, default: Any) -> Any:
+        """Input ``name`` as the typed Airflow Param its trigger form shows (and checks values with)."""
+        from airflow.sdk import Param
+
+        return Param(default, **{k: v for k, v in self.params[name].items() if k != "default"})
+
+    def platform_problem(self, device: dict[str, Any]) -> str | None:
+        """Why this preset must not run on ``device``; None when its platform is one the preset is for."""
+        platform = device.get("platform", "")
+        if platform in self.platforms:
+            return None
+        return (
+            f"{self.title} is for {', '.join(self.platforms)}; device {device.get('serial_number')} "
+            f"({device.get('device_name')}) is a {platform or 'device of unknown platform'}. Nothing was sent."
+        )
+
 
 def _only_given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "")}

@@ -274,24 +274,28 @@ class Action(Strict):
         return list(dict.fromkeys(names))
 
 
-def _check_input(preset: Preset, name: str, value: Any) -> None:
-    """A fixed input is checked now against the preset's own form, as a trigger would be; a templated one
-    must at least be text (its filled-in value is checked per record, before anything is sent)."""
-    from airflow.sdk import Param
+def valid_input(preset: Preset, name: str, value: Any) -> Any:
+    """``value`` checked by input ``name``'s trigger-form Param, as a preset DAG's trigger would be;
+    ValueError naming the input and the rule broken."""
+    try:
+        return preset.param(name, value).resolve(value)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"inputs.{name} = {value!r} is not valid for {preset.key}: {first}") from None
 
-    spec = {k: v for k, v in preset.params[name].items() if k != "default"}
-    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+
+def _check_input(preset: Preset, name: str, value: Any) -> None:
+    """A fixed input is checked now; a templated one must at least be text (its filled-in value is
+    checked per record, before anything is sent)."""
+    spec_type = preset.params[name]["type"]
+    types = spec_type if isinstance(spec_type, list) else [spec_type]
     if isinstance(value, str) and placeholders(value):
         if "string" not in types:
             raise ValueError(
                 f"inputs.{name}: a template gives text, but {preset.key} wants {' or '.join(types)}"
             )
         return
-    try:
-        Param(value, **spec).resolve(value)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"inputs.{name} = {value!r} is not valid for {preset.key}: {first}") from None
+    valid_input(preset, name, value)
 
 
 class Workflow(Strict):

@@ -19,14 +19,14 @@ import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_group
 
 from kandji_oomnitza.operators.kandji import KandjiDeviceActionOperator
-from kandji_oomnitza.triggers.oomnitza_records import ID_FIELD, OomnitzaRecordsTrigger
+from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger
 from kandji_oomnitza.workflow_config import (
-    WRITE_BACK_VALUES,
     Workflow,
     WorkflowFileError,
     render,
     scan,
     serial_is_valid,
+    valid_input,
 )
 from kandji_oomnitza.workflow_state import CLAIM_PREFIX, SENT_PREFIX, first_sent_before
 
@@ -73,8 +73,6 @@ def _sent_before(context: dict[str, Any], asset: Asset, event: Any, key: str) ->
 
 def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> dict[str, Any]:
     """The preset's inputs for this record, checked as the preset DAG's trigger form checks them."""
-    from airflow.sdk import Param
-
     preset = workflow.action.definition
     values: dict[str, Any] = {}
     for name, spec in preset.params.items():
@@ -84,10 +82,7 @@ def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> di
         value = workflow.action.inputs.get(name, spec.get("default"))
         if isinstance(value, str):
             value = " ".join(render(value, fields).split()) or None
-        try:
-            values[name] = Param(value, **{k: v for k, v in spec.items() if k != "default"}).resolve(value)
-        except Exception as exc:
-            raise ValueError(f"input {name} = {value!r} is not valid for {preset.key}: {exc}") from None
+        values[name] = valid_input(preset, name, value)
     return {"serial_number": serial, **values}
 
 
@@ -145,11 +140,8 @@ def _resolve(workflow: Workflow, payload: dict[str, Any], kandji: Any) -> dict[s
     except ApiError as exc:
         raise ValueError(f"{exc} Nothing was sent.") from None
     preset = workflow.action.definition
-    if device.get("platform") not in preset.platforms:
-        raise ValueError(
-            f"{preset.title} is for {', '.join(preset.platforms)}; {serial} is a "
-            f"{device.get('platform') or 'device of unknown platform'}. Nothing was sent."
-        )
+    if problem := preset.platform_problem(device):
+        raise ValueError(problem)
     try:
         inputs = render_inputs(workflow, payload.get("fields") or {}, serial)
     except ValueError as exc:
@@ -529,6 +521,3 @@ def raise_for_invalid_files(folder: Path) -> None:
             f"{len(problems)} workflow file(s) are invalid; their DAGs are not loaded until they are fixed "
             "(every other workflow runs as usual).\n" + "\n".join(problems)
         )
-
-
-__all__ = ["ID_FIELD", "WRITE_BACK_VALUES", "build_all", "build_workflow_dag", "raise_for_invalid_files"]

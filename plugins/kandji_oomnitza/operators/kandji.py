@@ -99,11 +99,8 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.device_id = device["device_id"]
         ti.xcom_push(key="device_id", value=device["device_id"])
         platform = device.get("platform", "")
-        if platform not in self.preset.platforms:
-            raise AirflowFailException(
-                f"{self.preset.title} is for {', '.join(self.preset.platforms)}; device {serial} "
-                f"({device.get('device_name')}) is a {platform or 'device of unknown platform'}. Nothing was sent."
-            )
+        if problem := self.preset.platform_problem(device):
+            raise AirflowFailException(problem)
         if self.preset.action is None:
             return self._asset_details(kandji, device)
         body = self.preset.body(inputs)
