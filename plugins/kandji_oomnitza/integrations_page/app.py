@@ -16,14 +16,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
-from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -38,6 +37,7 @@ from kandji_oomnitza.integrations_page.overview import (
     Tile,
     mapping_rows,
     read_integration_files,
+    run_summaries,
     run_summary,
     tile,
 )
@@ -48,7 +48,6 @@ STATIC = Path(__file__).parent / "static"
 RUNS_SHOWN = 10
 ERROR_ROWS_SHOWN = 1000
 REPORT_TASK_ID = "report"
-SUMMARY_KEYS = ("return_value", "summary")  # "summary" is pushed when the run fails on failures
 
 
 def _auth_manager():
@@ -125,24 +124,6 @@ def _file(access: Access, integration_id: str) -> IntegrationFile:
     )
 
 
-def _summaries(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
-    rows = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id.in_(run_ids),
-            XComModel.task_id == REPORT_TASK_ID,
-            XComModel.key.in_(SUMMARY_KEYS),
-            XComModel.map_index == -1,
-        )
-    ).all()
-    found: dict[str, Any] = {}
-    for row in rows:
-        value = XComModel.deserialize_value(row)
-        if isinstance(value, dict) and (row.run_id not in found or row.key == "return_value"):
-            found[row.run_id] = value
-    return found
-
-
 def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[RunSummary]:
     runs = session.scalars(
         select(DagRun)
@@ -152,7 +133,7 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
     ).all()
     if not access.can_read_xcom(dag_id):
         return [run_summary(dag_id, run, None, False, summary_hidden=True) for run in runs]
-    summaries = _summaries(session, dag_id, [r.run_id for r in runs])
+    summaries = run_summaries(session, dag_id, [r.run_id for r in runs], REPORT_TASK_ID)
     logs = access.can_read_logs(dag_id)
     return [
         run_summary(

@@ -279,3 +279,29 @@ def run_summary(
 def _flagged(summary: dict[str, Any]) -> int | None:
     key = "would_flag_as_missing" if summary.get("dry_run") else "flagged_as_missing"
     return summary.get(key)
+
+
+SUMMARY_KEYS = ("return_value", "summary")  # "summary" is also pushed by a run that fails
+
+
+def run_summaries(session: Any, dag_id: str, run_ids: list[str], task_id: str) -> dict[str, Any]:
+    """Each run's summary XCom from ``task_id`` (its return value, else the "summary" a failing run
+    pushed), by run id."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    rows = session.scalars(
+        select(XComModel).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id.in_(run_ids),
+            XComModel.task_id == task_id,
+            XComModel.key.in_(SUMMARY_KEYS),
+            XComModel.map_index == -1,
+        )
+    ).all()
+    found: dict[str, Any] = {}
+    for row in rows:
+        value = XComModel.deserialize_value(row)
+        if isinstance(value, dict) and (row.run_id not in found or row.key == "return_value"):
+            found[row.run_id] = value
+    return found

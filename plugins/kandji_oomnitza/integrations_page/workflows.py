@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kandji_oomnitza.integrations_page.overview import run_summaries
 from kandji_oomnitza.workflow_config import WorkflowFile, default_workflows_folder, scan
 
 RUNS_SHOWN = 5
@@ -70,27 +71,17 @@ def _outcomes(summary: Any) -> list[str] | None:
     ]
 
 
-def _summaries(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-
-    rows = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id.in_(run_ids),
-            XComModel.task_id == SUMMARY_TASK,
-            XComModel.key.in_(("return_value", "summary")),
-        )
-    ).all()
-    return {row.run_id: XComModel.deserialize_value(row) for row in rows}
-
-
 def _runs(session: Session, dag_id: str, show_outcomes: bool) -> list[WorkflowRun]:
     from airflow.models.dagrun import DagRun
 
     runs = session.scalars(
         select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(RUNS_SHOWN)
     ).all()
-    summaries = _summaries(session, dag_id, [r.run_id for r in runs]) if show_outcomes and runs else {}
+    summaries = (
+        run_summaries(session, dag_id, [r.run_id for r in runs], SUMMARY_TASK)
+        if show_outcomes and runs
+        else {}
+    )
     return [
         WorkflowRun(
             run_id=run.run_id,
