@@ -263,7 +263,10 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
             return AirflowSkipException(reason)
 
         if sent := store.get(SENT_PREFIX + key):
-            raise not_sent(f"entry {key} was already sent ({sent}); it is not sent twice")
+            raise not_sent(
+                f"entry {key} was already sent (by run {sent.get('run_id')} at {sent.get('at')}); "
+                "it is not sent twice"
+            )
         if device.get("device_id") != request["device"]["device_id"]:
             raise AirflowFailException(
                 f"Kandji now resolves {request['serial_number']} to device {device.get('device_id')}, not the "

@@ -104,6 +104,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         if self.preset.action is None:
             return self._asset_details(kandji, device)
         body = self.preset.body(inputs)
+        self.before_sending(context, device)
         self.log.info(
             "Sending %s to %s (%s, %s)", self.preset.action, serial, device.get("device_name"), platform
         )
@@ -114,7 +115,6 @@ class KandjiDeviceActionOperator(BaseOperator):
             "device_name": device.get("device_name"),
             "platform": platform,
         }
-        self.before_sending(context, device)
         try:
             answer = kandji.device_action(device["device_id"], self.preset.action, body)
         except ApiError as exc:
