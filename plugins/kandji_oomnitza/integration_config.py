@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -438,13 +438,16 @@ class Integration(Strict):
         return any(p.startswith("details.") for target in self.mappings for p in self.resolved(target).paths)
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
 class IntegrationFileError(ValueError):
     """An integration file is invalid; the message names the file, each field and the fix."""
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
+def _format_validation_error(path: Path, exc: ValidationError, what: str = "integration file") -> str:
     """One line per problem: where, what, and the fix. Values are quoted short, never whole."""
-    lines = [f"Invalid integration file {path}:"]
+    lines = [f"Invalid {what} {path}:"]
     for error in exc.errors(include_url=False)[:20]:
         location = ".".join(str(p) for p in error["loc"] if p not in ("function-after",))
         message = error["msg"].removeprefix("Value error, ")
@@ -498,6 +501,22 @@ def read_yaml_file(path: Path, what: str = "integration file") -> Any:
         raise IntegrationFileError(f"Invalid {what} {path}: not valid YAML: {_short(exc, 400)}") from None
 
 
+def validated_file(
+    path: Path, model: type[ModelT], what: str, error: type[IntegrationFileError] = IntegrationFileError
+) -> ModelT:
+    """One settings file read safely and validated as ``model``; ``error`` names the file, each field
+    and the fix."""
+    data = read_yaml_file(path, what=what)
+    if not isinstance(data, dict):
+        raise error(f"Invalid {what} {path}: expected a mapping of settings at the top level")
+    try:
+        return model.model_validate(data)
+    except (ValidationError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise error(f"Invalid {what} {path}: nested too deeply") from None
+        raise error(_format_validation_error(path, exc, what)) from None
+
+
 def load_integration(path: Path) -> Integration:
     """Read and validate one integration file (YAML safe loader; no code runs from the file)."""
     dag_id = path.stem
@@ -505,17 +524,7 @@ def load_integration(path: Path) -> Integration:
         raise IntegrationFileError(
             f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
         )
-    data = read_yaml_file(path)
-    if not isinstance(data, dict):
-        raise IntegrationFileError(
-            f"Invalid integration file {path}: expected a mapping of settings at the top level"
-        )
-    try:
-        return Integration.model_validate(data)
-    except (ValidationError, RecursionError) as exc:
-        if isinstance(exc, RecursionError):
-            raise IntegrationFileError(f"Invalid integration file {path}: nested too deeply") from None
-        raise IntegrationFileError(_format_validation_error(path, exc)) from None
+    return validated_file(path, Integration, "integration file")
 
 
 def integration_files(folder: Path) -> list[Path]:

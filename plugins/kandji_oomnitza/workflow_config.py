@@ -18,13 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kandji_oomnitza.integration_config import (
     IntegrationFileError,
     Strict,
-    _format_validation_error,
-    read_yaml_file,
+    integration_files,
+    validated_file,
 )
 from kandji_oomnitza.presets import PRESETS, SERIAL_PATTERN, Preset
 
@@ -370,20 +370,7 @@ def load_workflow(path: Path) -> Workflow:
             f"Invalid workflow file {path}: the file name becomes the DAG id kandji_workflow_<name>; "
             "use lower-case letters, digits and underscores"
         )
-    data = read_yaml_file(path, what="workflow file")
-    if not isinstance(data, dict):
-        raise WorkflowFileError(
-            f"Invalid workflow file {path}: expected a mapping of settings at the top level"
-        )
-    try:
-        return Workflow.model_validate(data)
-    except (ValidationError, RecursionError) as exc:
-        if isinstance(exc, RecursionError):
-            raise WorkflowFileError(f"Invalid workflow file {path}: nested too deeply") from None
-        message = _format_validation_error(path, exc).replace(
-            "Invalid integration file", "Invalid workflow file", 1
-        )
-        raise WorkflowFileError(message) from None
+    return validated_file(path, Workflow, "workflow file", WorkflowFileError)
 
 
 @dataclass(frozen=True)
@@ -397,11 +384,7 @@ class WorkflowFile:
 def scan(folder: Path) -> list[WorkflowFile]:
     """Every workflow file, each validated on its own, so one bad file cannot hide the others."""
     entries = []
-    if not folder.is_dir():
-        return entries
-    for path in sorted(
-        p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml") and not p.name.startswith("_")
-    ):
+    for path in integration_files(folder):
         dag_id = f"kandji_workflow_{path.stem}"
         try:
             entries.append(WorkflowFile(dag_id, path, load_workflow(path), None))

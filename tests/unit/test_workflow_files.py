@@ -26,7 +26,8 @@ SHIPPED = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
 DATA = yaml.safe_load(SHIPPED.read_text())
 
 
-def workflow(**changes) -> Workflow:
+def changed(**changes) -> dict:
+    """The shipped example's settings with ``a__b=value`` set (None removes the key)."""
     data = copy.deepcopy(DATA)
     for dotted, value in changes.items():
         *parents, last = dotted.split("__")
@@ -37,7 +38,11 @@ def workflow(**changes) -> Workflow:
             node.pop(last, None)
         else:
             node[last] = value
-    return Workflow.model_validate(data)
+    return data
+
+
+def workflow(**changes) -> Workflow:
+    return Workflow.model_validate(changed(**changes))
 
 
 def problems_of(tmp_path: Path, text: str, name: str = "broken.yaml") -> str:
@@ -93,17 +98,7 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
     ],
 )
 def test_mistakes_are_named_with_the_field_and_the_fix(tmp_path, changes, expected):
-    data = copy.deepcopy(DATA)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = data
-        for name in parents:
-            node = node.setdefault(name, {})
-        if value is None:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    message = problems_of(tmp_path, yaml.safe_dump(data))
+    message = problems_of(tmp_path, yaml.safe_dump(changed(**changes)))
     assert "Invalid workflow file" in message and "broken.yaml" in message
     assert expected in message, message
 
