@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit lint bench reliability format clean
+.PHONY: install run test test-unit repeat lint bench reliability format clean
 
 install: $(STAMP)
 
@@ -20,12 +20,24 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/run_sandbox.py
 
+# PostgreSQL, Redis and Chromium are found or provided by scripts/services.py (see the README's "Tests"),
+# and whatever it starts it stops; PROVISION=none starts and installs nothing (their tests then skip).
+PROVISION ?= all
+TEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest
+	KANDJI_OOMNITZA_PROVISION=$(PROVISION) $(BIN)/python scripts/services.py -- \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The unit tests alone (no emulator, no DAG run): well under a minute.
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
+
+# The same tests REPEAT times in a row, each a fresh session, stopping at the first failure (flake hunting).
+REPEAT ?= 10
+TESTS ?= tests/e2e/test_browser.py
+repeat: install
+	KANDJI_OOMNITZA_PROVISION=$(PROVISION) $(BIN)/python scripts/services.py -- \
+		$(BIN)/python scripts/repeat_tests.py $(REPEAT) $(TESTS)
 
 lint: install
 	$(BIN)/ruff check .

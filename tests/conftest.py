@@ -45,6 +45,39 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def service(name: str) -> str:
+    """Where `make test` put a service (``scripts/services.py``: PostgreSQL, Redis, Chromium); under a
+    plain ``pytest``, one already running or installed; else the test is skipped with the reason and fix."""
+    from scripts import services
+
+    key = services.PREFIX + name.upper()
+    if os.environ.get(key):
+        return os.environ[key]
+    if os.environ.get(key + "_MISSING"):
+        pytest.skip(f"{name} is not available: {os.environ[key + '_MISSING']}")
+    found = {"postgresql": services.find_postgres, "redis": services.find_redis,
+             "chromium": services.find_chromium}[name.lower()]()  # fmt: skip
+    if found.value:
+        return found.value
+    pytest.skip(f"{name} is not available: {found.missing}; `make test` provides it")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A PostgreSQL server (JSON, see ``scripts/services.py``) the tests may create databases on."""
+    return service("PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str | None:
+    """The browser's executable; None: Playwright's own download. Session-scoped, so a missing browser
+    skips its tests before the (session-scoped) sandbox starts for them."""
+    from scripts.services import PLAYWRIGHT_CHROMIUM
+
+    found = service("Chromium")
+    return None if found == PLAYWRIGHT_CHROMIUM else found
+
+
 def free_port() -> int:
     """A loopback port nothing listens on right now (for servers a test starts)."""
     import socket
@@ -384,6 +417,11 @@ class Sandbox:
             "OOMNITZA_EMULATOR_PORT": str(ports["oomnitza"]),
             **env,
         }
+        from scripts import services
+
+        self.postgres = os.environ.get(services.PREFIX + "POSTGRESQL")  # `make test`'s, else its own
+        if self.postgres:
+            self.env["SANDBOX_POSTGRES"] = self.postgres
         self.ports = ports
         self.base = f"http://127.0.0.1:{ports['airflow']}"
         self.kandji = f"http://127.0.0.1:{ports['kandji']}"
@@ -427,6 +465,10 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+        if self.postgres:
+            from scripts import run_sandbox, services
+
+            services.drop_database(self.postgres, run_sandbox.sandbox_database_name(self.home))
 
     def __getitem__(self, key: str) -> Any:  # the browser tests' older dict-style access
         return {"base": self.base, "password": self.password, "api": self.api, "kandji": self.kandji,
@@ -435,7 +477,28 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    """One `make run` sandbox for the session's end-to-end tests that need the real scheduler."""
+    """One `make run` sandbox for the session's end-to-end tests that need the real scheduler. Under
+    pytest-xdist every test using it runs on one worker (``pytest_collection_modifyitems``): a second
+    worker starting one means that grouping broke, and fails loudly instead of starting two."""
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        claim = tmp_path_factory.getbasetemp().parent / "sandbox-started-by"
+        try:
+            with open(claim, "x") as first:
+                first.write(worker)
+        except FileExistsError:
+            pytest.fail(
+                f"the sandbox was already started by worker {claim.read_text()}, and {worker} would start "
+                "another: the tests using it are no longer grouped on one worker (--dist loadgroup)"
+            )
     running = Sandbox(tmp_path_factory.mktemp("sandbox"))
     yield running
     running.stop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the marks
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``), every test that uses the `make run` sandbox runs on one
+    worker, so the sandbox starts once."""
+    for item in items:
+        if "sandbox" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("sandbox"))

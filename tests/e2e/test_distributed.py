@@ -4,12 +4,12 @@ through the REST API.
 
 The worker has its own AIRFLOW_HOME and working directory, so nothing can pass between tasks through
 local files, and each task runs in its own process, so nothing passes through memory: XComs travel
-through the metadata database. PostgreSQL and Redis must run on loopback (`.ci/run` starts them).
+through the metadata database. PostgreSQL and Redis come from `make test` (``scripts/services.py``: the
+machine's own, started if stopped, or the Python-packaged servers); without them the test is skipped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,33 +22,19 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
+from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port, service
+
+from scripts.services import create_database, database_url, drop_database
 
 pytestmark = pytest.mark.e2e
-POSTGRES = "postgres@127.0.0.1:5432"
-REDIS = "redis://127.0.0.1:6379/7"
-
-
-def _psql(sql: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(f"postgresql://{POSTGRES}/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 @pytest.fixture(scope="module")
-def distributed(tmp_path_factory, kandji_process, oomnitza_process):
+def distributed(tmp_path_factory, kandji_process, oomnitza_process, postgres_server):
     work = tmp_path_factory.mktemp("distributed")
+    redis = service("Redis") + "/7"
     database = f"airflow_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        _psql(f"CREATE DATABASE {database}")
-    except Exception as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES} ({exc}); start it (see .ci/run) and run again"
-        )
+    create_database(postgres_server, database)
     integrations = work / "integrations"
     integrations.mkdir()
     for name in ("kandji_devices_and_software", "kandji_users"):
@@ -62,10 +48,10 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process):
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{POSTGRES}/{database}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(postgres_server, database),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CELERY__BROKER_URL": REDIS,
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{POSTGRES}/{database}",
+        "AIRFLOW__CELERY__BROKER_URL": redis,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database_url(postgres_server, database),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
@@ -139,7 +125,8 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process):
             tails = {n: (work / f"{n}.log").read_text()[-1500:] for n in processes}
             pytest.fail(f"distributed Airflow did not come up: {json.dumps(tails, indent=1)}")
         time.sleep(2)
-    yield {"api": api, "client": client, "work": work, "database": database, "processes": processes}
+    yield {"api": api, "client": client, "work": work, "processes": processes,
+           "database": database_url(postgres_server, database).replace("+psycopg2", "")}  # fmt: skip
     for process in processes.values():
         process.terminate()
     for process in processes.values():
@@ -149,8 +136,7 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process):
             process.kill()
     for handle in logs.values():
         handle.close()
-    with contextlib.suppress(Exception):  # best-effort cleanup of a throwaway database
-        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    drop_database(postgres_server, database)  # a throwaway database
     shutil.rmtree(work / "home-worker" / "logs", ignore_errors=True)
 
 
@@ -187,7 +173,7 @@ def test_devices_integration_and_a_preset_through_the_rest_api(
     assert len(set(pids)) == len(pids), "every task ran in its own process"
     scheduler_pid = distributed["processes"]["scheduler"].pid
     assert scheduler_pid not in pids
-    connection = psycopg2.connect(f"postgresql://{POSTGRES}/{distributed['database']}")
+    connection = psycopg2.connect(distributed["database"])
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT key FROM xcom WHERE dag_id = %s AND task_id = 'transform' ORDER BY key",

@@ -19,7 +19,7 @@ import requests
 import yaml
 from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("integrations_page")]
 PAGE = "/kandji-oomnitza"
 DEVICES = "kandji_devices_and_software"
 USERS = {"admin": "admin", "viewer": "viewer", "runner": "user", "nobody": "", "dagonly": "viewer"}

@@ -177,12 +177,13 @@ def test_already_locked_is_a_warning_but_command_running_is_a_failure(
     again = run_dag("kandji_preset_lock_device", conf={"serial_number": target["serial_number"]})
     assert again.state == "success" and again.xcom("run_action")["result"] == "already done"
     assert "This device is already locked." in again.log
-    kandji_emulator.put("settings", {"command_completion_seconds": 60})
     mac = device(kandji_emulator, "Mac")
     assert (
         run_dag("kandji_preset_device_restart", conf={"serial_number": mac["serial_number"]}).state
         == "success"
     )
+    # Kandji now takes a minute over a command: the restart just sent is still running.
+    kandji_emulator.put("settings", {"command_completion_seconds": 60})
     running = run_dag("kandji_preset_device_restart", conf={"serial_number": mac["serial_number"]})
     assert running.state == "failed" and "Command already running" in running.log
 

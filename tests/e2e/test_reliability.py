@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ARTIFACTS, KANDJI_TOKEN, OOMNITZA_TOKEN, oomnitza_assets
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability")]
 REPORT = ARTIFACTS / "reliability.json"
 
 

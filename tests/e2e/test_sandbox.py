@@ -35,6 +35,22 @@ def wait_for_runs(sandbox: Sandbox, dag_id: str, count: int, timeout: float = 42
     pytest.fail(f"{dag_id}: fewer than {count} runs finished in {timeout}s: {sandbox.output()[-2000:]}")
 
 
+def wait_for_scheduler_heartbeats(sandbox: Sandbox, count: int, timeout: float = 120) -> None:
+    """Until the scheduler has completed ``count`` more heartbeats (loops) from now."""
+
+    def heartbeat() -> str:
+        return sandbox.get("monitor/health")["scheduler"].get("latest_scheduler_heartbeat") or ""
+
+    deadline = time.monotonic() + timeout
+    seen = heartbeat()
+    for _ in range(count):
+        while (now := heartbeat()) <= seen:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the scheduler did not heartbeat {count} times in {timeout}s")
+            time.sleep(0.5)
+        seen = now
+
+
 def task_instances(sandbox: Sandbox, dag_id: str, run_id: str) -> dict[str, dict]:
     answer = sandbox.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")
     return {ti["task_id"]: ti for ti in answer["task_instances"]}
@@ -180,7 +196,7 @@ def test_real_tenants_start_paused_and_nothing_runs(tmp_path, kandji_process, oo
                 break
             time.sleep(2)
         assert dags["kandji_devices_and_software"]["is_paused"] and dags[USERS]["is_paused"]
-        time.sleep(10)  # a scheduler loop or two: an unpaused daily DAG would have queued its run by now
+        wait_for_scheduler_heartbeats(real, 2)  # an unpaused daily DAG would have queued its run by now
         assert real.get("dags/~/dagRuns")["total_entries"] == 0
         assert kandji_process.admin.requests("^/api/") == []  # nothing called the tenant
         cli_env = (real.home / "airflow-env.sh").read_text()

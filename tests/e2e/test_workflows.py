@@ -80,9 +80,20 @@ def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
         return answer.json()
 
     request = wait_until("the approval request", waiting, timeout=120)
-    # A person answers after seconds, not milliseconds. Airflow 3.3 fails the approval task when the
-    # answer lands before the executor has reported the parked task (nothing is sent then: fail-safe).
-    time.sleep(3)
+    # Airflow 3.3 fails the approval task when the answer lands before the scheduler has processed the
+    # executor's report of the parked task (nothing is sent then: fail-safe); a person is never that
+    # fast, so wait for that report as a person's slowness would.
+    parked = f"task_id=per_device.approve, run_id={run_id}, map_index=0,"
+    wait_until(
+        "the scheduler to see the approval task parked",
+        lambda: any(
+            parked in line and "state=awaiting_input" in line
+            for line in scheduler_log(sandbox).splitlines()
+            if "TaskInstance Finished" in line
+        ),
+        timeout=60,
+        every=0.5,
+    )
     return request
 
 
@@ -165,8 +176,31 @@ def fleet(sandbox):
     return macs
 
 
+def last_poll_time(sandbox: Sandbox, dag_id: str = LOCK) -> float:
+    """When the watcher's last finished poll started reading Oomnitza (0 before its first)."""
+    poll = watcher_state(sandbox, dag_id).get("last_poll") or {}
+    return datetime.fromisoformat(poll["at"]).timestamp() if poll.get("at") else 0.0
+
+
+def wait_for_polls(sandbox: Sandbox, count: int, dag_id: str = LOCK, after: float | None = None) -> None:
+    """Until the watcher has finished ``count`` polls that started reading after ``after`` (now): what
+    it does with a change is decided by then."""
+    seen = time.time() if after is None else after
+    for _ in range(count):
+        seen = wait_until(
+            f"a poll of the {dag_id} watcher",
+            lambda since=seen: (at := last_poll_time(sandbox, dag_id)) > since and at,
+            timeout=60,
+            every=0.5,
+        )
+
+
 def triggerer_log(sandbox: Sandbox) -> str:
     return (sandbox.home / "logs" / "components" / "triggerer.log").read_text(errors="replace")
+
+
+def scheduler_log(sandbox: Sandbox) -> str:
+    return (sandbox.home / "logs" / "components" / "scheduler.log").read_text(errors="replace")
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -219,12 +253,15 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     ]
 
     # Later polls see the asset still Lost: no new run.
-    time.sleep(4 * POLL)
+    wait_for_polls(sandbox, 2)
     assert len(runs_of(sandbox, LOCK)) == before + 1
 
     # It leaves the condition and enters it again: one more run; rejecting it sends nothing.
     edit_asset(sandbox, mac["equipment_id"], status="In Use")
-    time.sleep(3 * POLL)
+    wait_until(
+        "the watcher to see the asset leave",
+        lambda: not watcher_state(sandbox, LOCK)["state"]["records"][mac["equipment_id"]]["inside"],
+    )
     assert len(runs_of(sandbox, LOCK)) == before + 1
     edit_asset(sandbox, mac["equipment_id"], status="Lost")
     again = new_run(sandbox, LOCK, before + 1)
@@ -242,7 +279,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
         == "rejected by admin: nothing sent"
     )
     assert kandji_actions(sandbox, device["device_id"]) == ["lock"]
-    time.sleep(3 * POLL)
+    wait_for_polls(sandbox, 2)
     assert len(runs_of(sandbox, LOCK)) == before + 2
     state = watcher_state(sandbox, LOCK)
     assert f"sent:{mac['equipment_id']}#1" in state and f"sent:{mac['equipment_id']}#2" not in state
@@ -268,7 +305,7 @@ def test_a_triggerer_restart_between_polls_starts_no_duplicate(sandbox, fleet):
     killed_at = time.time()
     # The new triggerer picks the watcher up and polls again, several times, with the asset still Lost.
     wait_until("a poll by the restarted triggerer", lambda: last_poll_time(sandbox) > killed_at + 1, 120)
-    time.sleep(5 * POLL)
+    wait_for_polls(sandbox, 3)
     assert len(runs_of(sandbox, LOCK)) == before + 1, "a restarted triggerer started a second run"
     assert triggerer_log(sandbox).count("Trigger fired event") == fired_before
     assert watcher_state(sandbox, LOCK)["state"]["records"][mac["equipment_id"]]["entry"] == 1
@@ -286,11 +323,6 @@ def test_a_triggerer_restart_between_polls_starts_no_duplicate(sandbox, fleet):
     assert kandji_actions(sandbox, device_of(sandbox, mac["serial_number"])["device_id"]) == []
 
 
-def last_poll_time(sandbox: Sandbox) -> float:
-    poll = watcher_state(sandbox, LOCK).get("last_poll") or {}
-    return datetime.fromisoformat(poll["at"]).timestamp() if poll.get("at") else 0.0
-
-
 def test_a_serial_kandji_does_not_know_ends_with_a_clear_message_and_nothing_sent(sandbox, fleet):
     created = requests.post(
         f"{sandbox.oomnitza}/_emulator/records/assets",
@@ -299,7 +331,7 @@ def test_a_serial_kandji_does_not_know_ends_with_a_clear_message_and_nothing_sen
     ).json()
     before_requests = len(requests.get(f"{sandbox.kandji}/_emulator/requests", timeout=30).json())
     before = len(runs_of(sandbox, LOCK))
-    time.sleep(2 * POLL)  # the watcher sees it In Stock first
+    wait_for_polls(sandbox, 1)  # the watcher sees it In Stock first
     edit_asset(sandbox, created[0], status="Lost")
     run = new_run(sandbox, LOCK, before)
     done = finished(sandbox, LOCK, run["dag_run_id"])

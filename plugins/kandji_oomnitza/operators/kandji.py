@@ -177,9 +177,10 @@ class KandjiDeviceActionOperator(BaseOperator):
                 status,
                 done=lambda s: s in FINAL_STATUSES,
                 timeout_seconds=self.confirm_timeout_seconds,
-                first_wait=min(2.0, max(self.confirm_timeout_seconds / 10, 0.2)),
+                # Kandji usually reports a command within a second or two: ask soon, then every 2 s.
+                first_wait=0.5,
                 max_wait=2.0,
-                growth=1.0,
+                growth=1.5,
             )
         except ApiError as exc:
             reason = shorten(exc, 300)
