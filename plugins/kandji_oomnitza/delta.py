@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kandji_oomnitza.integration_config import Integration
@@ -29,6 +29,7 @@ from kandji_oomnitza.redaction import shorten
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the fingerprint changes meaning: every integration then does a full sync
+SKEW = timedelta(minutes=1)  # how far ahead of this run's read time a stored time may be
 STORE_NAME = "fingerprints.json.gz"
 
 
@@ -56,18 +57,52 @@ def store_path(root: str, dag_id: str):
     return ObjectStoragePath(root) / dag_id / "delta" / STORE_NAME
 
 
-def read_store(path) -> tuple[dict[str, Any] | None, str | None]:
-    """(the store, or None) and why it could not be used, if it exists but cannot be read."""
+def read_store(path, now: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the store, or None) and why it could not be used, if it exists but cannot be read or is not
+    plausible at ``now`` (this run's read time): whatever is wrong with it means a full sync, never a
+    failed run, and never delta mode for ever."""
     try:
         if not path.exists():
             return None, None
         with path.open("rb") as raw:
             store = json.loads(gzip.decompress(raw.read()))
-        if not isinstance(store, dict) or not isinstance(store.get("records"), dict):
-            return None, "the fingerprint store has an unexpected shape"
-        return store, None
     except (OSError, ValueError, EOFError) as exc:
         return None, f"the fingerprint store could not be read ({shorten(exc, 200)})"
+    problem = store_problem(store, now)
+    return (None, f"the fingerprint store is not usable: {problem}") if problem else (store, None)
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def store_problem(store: Any, now: str) -> str | None:
+    """What makes a store unusable: a shape other than the one ``new_store`` writes, or times that
+    cannot be read or lie in the future (beyond a minute of clock skew)."""
+    if not isinstance(store, dict) or not isinstance(store.get("records"), dict):
+        return "it has an unexpected shape"
+    latest = _time(now) + SKEW if _time(now) else None
+    last_full = store.get("last_full_sync")
+    if last_full is not None:
+        when = _time(last_full)
+        if when is None:
+            return f"last_full_sync {shorten(repr(last_full), 40)} is not a time like 2026-11-28T10:00:00Z"
+        if latest and when > latest:
+            return f"last_full_sync {last_full} is in the future"
+    for key, entry in store["records"].items():
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and (entry[0] is None or isinstance(entry[0], str))
+            and _time(entry[1]) is not None
+        ):
+            return f"the entry of {shorten(key, 40)} is not [fingerprint, time seen]"
+        if latest and _time(entry[1]) > latest:
+            return f"{shorten(key, 40)} was seen in the future ({entry[1]})"
+    return None
 
 
 def write_store(path, store: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import difflib
 import enum
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -484,19 +485,36 @@ def _load_without_aliases(text: str) -> Any:
     return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
 
 
+def read_bounded(path: Path, what: str) -> bytes:
+    """The bytes of a regular file (a link to one is followed), at most ``MAX_FILE_BYTES``. Anything
+    else in a settings folder (a directory, a device such as /dev/zero, a pipe) is that entry's own
+    error. The limit is enforced on the bytes read, not on what ``stat`` says: a device reports size 0."""
+    try:
+        # Non-blocking, so opening a named pipe cannot hang the DAG processor; checked on the open file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise IntegrationFileError(f"Invalid {what} {path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IntegrationFileError(
+            f"Invalid {what} {path}: not a regular file (a directory, a device or a link to one); "
+            "remove it from the folder or rename it to start with _"
+        )
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise IntegrationFileError(
+            f"Invalid {what} {path}: more than the {MAX_FILE_BYTES} bytes an {what} may have"
+        )
+    return data
+
+
 def read_yaml_file(path: Path, what: str = "integration file") -> Any:
     """A small YAML file, safely: no code runs from it, no alias expands, and its size is bounded.
     Problems raise ``IntegrationFileError`` with a short message naming the file."""
+    data = read_bounded(path, what)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise IntegrationFileError(f"Invalid {what} {path}: cannot be read ({exc.strerror})") from None
-    if size > MAX_FILE_BYTES:
-        raise IntegrationFileError(
-            f"Invalid {what} {path}: {size} bytes, more than the {MAX_FILE_BYTES} an {what} may have"
-        )
-    try:
-        return _load_without_aliases(path.read_text(encoding="utf-8"))
+        return _load_without_aliases(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise IntegrationFileError(f"Invalid {what} {path}: not valid YAML: {_short(exc, 400)}") from None
 

@@ -210,7 +210,7 @@ def flag_missing_task(
         from kandji_oomnitza.delta import last_seen_after, read_store, store_path
         from kandji_oomnitza.reporting import reports_root
 
-        store, _ = read_store(store_path(reports_root(), dag_id))
+        store, _ = read_store(store_path(reports_root(), dag_id), stats["read_at"])
         seen_ids |= last_seen_after(store, cutoff_of(stats["read_at"], integration.when_missing.after_days))
     result, failure = flag_missing(
         integration,

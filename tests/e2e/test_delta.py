@@ -188,3 +188,32 @@ def test_users_delta_and_when_missing_counts_from_last_seen(
     assert third["flagged_as_missing"] == 0 and third["records_sent"] == 0
     stored_users = {u["email"]: u for u in oomnitza_emulator.get("state")["records"]["users"].values()}
     assert stored_users[target["email"]].get("kandji_status") != "Not in Kandji"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("last_full_sync", "why"),
+    [
+        ("2026-11-28 10:00", "is not a time like 2026-11-28T10:00:00Z"),
+        (days_ago(-30), "is in the future"),  # would keep delta mode on for ever
+    ],
+)
+def test_an_unreadable_or_implausible_store_means_a_full_sync_with_a_warning(
+    run_dag, delta_dag, small_fleet, oomnitza_emulator, store, last_full_sync, why
+):
+    dag = delta_dag()
+    assert run_dag(dag).state == "success"
+    state = stored(store)
+    state["last_full_sync"] = last_full_sync
+    store.write_bytes(gzip.compress(json.dumps(state).encode()))
+    for conf in ({"dry_run": True}, {"dry_run": False}):
+        result = run_dag(dag, conf=conf)
+        summary = result.xcom("report")
+        assert result.state == "success", result.task_states
+        assert (
+            summary["delta"].startswith("full: the fingerprint store is not usable")
+            and why in summary["delta"]
+        )
+        assert "this run sends every record" in result.log
+    assert summary["records_sent"] == 30, summary
+    assert stored(store)["last_full_sync"] == summary["read_at"]  # the next run is a delta run again

@@ -4,6 +4,8 @@ tests/e2e/test_security.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
 
@@ -87,3 +89,30 @@ def test_the_shipped_files_and_docs_hold_no_real_token():
         text = path.read_text()
         assert KANDJI_TOKEN not in text and OOMNITZA_TOKEN not in text
         assert "Bearer ey" not in text, path  # no pasted JWT-like token
+
+
+def test_odd_entries_in_a_settings_folder_are_their_own_errors_and_break_nothing_else(tmp_path, monkeypatch):
+    """A directory named like a settings file, and a link to a device that never ends: each is named as
+    its own error in Airflow's import errors, and every valid file still becomes its DAG."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    for kind, keep in (("integrations", "kandji_users.yaml"), ("workflows", "lost_device_lock.yaml")):
+        folder = tmp_path / kind
+        folder.mkdir()
+        shutil.copy(ROOT / "include" / kind / keep, folder / keep)
+        (folder / "oops.yaml").mkdir()
+        (folder / "zero.yaml").symlink_to("/dev/zero")
+        monkeypatch.setenv(f"KANDJI_OOMNITZA_{kind.upper()}_DIR", str(folder))
+    bag = DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+    assert {"kandji_users", "kandji_workflow_lost_device_lock"} <= set(bag.dags)
+    assert "kandji_workflow_zero" not in bag.dags and "oops" not in bag.dags
+    errors = {Path(path).name: text for path, text in bag.import_errors.items()}
+    assert set(errors) == {"kandji_integration_file_errors.py", "kandji_workflow_file_errors.py"}
+    for text in errors.values():
+        assert (
+            "2 " in text
+            and "oops.yaml: not a regular file" in text
+            and "zero.yaml: not a regular file" in text
+        )

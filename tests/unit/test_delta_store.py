@@ -76,3 +76,29 @@ def test_the_store_keeps_only_confirmed_fingerprints():
 def test_full_sync_every_must_be_days_or_hours(value):
     with pytest.raises(ValueError, match="is not an interval like '7d'"):
         Integration.model_validate({**DATA, "delta": {"enabled": True, "full_sync_every": value}})
+
+
+@pytest.mark.parametrize(
+    ("store", "problem"),
+    [
+        ([], "unexpected shape"),
+        ({"records": []}, "unexpected shape"),
+        ({"records": {}, "last_full_sync": "2026-11-28 10:00"}, "is not a time"),
+        ({"records": {}, "last_full_sync": 1764324000}, "is not a time"),
+        ({"records": {}, "last_full_sync": "2026-12-28T10:00:00Z"}, "in the future"),
+        ({"records": {"d1": ["abc"]}}, "is not [fingerprint, time seen]"),
+        ({"records": {"d1": [1, "2026-11-27T00:00:00Z"]}}, "is not [fingerprint, time seen]"),
+        ({"records": {"d1": ["abc", "yesterday"]}}, "is not [fingerprint, time seen]"),
+        ({"records": {"d1": ["abc", "2027-01-01T00:00:00Z"]}}, "seen in the future"),
+        (
+            {"records": {"d1": ["abc", "2026-11-28T10:00:30Z"]}, "last_full_sync": "2026-11-28T10:00:30Z"},
+            None,
+        ),
+        ({"records": {"d1": [None, "2026-11-27T00:00:00Z"]}, "last_full_sync": None}, None),
+    ],
+)
+def test_a_store_is_used_only_when_its_shape_and_times_are_plausible(store, problem):
+    from kandji_oomnitza.delta import store_problem
+
+    found = store_problem(store, "2026-11-28T10:00:00Z")
+    assert (found is None) if problem is None else (problem in found), found

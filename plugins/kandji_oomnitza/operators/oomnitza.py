@@ -58,7 +58,7 @@ class OomnitzaLoadOperator(BaseOperator):
 
         read_at = context["ti"].xcom_pull(task_ids=self.stats_task_id, key="stats")["read_at"]
         path = store_path(reports_root(), self.dag_id)
-        store, problem = read_store(path)
+        store, problem = read_store(path, read_at)
         if problem:
             self.log.warning("Delta load: %s; this run sends every record", problem)
         forced = bool(context["params"].get("full_sync"))
