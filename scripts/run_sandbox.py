@@ -272,21 +272,36 @@ def wait_for_dags(home: Path, expected: int, seconds: float = 120.0) -> None:
     print("The DAG processor has not parsed every DAG file yet; see its log.", flush=True)
 
 
+# Settings the CLI does not need that hold a secret: the API server's signing keys, any password.
+CLI_NEEDS_NOT = re.compile(r"SECRET|JWT|PASSWORD|TOKEN")
+
+
+def write_private(path: Path, text: str) -> None:
+    """``text`` in a file only its owner may read (0600), whatever the umask or an older copy's mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def write_cli_env(env: dict[str, str], home: Path, real: bool) -> Path:
-    """A file to source for the airflow CLI on this sandbox (same home, folders and DB). It holds
-    configuration only; in sandbox mode also the emulators' connections, never real tokens."""
+    """A file to source for the airflow CLI on this sandbox (same home, folders and DB), readable by its
+    owner only. It holds what the CLI needs (the metadata DB's address, the Fernet key that decrypts
+    what the DB stores) and no other secret; in sandbox mode also the emulators' connections, never
+    real tokens."""
     keys = [
         k
         for k in env
-        if k.startswith("AIRFLOW__") or k in ("AIRFLOW_HOME", "PYTHONPATH", "KANDJI_OOMNITZA_WORKFLOWS_DIR")
+        if (k.startswith("AIRFLOW__") and not CLI_NEEDS_NOT.search(k))
+        or k in ("AIRFLOW_HOME", "PYTHONPATH", "KANDJI_OOMNITZA_WORKFLOWS_DIR")
     ]
     if not real:
         keys += ["AIRFLOW_CONN_KANDJI_DEFAULT", "AIRFLOW_CONN_OOMNITZA_DEFAULT"]
     path = home / "airflow-env.sh"
     lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(keys)]
     lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
-    path.write_text(
-        "# source this file to use the airflow CLI on the make-run sandbox\n" + "\n".join(lines) + "\n"
+    write_private(
+        path, "# source this file to use the airflow CLI on the make-run sandbox\n" + "\n".join(lines) + "\n"
     )
     return path
 
@@ -399,6 +414,9 @@ def main() -> int:
         dag_files = [p for p in (ROOT / "dags").glob("kandji_*.py") if not p.stem.endswith("_file_errors")]
         wait_for_dags(home, expected=len(dag_files))
         write_cli_env(env, home, real)
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        if passwords.exists():  # the admin's password: Airflow writes it readable by everyone
+            passwords.chmod(0o600)
         print_welcome(real, home, logs)
         restartable = set(filter(None, env.get("SANDBOX_RESTART", "").split(",")))
         record_components(home, names)

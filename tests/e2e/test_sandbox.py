@@ -185,7 +185,8 @@ def test_real_tenants_start_paused_and_nothing_runs(tmp_path, kandji_process, oo
         ),
     }
     kandji_process.admin.clear_requests()
-    real = Sandbox(tmp_path / "real", **connections)
+    jwt_secret = "real-tenant-jwt-secret-5c1e9a7d"  # a deployment's own signing key, exported
+    real = Sandbox(tmp_path / "real", AIRFLOW__API_AUTH__JWT_SECRET=jwt_secret, **connections)
     try:
         assert "The integration DAGs start PAUSED" in real.output()
         assert "Kandji emulator:" not in real.output()  # no emulator starts for real tenants
@@ -203,6 +204,9 @@ def test_real_tenants_start_paused_and_nothing_runs(tmp_path, kandji_process, oo
         assert (
             "AIRFLOW_CONN_" not in cli_env and KANDJI_TOKEN not in cli_env and OOMNITZA_TOKEN not in cli_env
         )
+        assert jwt_secret not in cli_env and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in cli_env
+        for private in ("airflow-env.sh", "simple_auth_manager_passwords.json.generated", "airflow.cfg"):
+            assert (real.home / private).stat().st_mode & 0o077 == 0, f"{private} is readable by others"
     finally:
         real.stop()
 
