@@ -204,6 +204,9 @@ class Approval(Strict):
     timeout: float = Field(
         86400.0, description="how long to wait for an answer (e.g. 4h); then nothing is sent"
     )
+    unattended_erase: bool = Field(
+        False, description="erase_device with mode none: say so here, or the file is refused"
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -345,7 +348,21 @@ class Workflow(Strict):
             raise ValueError(
                 "approval.approvers is set but approval.mode is none; set mode: required or remove them"
             )
+        erase = self.action.preset == "erase_device"
+        if erase and not self.approval_required and not self.approval.unattended_erase:
+            raise ValueError(
+                "approval: none would erase devices with nobody confirming, and an erase cannot be undone; "
+                "keep approval required, or write approval: {mode: none, unattended_erase: true} if you "
+                "really mean every matching device to be erased at once"
+            )
+        if self.approval.unattended_erase and (not erase or self.approval_required):
+            raise ValueError("approval.unattended_erase is only for erase_device with approval mode none")
         return self
+
+    @property
+    def unattended_erase(self) -> bool:
+        """Devices are erased with nobody confirming (stated explicitly in the file)."""
+        return self.action.preset == "erase_device" and not self.approval_required
 
     @property
     def approval_required(self) -> bool:

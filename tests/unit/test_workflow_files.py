@@ -308,3 +308,20 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
     for answer, action, wrote, outcome, failed in cases:
         line, bad = _outcome(lock, request, answer, action, wrote)
         assert (line["outcome"], bad) == (outcome, failed)
+
+
+ERASE = {"action__preset": "erase_device", "action__inputs": {}, "write_back": {}}
+
+
+def test_an_erase_workflow_without_approval_is_refused_unless_it_says_so(tmp_path):
+    unattended = changed(**ERASE, approval="none")
+    message = problems_of(tmp_path, yaml.safe_dump(unattended))
+    assert "broken.yaml" in message and "an erase cannot be undone" in message
+    assert "approval: {mode: none, unattended_erase: true}" in message
+    explicit = workflow(**ERASE, approval={"mode": "none", "unattended_erase": True})
+    assert explicit.unattended_erase and not explicit.approval_required
+    assert not workflow(**ERASE).unattended_erase  # approval required by default for erase
+    for wrong in ({"mode": "required", "unattended_erase": True}, {"mode": "none", "unattended_erase": True}):
+        preset = "erase_device" if wrong["mode"] == "required" else "lock_device"
+        text = yaml.safe_dump(changed(**{**ERASE, "action__preset": preset}, approval=wrong))
+        assert "unattended_erase is only for erase_device with approval mode none" in problems_of(tmp_path, text)

@@ -156,6 +156,8 @@ def card(
         if workflow.approval_required
         else "none: sent as soon as a record matches"
     )
+    if workflow.unattended_erase:
+        approval = "NONE: every matching device is ERASED at once, with nobody confirming (unattended_erase)"
     return WorkflowCard(
         **base,
         valid=True,
