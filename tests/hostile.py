@@ -1,5 +1,6 @@
 """A bystander origin for redirect tests: an HTTP server on loopback that records exactly what reaches it
-(every header, credentials included, and every body byte) and answers 200 with an empty JSON object.
+(every header, credentials included, and every body byte) and answers 200 with an empty JSON object, or
+whatever ``answer`` (status, content type, body) says: a login page, an internal admin page.
 
 A redirect that leaves the configured origin would deliver the request here; the tests assert that
 nothing does.
@@ -13,8 +14,9 @@ from typing import Any
 
 
 class CaptureServer:
-    def __init__(self) -> None:
+    def __init__(self, answer: tuple[int, str, bytes] = (200, "application/json", b"{}")) -> None:
         self.received: list[dict[str, Any]] = []
+        self.answer = answer
         capture = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,11 +30,12 @@ class CaptureServer:
                         "body": self.rfile.read(length) if length else b"",
                     }
                 )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
+                status, content_type, body = capture.answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _record
 

@@ -416,7 +416,9 @@ def _doc(dag_id: str, workflow: Workflow, source: Path) -> str:
         else "none: the action is sent as soon as a record matches"
     )
     if workflow.unattended_erase:
-        approval = "**none: every matching device is erased at once, with nobody confirming** (unattended_erase)"
+        approval = (
+            "**none: every matching device is erased at once, with nobody confirming** (unattended_erase)"
+        )
     inputs = "\n".join(f"  - `{k}`: {v}" for k, v in workflow.action.inputs.items()) or "  - none"
     write_back = "\n".join(f"  - `{k}`: {v}" for k, v in workflow.write_back.items()) or "  - none"
     return f"""

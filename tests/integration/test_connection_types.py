@@ -126,3 +126,60 @@ def test_airflow_connections_test_on_the_cli(service, kandji_emulator, oomnitza_
     assert good.returncode == 0 and "Connection success!" in good.stdout, good.stdout + good.stderr
     bad = cli("wrong-token")
     assert bad.returncode != 0 and "rejected the API token" in bad.stdout + bad.stderr
+
+
+INTERNAL_PAGE = b"<html><head><title>Acme intranet admin</title></head><body>db password: s3cr3t-intranet</body></html>"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_a_host_is_only_an_address_and_nothing_is_sent_to_anything_else(
+    service, airflow_connections, bystander
+):
+    token = SERVICES[service][2]
+    for host, expected in {
+        f"{bystander.url}/?x=": "give only the address (scheme, host and port)",
+        f"{bystander.url}#fragment": "give only the address (scheme, host and port)",
+        f"{bystander.url}/admin/console": "give only the address (scheme, host and port)",
+        f"{bystander.url}/;params": "give only the address (scheme, host and port)",
+        "http://169.254.169.254": "is a link-local address (169.254.169.254)",
+        "http://[fe80::1]:8080": "is a link-local address (fe80::1)",
+    }.items():
+        ok, message = _connect(service, "own type", airflow_connections, host, token).test_connection()
+        assert not ok and expected in message, (host, message)
+        assert token not in message
+    assert bystander.received == [], "nothing may be sent to a host that is more than an address"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ((200, "text/html", INTERNAL_PAGE), "answered HTTP 200 with an HTML or text page"),
+        ((200, "text/plain", b"OK"), "answered HTTP 200 with an HTML or text page"),
+        ((200, "application/json", b'{"status": "ok"}'), "answered HTTP 200 with JSON of another shape"),
+        ((404, "text/html", INTERNAL_PAGE), "HTTP 404: (an HTML or text page, not shown)"),
+        ((401, "text/html", INTERNAL_PAGE), "rejected the API token"),
+    ],
+)
+def test_only_an_answer_shaped_like_the_apis_passes_and_no_other_page_is_quoted(
+    service, answer, expected, airflow_connections
+):
+    from hostile import CaptureServer
+
+    server = CaptureServer(answer)
+    try:
+        token = SERVICES[service][2]
+        ok, message = _connect(service, "own type", airflow_connections, server.url, token).test_connection()
+    finally:
+        server.stop()
+    assert not ok and expected in message, message
+    assert "intranet" not in message and "s3cr3t" not in message and "valid" not in message
+    assert len(message) < 500
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_the_documented_api_path_and_a_port_are_accepted(service, airflow_connections):
+    hook_class, conn_id, _, _ = SERVICES[service]
+    api = "/api/v1/" if service == "kandji" else "/api/v3"
+    airflow_connections(conn_id, conn_type=service, host=f"https://Acme.Example.com:8443{api}", password="t")
+    assert hook_class(conn_id).root_url() == "https://acme.example.com:8443"

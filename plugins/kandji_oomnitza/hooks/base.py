@@ -16,10 +16,12 @@ One classification of failures, used by both hooks and every operator:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import enum
 import functools
 import html
+import ipaddress
 import json
 import re
 import threading
@@ -69,12 +71,14 @@ class ApiError(AirflowException):
         endpoint: str = "",
         api_message: str = "",
         retry_after: float | None = None,
+        answer_was_json: bool = True,
     ) -> None:
         super().__init__(redact(message))
         self.status = status
         self.endpoint = endpoint
         self.api_message = redact(api_message)
         self.retry_after = retry_after
+        self.answer_was_json = answer_was_json  # False: an HTML or text page said it, not the API
 
     @property
     def permanent(self) -> bool:
@@ -143,6 +147,15 @@ def error_message_from_body(response: requests.Response) -> str:
     except ValueError:
         return " ".join(text.split())[:MESSAGE_LIMIT]
     return _flatten_message(payload)[:MESSAGE_LIMIT]
+
+
+def is_json(response: requests.Response) -> bool:
+    """Whether the body is JSON (whatever the Content-Type claims)."""
+    try:
+        json.loads(response.text)
+    except ValueError:
+        return False
+    return True
 
 
 def _flatten_message(payload: Any) -> str:
@@ -235,9 +248,11 @@ class RestApiHook(HttpHook):
         )
 
     def url_from_host(self, fix: str, api_path: str) -> str:
-        """The connection's ``host`` as a base URL: https when no scheme is given, the port applied, and
-        a pasted API path (``api_path``, a regex such as ``/api(/v1)?``) dropped. ``fix`` says what to use.
-        A host with a user name or password in it is refused: the token belongs in the password field."""
+        """The connection's ``host`` as a base URL: a scheme (https when none is given), a host and a port,
+        and nothing else but the documented API path (``api_path``, a regex such as ``/api(/v1)?``),
+        which is dropped. ``fix`` says what to use. Refused: a user name or password (the token belongs
+        in the password field), any other path, a query or fragment (they would take over the path and
+        query of every request), and a link-local address (cloud metadata lives there, no API does)."""
         raw = (self.connection.host or "").strip()
         host = raw if "://" in raw or not raw else f"{self.connection.schema or 'https'}://{raw}"
         parsed = urlsplit(host)
@@ -249,9 +264,26 @@ class RestApiHook(HttpHook):
             )
         if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"\s", host):
             raise self._config_error("host", f"is {shorten(raw, 80)!r}, not a URL", fix)
-        if self.connection.port:
-            host = f"{parsed.scheme}://{parsed.hostname}:{self.connection.port}"
-        return re.sub(f"{api_path}/?$", "", host.rstrip("/"))
+        path = parsed.path.rstrip("/")
+        if "?" in host or "#" in host or ";" in path or (path and not re.fullmatch(api_path, path)):
+            raise self._config_error(
+                "host", f"is {shorten(raw, 80)!r}: give only the address (scheme, host and port)", fix
+            )
+        try:
+            port = self.connection.port or parsed.port
+        except ValueError:
+            raise self._config_error(
+                "host", f"is {shorten(raw, 80)!r}: its port is not a number", fix
+            ) from None
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(parsed.hostname).is_link_local:
+                raise self._config_error(
+                    "host",
+                    f"is a link-local address ({parsed.hostname}), where no {self.service_name} API lives",
+                    fix,
+                )
+        name = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+        return f"{parsed.scheme}://{name}" + (f":{port}" if port else "")
 
     def root_url(self) -> str:
         """The validated base URL every request goes to (the credential's only destination)."""
@@ -391,6 +423,7 @@ class RestApiHook(HttpHook):
                     endpoint=label,
                     api_message=api_message,
                     retry_after=retry_after_seconds(response),
+                    answer_was_json=is_json(response),
                 )
             if decode is None:
                 return response
@@ -448,18 +481,44 @@ class RestApiHook(HttpHook):
     probe_endpoint = ""  # one cheap authenticated read, under the base URL
     probe_params: ClassVar[dict[str, Any]] = {}
     probe_success = ""
+    probe_shape = "a JSON list"  # what the probe's answer is, from the real API
+
+    def probe_answer_is_the_apis(self, body: Any) -> bool:
+        return isinstance(body, list)
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated read against the configured origin only (no retries, no redirect
-        elsewhere). Returns whether it worked and, either way, what it means: what to fix when it failed."""
+        elsewhere). Returns whether it worked and, either way, what it means: what to fix when it failed.
+        It succeeds only on an answer shaped like the API's: a login page or any other server answering
+        200 is not "a valid token". No page another server sent is ever quoted."""
         try:
             root = self.root_url()
-            self.request("GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER)
+            response = self.request(
+                "GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER
+            )
         except (ConfigurationError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status is not None:  # the server's words: short, JSON only
+                said = (
+                    shorten(exc.api_message, 150)
+                    if exc.answer_was_json
+                    else "(an HTML or text page, not shown)"
+                )
+                exc = api_error(self.describe_error(exc.status, exc.endpoint, said), status=exc.status)
             # Airflow tests a connection under a made-up id: name it as the person sees it.
             return False, str(exc).replace(f"'{self.http_conn_id}'", "(this one)")
         except Exception as exc:  # a test must answer, whatever went wrong
             return False, f"{self.service_name}: {shorten(exc, 300)}"
+        try:
+            shaped = self.probe_answer_is_the_apis(json.loads(response.text))
+        except ValueError:
+            shaped = False
+        if not shaped:
+            kind = "JSON of another shape" if is_json(response) else "an HTML or text page"
+            return False, (
+                f"{root} answered HTTP {response.status_code} with {kind}, where the {self.service_name} API "
+                f"answers {self.probe_shape}: this address is not the {self.service_name} API. Check the host "
+                "of this connection."
+            )
         return True, f"Connected to {root}: {self.probe_success}"
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:

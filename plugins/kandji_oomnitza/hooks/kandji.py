@@ -101,6 +101,7 @@ class KandjiHook(RestApiHook):
     probe_endpoint = f"{API}/devices"
     probe_params: ClassVar[dict[str, Any]] = {"limit": 1}
     probe_success = "the API token is valid and may list devices."
+    probe_shape = "a JSON list of devices"
     own_extra_keys = (
         *RestApiHook.own_extra_keys,
         "subdomain",

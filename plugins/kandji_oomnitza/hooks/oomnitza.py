@@ -97,6 +97,7 @@ class OomnitzaHook(RestApiHook):
     probe_endpoint = "api/v3/assets"
     probe_params: ClassVar[dict[str, Any]] = {"limit": 1, "fields": "equipment_id"}
     probe_success = "the API token is valid and its user may read assets."
+    probe_shape = "a JSON list of assets"
 
     def __init__(self, oomnitza_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(oomnitza_conn_id, **kwargs)
