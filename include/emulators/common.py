@@ -32,7 +32,8 @@ class ScriptedFault:
     error page with ``status``), ``latency`` (delay by ``seconds``, then serve normally),
     ``lost_response`` (serve the request, then drop the connection before the answer: the client cannot
     know the request took effect), ``truncate`` (serve the request, send the first ``bytes`` of the
-    answer, then end the connection: a body cut mid-stream, framed as ``framing``), ``echo`` (a hostile or
+    answer, then end the connection: a body cut mid-stream, framed as ``framing``, at a line break with
+    ``at_row_boundary``), ``echo`` (a hostile or
     buggy server: answer ``status`` with ``body`` plus every request header it received, credentials
     included, under ``echo``), ``redirect`` (answer ``status`` 301/302/303/307/308 pointing at
     ``location``).
@@ -49,6 +50,7 @@ class ScriptedFault:
     after: int = 0  # let this many matching requests through first
     bytes: int = 0  # truncate: how much of the answer is sent
     framing: str = "chunked"  # truncate: chunked | length | eof (see ``Emulator._truncated``)
+    at_row_boundary: bool = False  # truncate: end the cut at the last line break (a CSV cut between rows)
     location: str = ""  # redirect: where to
 
     def matches(self, request: web.Request) -> bool:
@@ -224,6 +226,8 @@ class Emulator:
           complete to HTTP, as when a proxy or a network cut ends a download that had no length.
         """
         body = bytes(response.body or b"")[: fault.bytes]
+        if fault.at_row_boundary:  # what a cut file looks like when the cut falls between two rows
+            body = body[: body.rfind(b"\n") + 1]
         entry["status"] = response.status
         transport = request.transport
         if fault.framing in ("eof", "length"):

@@ -95,6 +95,7 @@ class KandjiSettings:
     command_completion_seconds: float = 1.0
     mutate_devices_at_offset: dict[str, Any] | None = None  # {"offset": N, "remove": k, "add": m}
     listing_hides: int = 0  # the device list leaves out its last N devices; X-Total-Count still counts them
+    prism_count_approximate: bool = False  # /prism/count says "approximate": true (its count is then a guess)
 
 
 def _encode_cursor(position: int) -> str:
@@ -524,7 +525,9 @@ class KandjiEmulator(Emulator):
         category = request.query.get("category", "")
         if category not in PRISM_CATEGORIES:
             return web.json_response({"detail": f"Invalid category: {category}"}, status=400)
-        return web.json_response({"count": self._prism_total(category, None), "approximate": False})
+        return web.json_response(
+            {"count": self._prism_total(category, None), "approximate": self.settings.prism_count_approximate}
+        )
 
     async def prism_export(self, request: web.Request) -> web.Response:
         body = await request.json()

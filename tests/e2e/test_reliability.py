@@ -443,6 +443,43 @@ def test_a_cut_export_download_falls_back_and_replaces_no_software_list(
         assert len(asset["_software"]) == devices[serial]["_app_count"], serial
 
 
+@pytest.mark.parametrize("cut", [True, False])
+def test_an_export_that_cannot_be_proven_complete_replaces_no_software_list(
+    run_dag, integration_dag_factory, kandji_emulator, oomnitza_emulator, fast_kandji, cut
+):
+    """Kandji says its Prism count is approximate, so the row count cannot vouch for the file: a download
+    cut between two rows with no length (it looks complete to HTTP) must not become anyone's software list;
+    the same export with its length is used."""
+    kandji_emulator.put("settings", {"export_ready_after_polls": 1, "prism_count_approximate": True})
+    if cut:
+        kandji_emulator.put(
+            "faults",
+            {"scripted": [{"kind": "truncate", "bytes": 20_000, "framing": "eof", "at_row_boundary": True,
+                           "path": "^/_s3/"}]},
+        )  # fmt: skip
+    started = time.monotonic()
+    result = run_dag(integration_dag_factory(software={"route": "prism_export"}))
+    summary = result.xcom("report")
+    accounting = account(kandji_emulator, oomnitza_emulator, summary)
+    record(
+        f"prism export, approximate count, {'cut between rows, no length' if cut else 'complete'}",
+        result,
+        accounting,
+        kandji_emulator,
+        oomnitza_emulator,
+        time.monotonic() - started,
+    )
+    assert result.state == "success" and accounting["lost"] == 0
+    fallbacks = [w for w in summary["warnings"] if "Prism pages used instead" in w]
+    if cut:
+        assert fallbacks and "cannot be proven complete" in fallbacks[0], summary["warnings"]
+    else:
+        assert not fallbacks and summary["software_route"] == "prism_export", summary["warnings"]
+    devices = {d["serial_number"]: d for d in kandji_emulator.get("devices")}
+    for serial, asset in oomnitza_assets(oomnitza_emulator).items():
+        assert len(asset["_software"]) == devices[serial]["_app_count"], serial
+
+
 def test_a_body_cut_mid_stream_is_fetched_again(run_dag, kandji_emulator, oomnitza_emulator, fast_kandji):
     kandji_emulator.put(
         "faults", {"scripted": [{"kind": "truncate", "bytes": 500, "path": "^/api/v1/devices$", "times": 2}]}

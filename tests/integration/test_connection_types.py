@@ -128,7 +128,9 @@ def test_airflow_connections_test_on_the_cli(service, kandji_emulator, oomnitza_
     assert bad.returncode != 0 and "rejected the API token" in bad.stdout + bad.stderr
 
 
-INTERNAL_PAGE = b"<html><head><title>Acme intranet admin</title></head><body>db password: s3cr3t-intranet</body></html>"
+INTERNAL_PAGE = (
+    b"<html><head><title>Acme intranet admin</title></head><body>db password: s3cr3t-intranet</body></html>"
+)
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

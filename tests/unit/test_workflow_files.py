@@ -324,4 +324,6 @@ def test_an_erase_workflow_without_approval_is_refused_unless_it_says_so(tmp_pat
     for wrong in ({"mode": "required", "unattended_erase": True}, {"mode": "none", "unattended_erase": True}):
         preset = "erase_device" if wrong["mode"] == "required" else "lock_device"
         text = yaml.safe_dump(changed(**{**ERASE, "action__preset": preset}, approval=wrong))
-        assert "unattended_erase is only for erase_device with approval mode none" in problems_of(tmp_path, text)
+        assert "unattended_erase is only for erase_device with approval mode none" in problems_of(
+            tmp_path, text
+        )

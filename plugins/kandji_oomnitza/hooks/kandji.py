@@ -333,19 +333,29 @@ class KandjiHook(RestApiHook):
         are read when given, and the file is streamed to disk first, so a ten-million-row export never
         sits in memory whole. The CSV is downloaded from the signed URL without any Kandji credential.
 
-        An incomplete file raises ``PrismExportError`` after its last chunk (so the caller must drop what
-        it read): a download cut mid-row, or fewer rows than ``expected`` (``/prism/count`` read just
-        before; skipped when Kandji says its count is approximate).
+        A file that is not proven complete raises ``PrismExportError`` after its last chunk (so the caller
+        must drop what it read): a download cut mid-row, fewer rows than ``expected`` (``/prism/count`` read
+        just before), or, when that count is approximate (or missing), a download whose end nothing vouches
+        for: no Content-Length and no chunked framing, so a cut between two rows would look like the end.
         """
         signed_url, export_id = self._run_export(category, device_families, poll_seconds, timeout_seconds)
         rows = 0
-        for chunk in self._read_export(signed_url, export_id, category, required_columns, chunk_rows):
+        framed: list[bool] = []
+        for chunk in self._read_export(signed_url, export_id, category, required_columns, chunk_rows, framed):
             rows += len(chunk)
             yield chunk
-        if expected is not None and not expected.approximate and rows < expected.rows:
+        if expected is not None and not expected.approximate:
+            if rows < expected.rows:
+                raise PrismExportError(
+                    f"Kandji's Prism export {export_id} ({category}) holds {rows} rows, but Prism counted "
+                    f"{expected.rows}: the file is incomplete",
+                    endpoint=f"GET {API}/prism/export/{export_id}",
+                )
+        elif not all(framed):
             raise PrismExportError(
-                f"Kandji's Prism export {export_id} ({category}) holds {rows} rows, but Prism counted "
-                f"{expected.rows}: the file is incomplete",
+                f"Kandji's Prism export {export_id} ({category}) cannot be proven complete: Prism's row count is "
+                f"{'approximate' if expected else 'unknown'} and the download had no length, so a cut between "
+                "two rows would look like its end",
                 endpoint=f"GET {API}/prism/export/{export_id}",
             )
 
@@ -391,8 +401,10 @@ class KandjiHook(RestApiHook):
         return job["signed_url"], export_id
 
     def _read_export(
-        self, signed_url, export_id, category, required_columns, chunk_rows
+        self, signed_url, export_id, category, required_columns, chunk_rows, framed: list[bool]
     ) -> Iterator[pd.DataFrame]:
+        """The CSV in chunks; ``framed`` gets whether HTTP itself marked the body's end (a Content-Length
+        or chunked encoding, whose cut the client detects)."""
         import pandas as pd
 
         with tempfile.TemporaryFile() as spool:
@@ -405,6 +417,10 @@ class KandjiHook(RestApiHook):
                         raise PrismExportError(
                             f"Downloading Kandji's Prism export {export_id} failed with HTTP {response.status_code}"
                         )
+                    framed.append(
+                        "Content-Length" in response.headers
+                        or "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+                    )
                     for block in response.iter_content(chunk_size=1 << 20):
                         spool.write(block)
             except requests.RequestException as exc:
