@@ -453,6 +453,16 @@ class Sandbox:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def login(self, user: str) -> requests.Session:
+        """A REST API session as ``user`` (one of the simple auth manager's users of this sandbox)."""
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        session = requests.Session()
+        token = session.post(
+            f"{self.base}/auth/token", json={"username": user, "password": passwords[user]}, timeout=10
+        ).json()["access_token"]
+        session.headers["Authorization"] = f"Bearer {token}"
+        return session
+
     def get(self, path: str, **params: Any) -> Any:
         answer = self.api.get(f"{self.base}/api/v2/{path}", params=params, timeout=30)
         answer.raise_for_status()
@@ -490,7 +500,12 @@ def sandbox(tmp_path_factory):
                 f"the sandbox was already started by worker {claim.read_text()}, and {worker} would start "
                 "another: the tests using it are no longer grouped on one worker (--dist loadgroup)"
             )
-    running = Sandbox(tmp_path_factory.mktemp("sandbox"))
+    # Besides the admin: alice and bob (role user: may trigger and answer approvals assigned to them) and
+    # otto (role op: may also post asset events), for the workflows' forgery tests.
+    running = Sandbox(
+        tmp_path_factory.mktemp("sandbox"),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,alice:user,bob:user,otto:op",
+    )
     yield running
     running.stop()
 

@@ -62,7 +62,7 @@ def default_data_model() -> dict[str, list[dict[str, Any]]]:
         _field(
             "status",
             "dropdown",
-            values=["Deployed", "In Use", "In Stock", "Retired", "Lost", "Not in Kandji"],
+            values=["Deployed", "In Use", "In Stock", "Retired", "Lost", "Stolen", "Not in Kandji"],
         ),
         _field("operating_system"),
         _field("manufacturer"),

@@ -283,7 +283,7 @@ def test_mark_an_asset_lost_then_approve_the_lock_in_airflow(browser_sandbox, br
     approval(sandbox, LOCK, run["dag_run_id"])
     page.goto(
         sandbox.base
-        + f"/dags/{LOCK}/runs/{run['dag_run_id']}/tasks/per_device.approve/mapped/0/required_actions",
+        + f"/dags/{LOCK}/runs/{run['dag_run_id']}/tasks/per_device.run_action/mapped/0/required_actions",
         wait_until="networkidle",
     )
     page.get_by_text(f"Kandji Lock Device on {mac['serial_number']}").first.wait_for(timeout=60_000)

@@ -47,6 +47,10 @@ def page_server(airflow_db, tmp_path_factory):
     users_file = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_users.yaml").read_text())
     users_file["oomnitza_conn_id"] = "oomnitza_userinfo"
     (integrations / "userinfo_host.yaml").write_text(yaml.safe_dump(users_file))
+    workflows = work / "workflows"
+    workflows.mkdir()
+    lock = (ROOT / "include" / "workflows" / "lost_device_lock.yaml").read_text()
+    (workflows / "lost_device_lock.yaml").write_text(lock.replace("enabled: false", "enabled: true"))
     passwords = {user: f"{user}-secret-pw" for user in USERS}
     (work / "passwords.json").write_text(json.dumps(passwords))
     port = free_port()
@@ -66,6 +70,7 @@ def page_server(airflow_db, tmp_path_factory):
             }
         ),
         "KANDJI_OOMNITZA_INTEGRATIONS_DIR": str(integrations),
+        "KANDJI_OOMNITZA_WORKFLOWS_DIR": str(workflows),
         # The page names the tenant and the instance from the connections, never their tokens.
         "AIRFLOW_CONN_KANDJI_DEFAULT": json.dumps(
             {"conn_type": "http", "password": KANDJI_TOKEN, "extra": {"subdomain": "acme", "region": "eu"}}
@@ -274,3 +279,30 @@ def test_summaries_need_xcom_access_and_error_logs_need_task_log_access(
     assert all((t.get("last_run") or {}).get("counts") is None for t in tiles)
     errors = get(page_server, "dagonly", f"/api/integrations/{DEVICES}/runs/{result.run_id}/errors")
     assert errors.status_code == 403 and "task-log access" in errors.json()["detail"]
+
+
+def test_workflow_approvals_and_the_watchers_poll_show_only_to_who_may_read_them(page_server, airflow_db):
+    """Approval requests (serial, device name, approvers) are Airflow's human-in-the-loop details, and the
+    watcher's last poll is its asset's state: a user who may read the DAG but neither of those sees
+    neither, only that they are hidden."""
+    from airflow.models.asset import AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    lock = "kandji_workflow_lost_device_lock"
+    poll = {"at": "2026-11-28T10:00:00+00:00", "ok": True, "matching": 3, "started": 1, "warnings": []}
+    with create_session() as session:  # what the watcher writes in the triggerer
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == lock))
+        if asset is None:
+            asset = AssetModel(name=lock, uri="kandji-workflow://lost_device_lock", group="asset")
+            session.add(asset)
+            session.flush()
+        session.merge(AssetStateStoreModel(asset_id=asset.id, key="last_poll", value=json.dumps(poll)))
+    cards = {c["id"]: c for c in get(page_server, "admin", "/api/workflows").json()}
+    assert cards[lock]["last_poll"] == poll
+    assert not cards[lock]["last_poll_hidden"] and not cards[lock]["approvals_hidden"]
+    hidden = {c["id"]: c for c in get(page_server, "dagonly", "/api/workflows").json()}[lock]
+    assert hidden["trigger"] == cards[lock]["trigger"]  # the DAG itself may be read
+    assert hidden["last_poll"] is None and hidden["last_poll_hidden"]
+    assert hidden["approvals_waiting"] == [] and hidden["approvals_hidden"]

@@ -18,6 +18,7 @@ from conftest import Sandbox
 pytestmark = pytest.mark.e2e
 LOCK = "kandji_workflow_lost_device_lock"
 RESTART = "kandji_workflow_retired_device_restart"
+STOLEN = "kandji_workflow_stolen_device_lock"  # only bob may approve
 POLL = 5.0
 
 
@@ -70,8 +71,14 @@ def summary_of(sandbox: Sandbox, dag_id: str, run_id: str) -> dict | None:
     return answer.json().get("value") if answer.status_code == 200 else None
 
 
-def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
-    path = f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.approve/0/hitlDetails"
+def hitl_path(dag_id: str, run_id: str) -> str:
+    return f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.run_action/0/hitlDetails"
+
+
+def approval(sandbox: Sandbox, dag_id: str, run_id: str, times: int = 1) -> dict:
+    """The approval request once the task waits for it (for the ``times``-th time: a cleared task asks
+    again)."""
+    path = hitl_path(dag_id, run_id)
 
     def waiting():
         answer = sandbox.api.get(f"{sandbox.base}/api/v2/{path}", timeout=30)
@@ -83,13 +90,16 @@ def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
     # Airflow 3.3 fails the approval task when the answer lands before the scheduler has processed the
     # executor's report of the parked task (nothing is sent then: fail-safe); a person is never that
     # fast, so wait for that report as a person's slowness would.
-    parked = f"task_id=per_device.approve, run_id={run_id}, map_index=0,"
+    parked = f"task_id=per_device.run_action, run_id={run_id}, map_index=0,"
     wait_until(
         "the scheduler to see the approval task parked",
-        lambda: any(
-            parked in line and "state=awaiting_input" in line
-            for line in scheduler_log(sandbox).splitlines()
-            if "TaskInstance Finished" in line
+        lambda: (
+            sum(
+                parked in line and "state=awaiting_input" in line
+                for line in scheduler_log(sandbox).splitlines()
+                if "TaskInstance Finished" in line
+            )
+            >= times
         ),
         timeout=60,
         every=0.5,
@@ -98,7 +108,7 @@ def approval(sandbox: Sandbox, dag_id: str, run_id: str) -> dict:
 
 
 def answer(sandbox: Sandbox, dag_id: str, run_id: str, option: str) -> None:
-    path = f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.approve/0/hitlDetails"
+    path = f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.run_action/0/hitlDetails"
     response = sandbox.api.patch(
         f"{sandbox.base}/api/v2/{path}", json={"chosen_options": [option]}, timeout=30
     )
@@ -172,7 +182,7 @@ def fleet(sandbox):
     )
     assets = requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"]
     macs = [a for a in assets.values() if a.get("kandji_platform") == "Mac" and not a.get("status")]
-    assert len(macs) >= 4, "the sandbox fleet has too few Macs for these tests"
+    assert len(macs) >= 10, "the sandbox fleet has too few Macs for these tests"
     return macs
 
 
@@ -234,7 +244,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     assert [a["run_id"] for a in card["approvals_waiting"]] == [run["dag_run_id"]]
     assert card["last_poll"]["ok"] and card["last_poll"]["matching"] >= 1
     assert card["approvals_waiting"][0]["airflow_url"].endswith(
-        "/tasks/per_device.approve/mapped/0/required_actions"
+        "/tasks/per_device.run_action/mapped/0/required_actions"
     )
 
     answer(sandbox, LOCK, run["dag_run_id"], "Approve")
@@ -270,10 +280,7 @@ def test_lost_asset_waits_for_approval_then_locks_once_and_writes_back(sandbox, 
     done = finished(sandbox, LOCK, again["dag_run_id"])
     assert done["state"] == "success"
     states = tasks(sandbox, LOCK, again["dag_run_id"])
-    assert (
-        states[("per_device.run_action", 0)] == "skipped"
-        and states[("per_device.write_back", 0)] == "skipped"
-    )
+    assert states[("per_device.run_action", 0)] == "skipped"
     assert (
         summary_of(sandbox, LOCK, again["dag_run_id"])["records"][0]["outcome"]
         == "rejected by admin: nothing sent"
@@ -338,7 +345,7 @@ def test_a_serial_kandji_does_not_know_ends_with_a_clear_message_and_nothing_sen
     assert done["state"] == "failed"
     states = tasks(sandbox, LOCK, run["dag_run_id"])
     assert states[("prepare", -1)] == "success" and states[("summary", -1)] == "failed"
-    assert ("per_device.approve", 0) not in states, "no approval is asked for a device that does not exist"
+    assert ("per_device.run_action", 0) not in states, "no approval is asked for a device that does not exist"
     summary = summary_of(sandbox, LOCK, run["dag_run_id"])
     assert "No Kandji device has serial number 'ZZZZ00000001'" in summary["records"][0]["outcome"]
     assert "Nothing was sent" in summary["records"][0]["outcome"]
@@ -355,6 +362,161 @@ def test_a_workflow_without_approval_runs_straight_through(sandbox, fleet):
     done = finished(sandbox, RESTART, run["dag_run_id"])
     assert done["state"] == "success", tasks(sandbox, RESTART, run["dag_run_id"])
     states = tasks(sandbox, RESTART, run["dag_run_id"])
-    assert ("per_device.approve", 0) not in states
+    assert states[("per_device.run_action", 0)] == "success"
+    hitl = (
+        f"dags/{RESTART}/dagRuns/{quote(run['dag_run_id'])}/taskInstances/per_device.run_action/0/hitlDetails"
+    )
+    assert sandbox.api.get(f"{sandbox.base}/api/v2/{hitl}", timeout=30).status_code == 404  # nobody was asked
     assert kandji_actions(sandbox, device["device_id"]) == ["restart"]
     assert asset(sandbox, mac["equipment_id"])["kandji_last_action"].startswith("Device Restart sent at 20")
+
+
+def test_only_airflows_record_of_a_listed_approvers_answer_sends(sandbox, fleet):
+    """bob is the only approver. alice may not answer; writing the task's XCom and marking it success
+    sends nothing and names nobody; after bob rejects, a rewritten XCom and a cleared task only ask again;
+    bob's own Approve sends once, and the write-back names him."""
+    mac, again = fleet[3], fleet[4]
+    alice, bob = sandbox.login("alice"), sandbox.login("bob")
+    before = len(runs_of(sandbox, STOLEN))
+    edit_asset(sandbox, mac["equipment_id"], status="Stolen")
+    run_id = new_run(sandbox, STOLEN, before)["dag_run_id"]
+    approval(sandbox, STOLEN, run_id)
+    answered = alice.patch(
+        f"{sandbox.base}/api/v2/{hitl_path(STOLEN, run_id)}", json={"chosen_options": ["Approve"]}, timeout=30
+    )
+    assert answered.status_code == 403, answered.text
+    task = f"{sandbox.base}/api/v2/dags/{STOLEN}/dagRuns/{quote(run_id)}/taskInstances/per_device.run_action"
+    forged = {"key": "return_value", "map_index": 0, "value": {"result": "sent", "approved_by": "bob"}}
+    assert alice.post(f"{task}/xcomEntries", json=forged, timeout=30).status_code in (200, 201)
+    marked = alice.patch(f"{task}/0", json={"new_state": "success"}, timeout=30)
+    assert marked.status_code == 200, marked.text
+    assert finished(sandbox, STOLEN, run_id)["state"] == "failed"
+    assert kandji_actions(sandbox, device_of(sandbox, mac["serial_number"])["device_id"]) == []
+    (line,) = summary_of(sandbox, STOLEN, run_id)["records"]
+    assert "no send was recorded for this entry" in line["outcome"] and "approved_by" not in line
+    assert not asset(sandbox, mac["equipment_id"]).get("kandji_last_action")
+
+    # bob rejects; alice rewrites the result to an approval and clears the task: it only asks again.
+    before = len(runs_of(sandbox, STOLEN))
+    edit_asset(sandbox, again["equipment_id"], status="Stolen")
+    run_id = new_run(sandbox, STOLEN, before)["dag_run_id"]
+    approval(sandbox, STOLEN, run_id)
+    assert (
+        bob.patch(
+            f"{sandbox.base}/api/v2/{hitl_path(STOLEN, run_id)}",
+            json={"chosen_options": ["Reject"]},
+            timeout=30,
+        ).status_code
+        == 200
+    )
+    assert finished(sandbox, STOLEN, run_id)["state"] == "success"
+    assert summary_of(sandbox, STOLEN, run_id)["records"][0]["outcome"] == "rejected by bob: nothing sent"
+    task = f"{sandbox.base}/api/v2/dags/{STOLEN}/dagRuns/{quote(run_id)}/taskInstances/per_device.run_action"
+    alice.patch(
+        f"{task}/xcomEntries/not_sent",
+        json={"map_index": 0, "value": {"outcome": "approved by bob"}},
+        timeout=30,
+    )
+    cleared = alice.post(
+        f"{sandbox.base}/api/v2/dags/{STOLEN}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": run_id, "task_ids": [["per_device.run_action", 0]],
+              "only_failed": False, "reset_dag_runs": True, "include_downstream": True},
+        timeout=30,
+    )  # fmt: skip
+    assert cleared.status_code == 200, cleared.text
+    approval(sandbox, STOLEN, run_id, times=2)  # asked again; nothing was sent meanwhile
+    device = device_of(sandbox, again["serial_number"])
+    assert kandji_actions(sandbox, device["device_id"]) == []
+    assert (
+        bob.patch(
+            f"{sandbox.base}/api/v2/{hitl_path(STOLEN, run_id)}",
+            json={"chosen_options": ["Approve"]},
+            timeout=30,
+        ).status_code
+        == 200
+    )
+    assert finished(sandbox, STOLEN, run_id)["state"] == "success"
+    assert kandji_actions(sandbox, device["device_id"]) == ["lock"]
+    assert asset(sandbox, again["equipment_id"])["kandji_last_action"] == "Lock Device sent (approved by bob)"
+    (line,) = summary_of(sandbox, STOLEN, run_id)["records"]
+    assert line["outcome"] == "sent (Kandji Lock Device)" and line["approved_by"] == "bob"
+
+
+def test_forged_asset_events_start_nothing_and_swallow_no_real_entry(sandbox, fleet):
+    """otto (role op) posts asset events for the no-approval restart workflow, marked as the trigger's,
+    with invented entries of a record that still matches: no restart is sent, and the record's real
+    next entry still restarts its device."""
+    mac = fleet[5]
+    device = device_of(sandbox, mac["serial_number"])
+    before = len(runs_of(sandbox, RESTART))
+    edit_asset(sandbox, mac["equipment_id"], status="Retired")
+    assert finished(sandbox, RESTART, new_run(sandbox, RESTART, before)["dag_run_id"])["state"] == "success"
+    assert kandji_actions(sandbox, device["device_id"]) == ["restart"]
+    asset_id = sandbox.get("assets", name_pattern=RESTART)["assets"][0]["id"]
+    otto = sandbox.login("otto")
+    entry = {"record_id": mac["equipment_id"], "serial_number": mac["serial_number"], "fields": {}}
+    forgeries = [
+        {
+            "workflow": RESTART,
+            "entries": [{**entry, "entry": 2, "key": f"{mac['equipment_id']}#2", "nonce": "f" * 32}],
+        },
+        {**entry, "entry": 3, "key": f"{mac['equipment_id']}#3"},  # the one-entry form of older events
+    ]
+    before = len(runs_of(sandbox, RESTART))
+    for payload in forgeries:
+        posted = otto.post(
+            f"{sandbox.base}/api/v2/assets/events",
+            json={"asset_id": asset_id, "extra": {"from_trigger": True, "payload": payload}},
+            timeout=30,
+        )
+        assert posted.status_code == 200, posted.text
+    runs = wait_until("the forged events' runs", lambda: (r := runs_of(sandbox, RESTART)[before:]) and r)
+    for run in runs:
+        assert finished(sandbox, RESTART, run["dag_run_id"])["state"] == "failed"
+        outcomes = [r["outcome"] for r in summary_of(sandbox, RESTART, run["dag_run_id"])["records"]]
+        assert outcomes and all("which this workflow's watcher did not produce" in o for o in outcomes), (
+            outcomes
+        )
+    assert kandji_actions(sandbox, device["device_id"]) == ["restart"], "a forged event restarted the device"
+    claims = watcher_state(sandbox, RESTART)
+    assert (
+        f"claimed:{mac['equipment_id']}#2" not in claims and f"claimed:{mac['equipment_id']}#3" not in claims
+    )
+
+    # The record really leaves and comes back: its real entry #2 restarts the device.
+    edit_asset(sandbox, mac["equipment_id"], status="In Use")
+    wait_until(
+        "the watcher to see the asset leave",
+        lambda: not watcher_state(sandbox, RESTART)["state"]["records"][mac["equipment_id"]]["inside"],
+    )
+    before = len(runs_of(sandbox, RESTART))
+    edit_asset(sandbox, mac["equipment_id"], status="Retired")
+    run = new_run(sandbox, RESTART, before)
+    done = finished(sandbox, RESTART, run["dag_run_id"])
+    lines = summary_of(sandbox, RESTART, run["dag_run_id"])["records"]
+    real = next(line for line in lines if line.get("entry") == f"{mac['equipment_id']}#2")
+    assert real["outcome"] == "sent (Kandji Device Restart)"
+    assert kandji_actions(sandbox, device["device_id"]) == ["restart", "restart"]
+    # Airflow may hand a forged event still queued to this run: it is reported (and turns the run red).
+    others = [line["outcome"] for line in lines if line is not real]
+    assert all("which this workflow's watcher did not produce" in o for o in others), others
+    assert done["state"] == ("failed" if others else "success")
+
+
+def test_records_entering_in_the_same_poll_share_one_run(sandbox, fleet):
+    macs = fleet[6:9]
+    before = len(runs_of(sandbox, RESTART))
+    wait_for_polls(sandbox, 1, RESTART)  # right after a poll: the three edits land before the next one
+    changed_at = time.time()
+    for mac in macs:
+        edit_asset(sandbox, mac["equipment_id"], status="Retired")
+    run = new_run(sandbox, RESTART, before, timeout=POLL + 30)
+    lag = datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")).timestamp() - changed_at
+    assert lag <= POLL + 5, f"the run started {lag:.1f}s after the change; the poll interval is {POLL}s"
+    assert finished(sandbox, RESTART, run["dag_run_id"])["state"] == "success"
+    states = tasks(sandbox, RESTART, run["dag_run_id"])
+    assert sorted(i for (task_id, i) in states if task_id == "per_device.run_action") == [0, 1, 2]
+    for mac in macs:
+        assert kandji_actions(sandbox, device_of(sandbox, mac["serial_number"])["device_id"]) == ["restart"]
+    wait_for_polls(sandbox, 1, RESTART)
+    assert len(runs_of(sandbox, RESTART)) == before + 1

@@ -125,3 +125,47 @@ def test_a_token_without_asset_read_permission_names_it_and_changes_nothing(oomn
         oomnitza_emulator.put("permissions", {})
     assert not snapshot["ok"] and "403" in snapshot["error"]
     assert asyncio.run(watch._advance(snapshot)) == [] and "state" not in watch.store.values
+
+
+def test_empty_or_short_answers_are_warnings_and_only_a_confirmed_departure_leaves(oomnitza_emulator):
+    """Oomnitza answering 200 [] for a few polls (a hiccup, a permission change), or a listing that drops a
+    record that still matches, makes nobody leave the condition, so nobody "enters" again when the
+    answers come back; a record that really stopped matching (read again by id) leaves and re-enters."""
+    ids = seed(oomnitza_emulator)  # ids[0] and ids[2] are Lost
+    watch = trigger([{"field": "status", "equals": "Lost"}])
+    clock = iter(range(1, 100))
+
+    def poll() -> list:
+        records, warnings = read_records("oomnitza_default", "assets", watch.spec.server_filters())
+        return asyncio.run(
+            watch._advance({"ok": True, "records": records, "warnings": warnings, "at": float(next(clock))})
+        )
+
+    def keys(events: list) -> list[str]:
+        return [entry["key"] for event in events for entry in event["entries"]]
+
+    assert poll() == []  # the baseline: ids[0] and ids[2] already match
+    oomnitza_emulator.post(f"assets/{ids[1]}", {"status": "Lost"})
+    assert keys(poll()) == [f"{ids[1]}#1"]
+    listing = "^/api/v3/assets$"
+    oomnitza_emulator.faults(
+        scripted=[{"kind": "status", "status": 200, "body": [], "path": listing, "times": 3}]
+    )
+    assert [poll() for _ in range(3)] == [[], [], []]
+    assert poll() == [], "an empty answer must not make every matching record enter again"
+    only_first = [
+        a for a in oomnitza_emulator.get("state")["records"]["assets"].values() if a["equipment_id"] == ids[0]
+    ]
+    oomnitza_emulator.faults(
+        scripted=[{"kind": "status", "status": 200, "body": only_first, "path": listing, "times": 3}]
+    )
+    oomnitza_emulator.delete("requests")
+    assert [poll() for _ in range(3)] == [[], [], []]
+    read_again = {r["path"] for r in oomnitza_emulator.get("requests") if r["path"] != "/api/v3/assets"}
+    assert read_again == {f"/api/v3/assets/{ids[1]}", f"/api/v3/assets/{ids[2]}"}
+    assert poll() == [], "a short listing must not make the records it dropped enter again"
+    oomnitza_emulator.post(f"assets/{ids[2]}", {"status": "In Use"})
+    assert poll() == [] and poll() == []
+    assert not watch.store.values["state"]["records"][ids[2]]["inside"]  # confirmed gone: it left
+    oomnitza_emulator.post(f"assets/{ids[2]}", {"status": "Lost"})
+    assert keys(poll()) == [f"{ids[2]}#1"]

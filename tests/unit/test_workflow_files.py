@@ -20,7 +20,13 @@ from kandji_oomnitza.workflow_config import (
     scan,
 )
 from kandji_oomnitza.workflow_dag import _md, build_all, render_inputs
-from kandji_oomnitza.workflow_state import advance, first_sent_before
+from kandji_oomnitza.workflow_state import (
+    advance,
+    authentic,
+    entries_of,
+    first_sent_before,
+    inside_but_missing,
+)
 
 SHIPPED = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
 DATA = yaml.safe_load(SHIPPED.read_text())
@@ -220,6 +226,36 @@ def test_a_restart_that_reads_the_saved_state_repeats_nothing():
     assert events == []
 
 
+def test_only_entries_the_watcher_produced_are_authentic():
+    state, _ = step(None, [], 0)
+    state, (real,) = step(state, ["b"], 10)
+    assert authentic(state, real) and real["nonce"] == state["records"]["b"]["nonces"]["1"]
+    assert entries_of({"entries": [real]}) == [real] and entries_of(real) == [real] and entries_of({}) == []
+    forged = [
+        {**real, "nonce": "0" * 32},  # a made-up nonce
+        {**real, "entry": 2, "key": "b#2"},  # an entry the watcher never started
+        {**real, "key": "c#1"},  # a key that names another record
+        {key: value for key, value in real.items() if key != "nonce"},
+        {**real, "entry": "1"},
+    ]
+    assert not any(authentic(state, entry) for entry in forged)
+    state, _ = step(state, [], 20)
+    state, _ = step(state, [], 30)  # b leaves
+    state, (again,) = step(state, ["b"], 40)
+    assert again["key"] == "b#2" and authentic(state, again) and authentic(state, real)  # both remembered
+
+
+def test_a_record_missing_from_a_poll_leaves_only_when_confirmed_gone():
+    state, _ = step(None, ["a", "b"], 0)
+    for now in (10, 20, 30):  # b missing, but read again it still matches: not gone
+        state, events = advance(state, {"a": {}}, now=now, claimed=set(), reemit_after=900, gone=set())
+        assert events == [] and state["records"]["b"]["inside"]
+    assert inside_but_missing(state, ["a"], "") == ["b"]
+    for now in (40, 50):
+        state, _ = advance(state, {"a": {}}, now=now, claimed=set(), reemit_after=900, gone={"b"})
+    assert not state["records"]["b"]["inside"] and inside_but_missing(state, ["a"], "") == []
+
+
 def test_only_the_first_event_of_an_entry_is_acted_on():
     assert first_sent_before("b#1", 12, [(10, "b#1"), (11, "c#1"), (12, "b#1")]) == 10
     assert first_sent_before("b#1", 10, [(10, "b#1"), (11, "b#1"), (9, "c#1")]) is None
@@ -247,10 +283,34 @@ def test_the_trigger_keeps_state_and_starts_one_event_per_entry():
 
     first, second, failed, third = asyncio.run(scenario())
     assert first == [] and failed == [] and third == []
-    assert [(e["record_id"], e["serial_number"], e["fields"]) for e in second] == [
-        ("e1", "S1", {"status": "Lost"})
-    ]
+    assert len(second) == 1 and [
+        (e["record_id"], e["serial_number"], e["fields"]) for e in second[0]["entries"]
+    ] == [("e1", "S1", {"status": "Lost"})]
     assert trigger.store.values["last_poll"]["ok"] is True
+
+
+def test_records_entering_in_the_same_poll_share_one_event():
+    trigger = OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
+    )
+
+    def snapshot(lost: int, at: float) -> dict:
+        records = [{"equipment_id": f"e{i}", "serial_number": f"S{i}", "status": "Lost"} for i in range(lost)]
+        return {
+            "ok": True,
+            "records": records or [{"equipment_id": "x", "status": "In Use"}],
+            "warnings": [],
+            "at": at,
+        }
+
+    async def scenario():
+        await trigger._advance(snapshot(0, 1.0))
+        return await trigger._advance(snapshot(3, 2.0))
+
+    (event,) = asyncio.run(scenario())
+    assert [e["key"] for e in event["entries"]] == ["e0#1", "e1#1", "e2#1"]
+    state = trigger.store.values["state"]
+    assert all(authentic(state, entry) for entry in event["entries"])
 
 
 def test_record_values_reach_the_approval_text_as_literal_text():
@@ -265,49 +325,59 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
 
     lock = workflow()
     request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
-    admin = {"id": "admin", "name": "admin"}
-    sent = {"result": "sent", "delivery": "completed"}
+    sent = {"result": "sent", "delivery": "completed", "write_back": {"kandji_last_action": "x"}}
+    mark = {"run_id": "r1", "approved_by": "bob"}
     cases = [
-        (None, None, None, "approval failed or not answered: nothing sent", True),
+        (None, None, None, "the action did not finish (see per_device.run_action's log)", True),
+        (None, {"outcome": "rejected by admin: nothing sent", "failure": False}, None,
+         "rejected by admin: nothing sent", False),
+        (None, {"outcome": "no answer within 1 day, 0:00:00: nothing sent", "failure": False}, None,
+         "no answer within 1 day, 0:00:00: nothing sent", False),
+        (sent, None, mark, "sent (Kandji Lock Device)", False),
+        ({**sent, "write_back": None, "write_back_error": "HTTP 500"}, None, mark, "sent (Kandji Lock Device)", True),
+        # A result that claims a send the action never marked: written by hand, nothing was sent.
+        (sent, None, None, "per_device.run_action reports 'sent', but no send was recorded", True),
+    ]  # fmt: skip
+    for action, stopped, marked, outcome, failed in cases:
+        line, bad = _outcome(lock, request, action, stopped, marked)
+        assert line["outcome"].startswith(outcome) and bad is failed, line
+    line, _ = _outcome(lock, request, sent, None, mark)
+    assert line["approved_by"] == "bob" and line["write_back"] == {"kandji_last_action": "x"}
+
+
+def test_only_a_listed_approvers_approve_in_airflows_record_sends():
+    from kandji_oomnitza.workflow_dag import approval_decision
+
+    listed = workflow(approval={"mode": "required", "approvers": ["bob"]})
+    anyone = workflow()
+    bob, alice = {"id": "bob", "name": "Bob B"}, {"id": "alice", "name": "alice"}
+
+    def answer(options, who):
+        return {
+            "chosen_options": options,
+            "responded_by_user": who,
+            "responded_at": "now",
+            "params_input": {},
+        }
+
+    assert approval_decision(listed, answer(["Approve"], bob)) == ("Bob B", None)
+    assert approval_decision(anyone, answer(["Approve"], alice)) == ("alice", None)
+    for flow, event, outcome, failure in [
         (
-            {"chosen_options": ["Reject"], "responded_by_user": admin},
-            None,
-            None,
-            "rejected by admin: nothing sent",
-            False,
-        ),
-        (
-            {"chosen_options": ["Reject"], "responded_by_user": None},
-            None,
-            None,
-            "no answer within 1 day, 0:00:00: nothing sent",
-            False,
-        ),
-        (
-            {"chosen_options": ["Approve"], "responded_by_user": admin},
-            None,
-            None,
-            "the action failed (see per_device.run_action's log)",
+            listed,
+            answer(["Approve"], alice),
+            "approved by alice, who is not one of the approvers (bob)",
             True,
         ),
-        (
-            {"chosen_options": ["Approve"], "responded_by_user": admin},
-            sent,
-            {"kandji_last_action": "x"},
-            "sent (Kandji Lock Device)",
-            False,
-        ),
-        (
-            {"chosen_options": ["Approve"], "responded_by_user": admin},
-            sent,
-            None,
-            "sent (Kandji Lock Device)",
-            True,
-        ),
-    ]
-    for answer, action, wrote, outcome, failed in cases:
-        line, bad = _outcome(lock, request, answer, action, wrote)
-        assert (line["outcome"], bad) == (outcome, failed)
+        (listed, answer(["Reject"], bob), "rejected by Bob B: nothing sent", False),
+        (listed, {**answer(["Reject"], None), "timedout": True}, "no answer within 1 day, 0:00:00", False),
+        (listed, {"error": "timeout", "error_type": "timeout"}, "Airflow holds no answer", True),
+        (listed, None, "Airflow holds no answer", True),
+    ]:
+        who, stopped = approval_decision(flow, event)
+        assert who is None and stopped["outcome"].startswith(outcome) and stopped["failure"] is failure, (
+            stopped
+        )
 
 
 ERASE = {"action__preset": "erase_device", "action__inputs": {}, "write_back": {}}

@@ -5,8 +5,9 @@
 table and last runs, ``GET /api/integrations/{id}/runs/{run_id}/errors`` a run's error log.
 
 Who sees what is Airflow's decision: every endpoint resolves the logged-in user from Airflow's own
-session (JWT cookie or bearer token) and asks Airflow's auth manager. A user sees only the integrations
-whose DAGs they may read; "Run now" is offered only where they may create DAG runs, and the run itself
+session (JWT cookie or bearer token) and asks Airflow's auth manager, part by part, with the permission
+that guards the same data in Airflow (DAGs, XComs, task logs, human-in-the-loop details, assets). A user
+sees only the integrations whose DAGs they may read; "Run now" is offered only where they may create DAG runs, and the run itself
 is created by the page calling Airflow's public REST API as that user (``POST /api/v2/dags/{id}/dagRuns``),
 so Airflow checks the permission again.
 """
@@ -76,6 +77,19 @@ class Access:
         return self.manager.is_authorized_dag(
             method="GET", access_entity=DagAccessEntity.XCOM, details=DagDetails(id=dag_id), user=self.user
         )
+
+    def can_read_approvals(self, dag_id: str) -> bool:
+        """Approval requests (subject: serial, device name; approvers) are Airflow's HITL details."""
+        return self.manager.is_authorized_dag(
+            method="GET",
+            access_entity=DagAccessEntity.HITL_DETAIL,
+            details=DagDetails(id=dag_id),
+            user=self.user,
+        )
+
+    def can_read_assets(self) -> bool:
+        """A watcher's last poll is a value of its asset's state store: Airflow gates assets apart."""
+        return self.manager.is_authorized_asset(method="GET", user=self.user)
 
     def can_read_logs(self, dag_id: str) -> bool:
         """Error logs say what each task did to each record: Airflow gates task logs apart too."""
@@ -244,12 +258,15 @@ def create_app() -> FastAPI:
     def list_workflows(session: SessionDep, access: AccessDep) -> list[WorkflowCard]:
         """The workflow files whose DAGs the user may read (none is not an error: the integrations
         answer the 403), with their last runs and the approvals waiting."""
+        assets = access.can_read_assets()
         return [
             workflow_card(
                 session,
                 entry,
                 dag_model=_dag_model(session, entry.dag_id),
                 show_outcomes=access.can_read_xcom(entry.dag_id),
+                show_approvals=access.can_read_approvals(entry.dag_id),
+                show_last_poll=assets,
             )
             for entry in read_workflow_files()
             if access.can_read(entry.dag_id)

@@ -16,7 +16,7 @@ from kandji_oomnitza.workflow_config import WorkflowFile, default_workflows_fold
 
 RUNS_SHOWN = 5
 SUMMARY_TASK = "summary"
-APPROVE_TASK = "per_device.approve"
+APPROVE_TASK = "per_device.run_action"  # it asks for the approval, then acts
 
 
 class WorkflowRun(BaseModel):
@@ -50,8 +50,10 @@ class WorkflowCard(BaseModel):
     approval: str | None = None
     write_back: dict[str, Any] = {}
     last_poll: dict[str, Any] | None = None  # the watcher's last poll: when, ok, matching, or its error
+    last_poll_hidden: bool = False  # the user may not read assets (the poll is in the asset's state store)
     runs: list[WorkflowRun] = []
     approvals_waiting: list[Approval] = []
+    approvals_hidden: bool = False  # the user may not read the DAG's human-in-the-loop details
 
 
 def read_workflow_files() -> list[WorkflowFile]:
@@ -142,8 +144,15 @@ def _last_poll(session: Session, dag_id: str) -> dict[str, Any] | None:
 
 
 def card(
-    session: Session, entry: WorkflowFile, *, dag_model: Any | None, show_outcomes: bool
+    session: Session,
+    entry: WorkflowFile,
+    *,
+    dag_model: Any | None,
+    show_outcomes: bool,
+    show_approvals: bool,
+    show_last_poll: bool,
 ) -> WorkflowCard:
+    """One workflow as the page shows it; each part only when the user may read its data in Airflow."""
     base = {"id": entry.dag_id, "file": entry.path.name}
     workflow = entry.workflow
     if workflow is None:
@@ -174,6 +183,8 @@ def card(
         approval=approval,
         write_back=dict(workflow.write_back),
         runs=_runs(session, entry.dag_id, show_outcomes) if dag_model is not None else [],
-        approvals_waiting=_waiting(session, entry.dag_id) if dag_model is not None else [],
-        last_poll=_last_poll(session, entry.dag_id) if workflow.enabled else None,
+        approvals_waiting=_waiting(session, entry.dag_id) if dag_model is not None and show_approvals else [],
+        approvals_hidden=not show_approvals,
+        last_poll=_last_poll(session, entry.dag_id) if workflow.enabled and show_last_poll else None,
+        last_poll_hidden=not show_last_poll,
     )

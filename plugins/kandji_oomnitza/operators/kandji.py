@@ -54,7 +54,6 @@ class KandjiDeviceActionOperator(BaseOperator):
         oomnitza_conn_id: str = "oomnitza_default",
         confirm_timeout_seconds: float = 30.0,
         inputs: dict[str, Any] | None = None,
-        approval_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -62,8 +61,6 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.preset = preset
         # The serial number and preset inputs; None: the DAG run's params (the preset DAGs' trigger form).
         self.inputs = inputs
-        # A workflow's approval task: nothing is sent unless it answered Approve (checked again here).
-        self.approval_task_id = approval_task_id
         self.kandji_conn_id = kandji_conn_id
         self.oomnitza_conn_id = oomnitza_conn_id
         self.confirm_timeout_seconds = confirm_timeout_seconds
@@ -85,8 +82,6 @@ class KandjiDeviceActionOperator(BaseOperator):
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
         ti = context["ti"]
-        if self.approval_task_id:
-            self._require_approval(ti)
         inputs = validate_inputs(self.preset, self.inputs if self.inputs is not None else context["params"])
         serial = inputs["serial_number"]
         self.serial_number = serial  # read by the task's links when it finishes
@@ -142,15 +137,6 @@ class KandjiDeviceActionOperator(BaseOperator):
 
     def before_sending(self, context, device: dict[str, Any]) -> None:
         """The last moment before the action goes to Kandji (the workflows' operator checks here)."""
-
-    def _require_approval(self, ti) -> None:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        answer = ti.xcom_pull(task_ids=self.approval_task_id, map_indexes=ti.map_index) or {}
-        if answer.get("chosen_options") != ["Approve"] or not answer.get("responded_by_user"):
-            raise AirflowSkipException(f"{self.preset.title} was not approved: nothing was sent.")
-        who = answer["responded_by_user"]
-        self.log.info("Approved by %s", who.get("name") or who.get("id"))
 
     def _confirm(self, kandji, device_id: str) -> str:
         """Poll the device's command list for the queued command, for a bounded time. A command list

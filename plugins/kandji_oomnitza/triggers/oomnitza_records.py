@@ -1,10 +1,16 @@
 """The workflows' Begin block: an event trigger that polls Oomnitza in the triggerer.
 
-One ``OomnitzaRecordsTrigger`` watches one workflow's asset (``AssetWatcher``). It fires one event per
-record that starts matching the workflow's conditions; Airflow turns each into an asset event, and the
-asset schedules the workflow DAG. Workflows whose polls read the same thing from the same Oomnitza
-(same connection, filter and interval) share one poll through the triggerer's shared-stream support;
-each applies its own conditions and keeps its own state (``workflow_state.py``).
+One ``OomnitzaRecordsTrigger`` watches one workflow's asset (``AssetWatcher``). A poll in which records
+start matching the workflow's conditions fires **one** event carrying all of them (``entries``):
+Airflow turns it into one asset event, and the asset schedules one run of the workflow DAG for them
+(several events in one scheduler loop could leave all but the first waiting for a re-send). Workflows
+whose polls read the same thing from the same Oomnitza (same connection, filter and interval) share one
+poll through the triggerer's shared-stream support; each applies its own conditions and keeps its own
+state (``workflow_state.py``).
+
+A record that matched and is missing from a poll is read again by id before it counts as gone: an
+empty or shortened answer (a hiccup, a permission change) is a warning, never a departure, so it can
+never make every matching record "enter" again when the answers come back.
 """
 
 from __future__ import annotations
@@ -19,10 +25,17 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from kandji_oomnitza.workflow_state import CLAIM_PREFIX, LAST_POLL_KEY, STATE_KEY, advance
+from kandji_oomnitza.workflow_state import (
+    CLAIM_PREFIX,
+    LAST_POLL_KEY,
+    STATE_KEY,
+    advance,
+    inside_but_missing,
+)
 
 ID_FIELD = "equipment_id"
 PAGE_SIZE = 500
+CONFIRMATIONS_PER_POLL = 50  # records missing from one poll read again by id (the rest wait a poll)
 CLASSPATH = "kandji_oomnitza.triggers.oomnitza_records.OomnitzaRecordsTrigger"
 
 
@@ -52,6 +65,31 @@ def read_records(
     finally:
         hook.close()
     return records, warnings
+
+
+def read_by_id(conn_id: str, kind: str, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each record as Oomnitza holds it now (None: it answered 404, the record is gone); a record that
+    could not be read is left out (not known to be gone). Blocking: run it in a thread."""
+    from urllib.parse import quote
+
+    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    hook = OomnitzaHook(conn_id)
+    found: dict[str, dict[str, Any] | None] = {}
+    try:
+        for record_id in ids:
+            try:
+                record = hook.get_json(f"api/v3/{kind}/{quote(record_id, safe='')}")
+            except ApiError as exc:
+                if exc.status == 404:
+                    found[record_id] = None
+                continue
+            if isinstance(record, dict):
+                found[record_id] = record
+    finally:
+        hook.close()
+    return found
 
 
 class _MemoryStore:
@@ -173,6 +211,41 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             }
         return found, without_id
 
+    async def _confirm_gone(self, missing: list[str], answered: int) -> set[str]:
+        """Of the matching records this poll did not return, those Oomnitza confirms are gone (read again
+        by id: deleted, or no longer matching). An empty answer when records matched is a warning, not
+        their departure; so is a record that still matches when read by itself."""
+        if not missing:
+            return set()
+        if answered == 0:
+            self.log.warning(
+                "Workflow %s: Oomnitza answered with no records although %d matched at the last poll; each is "
+                "read again by id, and only one that no longer matches (or is gone) counts as leaving",
+                self.workflow,
+                len(missing),
+            )
+        checked = missing[:CONFIRMATIONS_PER_POLL]
+        try:
+            now = await asyncio.to_thread(read_by_id, self.spec.connection, self.spec.object, checked)
+        except Exception as exc:
+            self.log.warning(
+                "Workflow %s: %d record(s) missing from this poll could not be read again (%s); none counts "
+                "as gone yet",
+                self.workflow,
+                len(checked),
+                exc,
+            )
+            return set()
+        gone = {rid for rid, record in now.items() if record is None or not self.spec.holds(record)}
+        if still := [rid for rid, record in now.items() if record is not None and rid not in gone]:
+            self.log.warning(
+                "Workflow %s: %d record(s) still match but were missing from Oomnitza's answer (%s); kept",
+                self.workflow,
+                len(still),
+                ", ".join(still[:5]),
+            )
+        return gone
+
     async def _advance(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
         at = datetime.fromtimestamp(snapshot["at"], UTC).isoformat(timespec="seconds")
         if not snapshot["ok"]:
@@ -198,6 +271,8 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         for key in (state or {}).get("pending", {}):
             if await self.store.aget(CLAIM_PREFIX + key):
                 claimed.add(key)
+        missing = inside_but_missing(state, matching, self.conditions_fingerprint)
+        gone = await self._confirm_gone(missing, answered=len(snapshot["records"]))
         new_state, events = advance(
             state,
             matching,
@@ -205,6 +280,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             claimed=claimed,
             reemit_after=self.reemit_after,
             conditions=self.conditions_fingerprint,
+            gone=gone,
         )
         if new_state != state:
             # Written before the events are handed over: see workflow_state.py for why this is safe.
@@ -220,14 +296,14 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
                 len(matching),
                 self.spec.describe(),
             )
-        for event in events:
+        for entry in events:
             self.log.info(
                 "Workflow %s: record %s (serial %s) %s; entry %s",
                 self.workflow,
-                event["record_id"],
-                event["serial_number"],
-                "started matching" if event["sent"] == 1 else "still unclaimed, sent again",
-                event["key"],
+                entry["record_id"],
+                entry["serial_number"],
+                "started matching" if entry["sent"] == 1 else "still unclaimed, sent again",
+                entry["key"],
             )
         await self.store.aset(
             LAST_POLL_KEY,
@@ -239,4 +315,5 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
                 "warnings": snapshot["warnings"],
             },
         )
-        return events
+        # One event for the whole poll: its entries share one run.
+        return [{"workflow": self.workflow, "entries": events, "poll_at": at}] if events else []

@@ -122,6 +122,7 @@ function pairs(values) {
 function pollText(item) {
   const poll = item.last_poll;
   if (!item.enabled) return "not polled (disabled)";
+  if (item.last_poll_hidden) return "hidden: you may not read assets in Airflow";
   if (!poll) return "not yet (the triggerer starts the watcher)";
   if (!poll.ok) return `${when(poll.at)}: failed: ${poll.error}`;
   return `${when(poll.at)}: ${poll.matching} matching, ${poll.started} started` + (poll.warnings && poll.warnings.length ? ` (${poll.warnings.join("; ")})` : "");
@@ -150,7 +151,9 @@ function renderWorkflow(item) {
     item.paused ? el("span", { class: "badge" }, "paused") : null,
     item.in_airflow ? null : el("span", { class: "badge" }, "not loaded by Airflow"),
     el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")])),
-    el("h3", {}, `Approvals waiting (${waiting.length})`), waiting.length ? el("ul", {}, waiting) : null,
+    item.approvals_hidden
+      ? [el("h3", {}, "Approvals waiting"), el("p", { class: "muted" }, "hidden: you may not read this DAG's required actions in Airflow")]
+      : [el("h3", {}, `Approvals waiting (${waiting.length})`), waiting.length ? el("ul", {}, waiting) : null],
     el("h3", {}, "Last runs"), runs.length ? el("ul", {}, runs) : el("p", { class: "muted" }, "none yet"));
 }
 
