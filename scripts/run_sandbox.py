@@ -336,7 +336,7 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
   4. Workflow "Lost device → Lock Device" (kandji_workflow_lost_device_lock), after step 1 put assets
      in Oomnitza: on http://{LOOPBACK}:{OOMNITZA_PORT}/assets change an asset's status to Lost. Within
      {os.environ.get("SANDBOX_WORKFLOW_POLL", "15s")} a run starts and waits for you: Airflow > Browse > Required Actions
-     (or the run's approve task) > Approve. The lock then shows in the Kandji emulator's request log
+     (or the run's Lock Device task) > Approve. The lock then shows in the Kandji emulator's request log
      (http://{LOOPBACK}:{KANDJI_PORT}/_emulator/requests) and the asset's kandji_last_action says so.
      The sandbox runs switched-on copies of include/workflows/ made at start: restart it after an edit."""
     print(
