@@ -197,6 +197,7 @@ def test_users_delta_and_when_missing_counts_from_last_seen(
         ("2026-11-28 10:00", "is not a time like 2026-11-28T10:00:00Z"),
         (days_ago(-30), "is in the future"),  # would keep delta mode on for ever
     ],
+    ids=["unreadable", "future"],
 )
 def test_an_unreadable_or_implausible_store_means_a_full_sync_with_a_warning(
     run_dag, delta_dag, small_fleet, oomnitza_emulator, store, last_full_sync, why
