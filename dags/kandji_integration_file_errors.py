@@ -6,7 +6,6 @@ validate (the file, the field and the fix), so the mistake shows in Airflow's im
 valid integration keeps running (see `kandji_integrations.py`).
 """
 
-from kandji_oomnitza.integration_config import default_integrations_folder
-from kandji_oomnitza.integration_dag import raise_for_invalid_files
+from kandji_oomnitza.settings_files import INTEGRATIONS, raise_for_invalid_files
 
-raise_for_invalid_files(default_integrations_folder())
+raise_for_invalid_files(INTEGRATIONS)

@@ -4,6 +4,6 @@
 One on-demand DAG per preset in `plugins/kandji_oomnitza/presets.py`: trigger with `{"serial_number": ...}`.
 """
 
-from kandji_oomnitza.preset_dag import build_all
+from kandji_oomnitza.presets.dag import build_all
 
 globals().update(build_all())

@@ -6,7 +6,6 @@ validate (the file, the field and the fix), so the mistake shows in Airflow's im
 valid workflow keeps running (see `kandji_workflows.py`).
 """
 
-from kandji_oomnitza.workflow_config import default_workflows_folder
-from kandji_oomnitza.workflow_dag import raise_for_invalid_files
+from kandji_oomnitza.settings_files import WORKFLOWS, raise_for_invalid_files
 
-raise_for_invalid_files(default_workflows_folder())
+raise_for_invalid_files(WORKFLOWS)

@@ -5,7 +5,6 @@ One DAG per file in `include/workflows/` (DAG id `kandji_workflow_<file name>`),
 whose watcher polls Oomnitza in the triggerer. See each DAG's own docs and the README, "Workflows".
 """
 
-from kandji_oomnitza.workflow_config import default_workflows_folder
-from kandji_oomnitza.workflow_dag import build_all
+from kandji_oomnitza.workflows.dag import build_all
 
-globals().update(build_all(default_workflows_folder()))
+globals().update(build_all())

@@ -3,9 +3,9 @@ Integrations page (a FastAPI app served by the API server, listed in the navigat
 
 from airflow.plugins_manager import AirflowPlugin
 
-from kandji_oomnitza.airflow_backports import backport_test_connection_port_fix
-from kandji_oomnitza.integrations_page import URL_PREFIX, IntegrationsPageApp
-from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink, OomnitzaRecordsLink
+from kandji_oomnitza.common.airflow_backports import backport_test_connection_port_fix
+from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink, OomnitzaRecordsLink
+from kandji_oomnitza.ui.page import URL_PREFIX, IntegrationsPageApp
 
 backport_test_connection_port_fix()  # a no-op outside the API server and on a fixed Airflow
 

@@ -376,8 +376,8 @@ def integration_dag_from(tmp_path):
     stays the shipped one, so ``dag.test()`` finds it in the DAG folder's bundle."""
     import yaml
 
-    from kandji_oomnitza.integration_config import load_integration
-    from kandji_oomnitza.integration_dag import build_dag
+    from kandji_oomnitza.integrations.config import load_integration
+    from kandji_oomnitza.integrations.dag import build_dag
 
     def build(dag_id: str, **changes: Any):
         data = yaml.safe_load((ROOT / "include" / "integrations" / f"{dag_id}.yaml").read_text())

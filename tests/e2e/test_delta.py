@@ -17,8 +17,8 @@ DELTA = {"enabled": True, "full_sync_every": "7d"}
 @pytest.fixture
 def store(airflow_db):
     """The devices integration's fingerprint store (the default reports path), removed before and after."""
-    from kandji_oomnitza.delta import store_path
-    from kandji_oomnitza.reporting import default_reports_root
+    from kandji_oomnitza.integrations.delta import store_path
+    from kandji_oomnitza.integrations.report import default_reports_root
 
     paths = [
         Path(str(store_path(default_reports_root(), name)).removeprefix("file://"))

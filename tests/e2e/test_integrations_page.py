@@ -172,7 +172,7 @@ def test_tiles_show_each_file_and_an_invalid_file_shows_its_error(page_server):
 
 
 def test_a_connection_that_cannot_be_used_is_named_instead_of_a_host(airflow_db, airflow_connections):
-    from kandji_oomnitza.integrations_page.overview import kandji_endpoint, oomnitza_endpoint
+    from kandji_oomnitza.ui.page.overview import kandji_endpoint, oomnitza_endpoint
 
     missing = kandji_endpoint("kandji_missing")
     assert missing.host is None and "kandji_missing" in missing.problem

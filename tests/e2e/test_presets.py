@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 from conftest import AIRFLOW_HOME, SEEN_PINS
 
-from kandji_oomnitza.presets import PRESETS
+from kandji_oomnitza.presets.registry import PRESETS
 
 
 def device(admin, platform: str, **where) -> dict:

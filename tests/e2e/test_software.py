@@ -7,7 +7,7 @@ import pytest
 import requests
 from conftest import KANDJI_TOKEN, oomnitza_assets
 
-from kandji_oomnitza import software
+from kandji_oomnitza.integrations import software
 
 
 def apple_app(name, version, path=None):

@@ -8,8 +8,8 @@ import asyncio
 
 from conftest import OOMNITZA_TOKEN
 
-from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger, read_records
-from kandji_oomnitza.workflow_config import Trigger
+from kandji_oomnitza.workflows.config import Trigger
+from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger, read_records
 
 ASSETS = [
     {

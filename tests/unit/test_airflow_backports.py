@@ -9,7 +9,7 @@ import sys
 def test_the_port_fix_applies_only_in_the_api_server_and_only_to_airflow_3_3_2():
     code = """
 import sys
-from kandji_oomnitza.airflow_backports import backport_test_connection_port_fix
+from kandji_oomnitza.common.airflow_backports import backport_test_connection_port_fix
 assert backport_test_connection_port_fix() is False  # not an API server: nothing to patch
 assert "airflow.api_fastapi.core_api.routes.public.connections" not in sys.modules
 import airflow.api_fastapi.app  # what the API server has loaded when it loads plugins

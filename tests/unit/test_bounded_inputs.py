@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
 
+from kandji_oomnitza.common.redaction import redact, register_secret
+from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.base import ConfigurationError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-from kandji_oomnitza.integration_config import IntegrationFileError, load_integration
-from kandji_oomnitza.redaction import redact, register_secret
+from kandji_oomnitza.integrations.config import load_integration
 
 
 def test_redaction_removes_tokens_headers_and_userinfo_whatever_the_shape():

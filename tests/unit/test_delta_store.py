@@ -6,8 +6,14 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.delta import DeltaPlan, fingerprint, full_sync_reason, last_seen_after, settings_hash
-from kandji_oomnitza.integration_config import Integration
+from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.delta import (
+    DeltaPlan,
+    fingerprint,
+    full_sync_reason,
+    last_seen_after,
+    settings_hash,
+)
 
 DATA = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text())
 ASSETS = Integration.model_validate({**DATA, "delta": {"enabled": True, "full_sync_every": "7d"}})
@@ -72,10 +78,21 @@ def test_the_store_keeps_only_confirmed_fingerprints():
     assert last_seen_after(store, "2026-11-21T00:00:00Z") == {"a", "b", "c", "rejected"}
 
 
-@pytest.mark.parametrize("value", ["7 days", "0d", "1w", "", "-3d"])
-def test_full_sync_every_must_be_days_or_hours(value):
-    with pytest.raises(ValueError, match="is not an interval like '7d'"):
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("7 days", "is not a duration like '30s', '5m', '12h' or '7d'"),
+        ("1w", "is not a duration like"),
+        ("", "is not a duration like"),
+        ("-3d", "is not a duration like"),
+        ("0d", "a full sync at most every hour"),
+        ("30m", "a full sync at most every hour"),
+    ],
+)
+def test_full_sync_every_is_a_duration_of_an_hour_or_more(value, problem):
+    with pytest.raises(ValueError, match=problem):
         Integration.model_validate({**DATA, "delta": {"enabled": True, "full_sync_every": value}})
+    assert Integration.model_validate({**DATA, "delta": {"full_sync_every": "36h"}}).delta.full_sync_interval.days == 1
 
 
 @pytest.mark.parametrize(
@@ -98,7 +115,7 @@ def test_full_sync_every_must_be_days_or_hours(value):
     ],
 )
 def test_a_store_is_used_only_when_its_shape_and_times_are_plausible(store, problem):
-    from kandji_oomnitza.delta import store_problem
+    from kandji_oomnitza.integrations.delta import store_problem
 
     found = store_problem(store, "2026-11-28T10:00:00Z")
     assert (found is None) if problem is None else (problem in found), found

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from kandji_oomnitza.fields import CONVERTERS
-from kandji_oomnitza.mapping import convert
+from kandji_oomnitza.integrations.fields import CONVERTERS
+from kandji_oomnitza.integrations.mapping import convert
 
 
 def one(name: str, value, **options):

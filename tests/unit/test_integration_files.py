@@ -6,20 +6,17 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.integration_config import (
-    IntegrationFileError,
-    Preference,
-    integration_files,
-    load_all,
-    load_integration,
-)
+from kandji_oomnitza.exceptions import IntegrationFileError
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.integrations.config import load_integration
+from kandji_oomnitza.settings_files import INTEGRATIONS, scan, settings_files
 
 FOLDER = ROOT / "include" / "integrations"
 DEFAULT_ASSETS = yaml.safe_load((FOLDER / "kandji_devices_and_software.yaml").read_text())
 
 
 def test_shipped_files_follow_the_design_contract():
-    loaded = load_all(FOLDER)
+    loaded = {entry.dag_id: entry.model for entry in scan(INTEGRATIONS, FOLDER)}
     assert set(loaded) == {"kandji_devices_and_software", "kandji_users"}
     assets, users = loaded["kandji_devices_and_software"], loaded["kandji_users"]
     assert assets.software_settings.enabled and assets.preference is Preference.CREATE_AND_UPDATE
@@ -203,7 +200,7 @@ def test_adding_a_file_adds_a_dag(tmp_path, monkeypatch):
 
 
 def test_schedules(tmp_path):
-    from kandji_oomnitza.integration_dag import build_dag
+    from kandji_oomnitza.integrations.dag import build_dag
 
     for cron, expected in (("0 2 * * 1-5", "0 2 * * 1-5"), (None, None)):
         data = {**DEFAULT_ASSETS, "schedule": {"cron": cron, "timezone": "Europe/Berlin"}}
@@ -219,7 +216,7 @@ def test_schedules(tmp_path):
 def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path):
     for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
         (tmp_path / name).write_text("x: 1")
-    assert [p.name for p in integration_files(tmp_path)] == ["a.yaml", "b.yml"]
+    assert [p.name for p in settings_files(tmp_path)] == ["a.yaml", "b.yml"]
 
 
 GONE = {"after_days": 7, "set": {"status": "Not in Kandji"}}

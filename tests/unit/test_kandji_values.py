@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from kandji_oomnitza.fields import CONVERTERS
-from kandji_oomnitza.kandji_values import is_empty, parse_bool, software_entry, to_int, valid_id
-from kandji_oomnitza.mapping import dig
-from kandji_oomnitza.pagination import NextLinkCursorPaginator, PrismCursorPaginator
-from kandji_oomnitza.ratelimit import RateLimiter
+from kandji_oomnitza.common.kandji_values import is_empty, parse_bool, software_entry, to_int, valid_id
+from kandji_oomnitza.hooks.pagination import NextLinkCursorPaginator, PrismCursorPaginator
+from kandji_oomnitza.hooks.ratelimit import RateLimiter
+from kandji_oomnitza.integrations.fields import CONVERTERS
+from kandji_oomnitza.integrations.mapping import dig
 
 # Kandji's official example payloads (see the folder's README for their source), kept with the tests.
 EXAMPLES = ROOT / "tests" / "fixtures" / "kandji_examples"
@@ -190,7 +190,7 @@ def test_examples_folder_is_where_the_tests_expect_it():
 
 
 def test_every_run_id_gets_its_own_report_folder():
-    from kandji_oomnitza.reporting import run_folder
+    from kandji_oomnitza.integrations.report import run_folder
 
     ids = ["run:1", "run_1", "run 1", "run/1", "manual__2026-11-27T10:00:00+00:00", "a" * 300, "a" * 301]
     folders = [run_folder(i) for i in ids]

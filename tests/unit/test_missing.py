@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.integration_config import Integration, WhenMissing
-from kandji_oomnitza.missing import cutoff_of, listing_completeness, parse_time, same_value
+from kandji_oomnitza.integrations.config import Integration, WhenMissing
+from kandji_oomnitza.integrations.missing import cutoff_of, listing_completeness, parse_time, same_value
 
 ASSETS = Integration.model_validate(
     yaml.safe_load((ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text())
@@ -56,7 +56,7 @@ def test_same_value(current, wanted, same):
 def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
     from types import SimpleNamespace
 
-    from kandji_oomnitza.integrations_page.overview import run_summary
+    from kandji_oomnitza.ui.page.overview import run_summary
 
     run = SimpleNamespace(
         run_id="manual__1",

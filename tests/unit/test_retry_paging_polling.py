@@ -8,6 +8,7 @@ import requests
 import urllib3.exceptions
 from airflow.sdk.exceptions import AirflowFailException
 
+from kandji_oomnitza.common.polling import poll
 from kandji_oomnitza.hooks.base import (
     ApiError,
     MalformedResponseError,
@@ -19,7 +20,7 @@ from kandji_oomnitza.hooks.base import (
     is_retryable,
 )
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-from kandji_oomnitza.pagination import (
+from kandji_oomnitza.hooks.pagination import (
     LimitSkipPaginator,
     ListingShifted,
     NextLinkCursorPaginator,
@@ -28,7 +29,6 @@ from kandji_oomnitza.pagination import (
     UnexpectedPageError,
     paginate,
 )
-from kandji_oomnitza.polling import poll
 
 
 # -- retry classification ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 
-from kandji_oomnitza import software
-from kandji_oomnitza.mapping import ID
-from kandji_oomnitza.software import Applications, SoftwareResult, pull_software, push_software
+from kandji_oomnitza.integrations import software
+from kandji_oomnitza.integrations.mapping import ID
+from kandji_oomnitza.integrations.software import Applications, SoftwareResult, pull_software, push_software
 
 
 def apple_app(name, version, path=None):

@@ -11,22 +11,22 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger
-from kandji_oomnitza.workflow_config import (
+from kandji_oomnitza.exceptions import WorkflowFileError
+from kandji_oomnitza.settings_files import WORKFLOWS, scan
+from kandji_oomnitza.workflows.config import (
     Workflow,
-    WorkflowFileError,
     load_workflow,
     render,
-    scan,
 )
-from kandji_oomnitza.workflow_dag import _md, build_all, render_inputs
-from kandji_oomnitza.workflow_state import (
+from kandji_oomnitza.workflows.dag import _md, build_all, render_inputs
+from kandji_oomnitza.workflows.state import (
     advance,
     authentic,
     entries_of,
     first_sent_before,
     inside_but_missing,
 )
+from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
 
 SHIPPED = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
 DATA = yaml.safe_load(SHIPPED.read_text())
@@ -122,8 +122,8 @@ def test_a_broken_file_breaks_only_itself(tmp_path):
     (tmp_path / "good.yaml").write_text(SHIPPED.read_text())
     (tmp_path / "bad.yaml").write_text("enabled: true\ntrigger: {}\n")
     (tmp_path / "Bad Name.yaml").write_text(SHIPPED.read_text())
-    entries = {e.path.name: e for e in scan(tmp_path)}
-    assert entries["good.yaml"].workflow is not None
+    entries = {e.path.name: e for e in scan(WORKFLOWS, tmp_path)}
+    assert entries["good.yaml"].model is not None
     assert "trigger.conditions: is required" in entries["bad.yaml"].error
     assert "lower-case letters" in entries["Bad Name.yaml"].error
     assert list(build_all(tmp_path)) == ["kandji_workflow_good"]
@@ -321,7 +321,7 @@ def test_record_values_reach_the_approval_text_as_literal_text():
 
 
 def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_should():
-    from kandji_oomnitza.workflow_dag import _outcome
+    from kandji_oomnitza.workflows.dag import _outcome
 
     lock = workflow()
     request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
@@ -346,7 +346,7 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
 
 
 def test_only_a_listed_approvers_approve_in_airflows_record_sends():
-    from kandji_oomnitza.workflow_dag import approval_decision
+    from kandji_oomnitza.workflows.dag import approval_decision
 
     listed = workflow(approval={"mode": "required", "approvers": ["bob"]})
     anyone = workflow()

@@ -36,8 +36,8 @@ import urllib3.exceptions
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from kandji_oomnitza.pagination import Paginator, UnexpectedPageError, paginate
-from kandji_oomnitza.redaction import redact, register_secret, shorten
+from kandji_oomnitza.common.redaction import redact, register_secret, shorten
+from kandji_oomnitza.hooks.pagination import Paginator, UnexpectedPageError, paginate
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 6

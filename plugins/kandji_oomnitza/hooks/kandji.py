@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from kandji_oomnitza.common.kandji_values import to_int, valid_id
+from kandji_oomnitza.common.polling import poll
+from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.base import (
     ApiError,
     MalformedResponseError,
@@ -18,16 +21,13 @@ from kandji_oomnitza.hooks.base import (
     RestApiHook,
     RetryMode,
 )
-from kandji_oomnitza.kandji_values import to_int, valid_id
-from kandji_oomnitza.pagination import (
+from kandji_oomnitza.hooks.pagination import (
     ListingShifted,
     NextLinkCursorPaginator,
     OffsetArrayPaginator,
     PrismCursorPaginator,
 )
-from kandji_oomnitza.polling import poll
-from kandji_oomnitza.ratelimit import RateLimiter
-from kandji_oomnitza.redaction import shorten
+from kandji_oomnitza.hooks.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,17 +19,17 @@ from urllib.parse import quote
 
 import requests
 
+from kandji_oomnitza.common.kandji_values import to_int
+from kandji_oomnitza.common.polling import poll
+from kandji_oomnitza.common.redaction import redact, shorten
 from kandji_oomnitza.hooks.base import (
     ApiError,
     MalformedResponseError,
     RestApiHook,
     TransportError,
 )
-from kandji_oomnitza.integration_config import Preference
-from kandji_oomnitza.kandji_values import to_int
-from kandji_oomnitza.pagination import LimitSkipPaginator
-from kandji_oomnitza.polling import poll
-from kandji_oomnitza.redaction import redact, shorten
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.hooks.pagination import LimitSkipPaginator
 
 CONNECTOR_NAME = "kandji-oomnitza-airflow"
 CONNECTOR_VERSION = "1.0.0"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT, is_empty, parse_bool
+from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty, parse_bool
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from kandji_oomnitza.integration import (
+from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.steps import (
     RunIncomplete,
     TooManyFailures,
     error_csv,
@@ -24,8 +26,6 @@ from kandji_oomnitza.integration import (
     missing_rows,
     summarise,
 )
-from kandji_oomnitza.integration_config import Integration
-from kandji_oomnitza.redaction import shorten
 
 log = logging.getLogger(__name__)
 REPORTS_VARIABLE = "kandji_oomnitza_reports_path"

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from kandji_oomnitza.kandji_values import to_int
+from kandji_oomnitza.common.kandji_values import to_int
 
 
 class RateLimiter:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from kandji_oomnitza.fields import CONVERTERS, ConversionResult, as_object, plain
-from kandji_oomnitza.integration_config import Integration, ResolvedMapping
-from kandji_oomnitza.kandji_values import is_empty, valid_id
+from kandji_oomnitza.common.kandji_values import is_empty, valid_id
+from kandji_oomnitza.integrations.config import Integration, ResolvedMapping
+from kandji_oomnitza.integrations.fields import CONVERTERS, ConversionResult, as_object, plain
 
 ID = "_kandji_id"
 LABEL = "_label"

@@ -27,18 +27,16 @@ import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_group
 
-from kandji_oomnitza.operators.kandji import KandjiDeviceActionOperator
-from kandji_oomnitza.redaction import shorten
-from kandji_oomnitza.triggers.oomnitza_records import OomnitzaRecordsTrigger
-from kandji_oomnitza.workflow_config import (
+from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
+from kandji_oomnitza.settings_files import WORKFLOWS, scan
+from kandji_oomnitza.workflows.config import (
     Workflow,
-    WorkflowFileError,
     render,
-    scan,
     serial_is_valid,
     valid_input,
 )
-from kandji_oomnitza.workflow_state import (
+from kandji_oomnitza.workflows.state import (
     CLAIM_PREFIX,
     SENT_PREFIX,
     STATE_KEY,
@@ -46,6 +44,7 @@ from kandji_oomnitza.workflow_state import (
     entries_of,
     first_sent_before,
 )
+from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
 
 log = logging.getLogger(__name__)
 GROUP = "per_device"
@@ -346,9 +345,9 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         return result
 
     def _write_back(self, sent: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        from kandji_oomnitza.common.redaction import shorten
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.redaction import shorten
 
         changes = write_back_changes(self.workflow, self.request, sent, self.approved_by)
         try:
@@ -638,19 +637,10 @@ def build_workflow_dag(stem: str, workflow: Workflow, source: Path) -> DAG:
     return workflow_dag()
 
 
-def build_all(folder: Path) -> dict[str, DAG]:
+def build_all(folder: Path | None = None) -> dict[str, DAG]:
     """A DAG per valid workflow file; invalid ones are reported by ``dags/kandji_workflow_file_errors.py``."""
     return {
-        entry.dag_id: build_workflow_dag(entry.path.stem, entry.workflow, entry.path)
-        for entry in scan(folder)
-        if entry.workflow is not None
+        entry.dag_id: build_workflow_dag(entry.path.stem, entry.model, entry.path)
+        for entry in scan(WORKFLOWS, folder)
+        if entry.model is not None
     }
-
-
-def raise_for_invalid_files(folder: Path) -> None:
-    problems = [entry.error for entry in scan(folder) if entry.error]
-    if problems:
-        raise WorkflowFileError(
-            f"{len(problems)} workflow file(s) are invalid; their DAGs are not loaded until they are fixed "
-            "(every other workflow runs as usual).\n" + "\n".join(problems)
-        )

@@ -8,8 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from kandji_oomnitza.operators.links import KandjiDeviceLink, OomnitzaAssetLink
-from kandji_oomnitza.presets import Preset
+from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink
+from kandji_oomnitza.presets.registry import Preset
 
 COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
 FINAL_STATUSES = ("completed", "failed", "not now")
@@ -141,9 +141,9 @@ class KandjiDeviceActionOperator(BaseOperator):
     def _confirm(self, kandji, device_id: str) -> str:
         """Poll the device's command list for the queued command, for a bounded time. A command list
         that cannot be read (no permission, an outage) leaves delivery unknown, with a warning."""
+        from kandji_oomnitza.common.polling import poll
+        from kandji_oomnitza.common.redaction import shorten
         from kandji_oomnitza.hooks.base import ApiError
-        from kandji_oomnitza.polling import poll
-        from kandji_oomnitza.redaction import shorten
 
         if not self.preset.command_type or self.confirm_timeout_seconds <= 0:
             return "not checked"
@@ -187,11 +187,11 @@ class KandjiDeviceActionOperator(BaseOperator):
     def _asset_details(self, kandji, device: dict[str, Any]) -> dict[str, Any]:
         """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
         sent to Oomnitza as an update of the asset with this serial number."""
+        from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integration import payloads
-        from kandji_oomnitza.integration_config import default_integrations_folder, load_integration
-        from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT
-        from kandji_oomnitza.mapping import apply_mappings, source_frame
+        from kandji_oomnitza.integrations.config import default_integrations_folder, load_integration
+        from kandji_oomnitza.integrations.mapping import apply_mappings, source_frame
+        from kandji_oomnitza.integrations.steps import payloads
 
         device["details"] = kandji.get_device_details(device["device_id"])
         integration = load_integration(default_integrations_folder() / "kandji_devices_and_software.yaml")
@@ -199,7 +199,7 @@ class KandjiDeviceActionOperator(BaseOperator):
             raise AirflowFailException(
                 "kandji_devices_and_software.yaml maps no serial_number; Get Asset Details needs it."
             )
-        from kandji_oomnitza.integration import source_paths
+        from kandji_oomnitza.integrations.steps import source_paths
 
         frame = source_frame(
             [device], source_paths(integration), id_path="device_id", label_path="device_name"

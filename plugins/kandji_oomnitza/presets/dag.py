@@ -7,8 +7,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Param, dag
 
-from kandji_oomnitza.operators.kandji import KandjiDeviceActionOperator
-from kandji_oomnitza.presets import PRESETS, SERIAL_PARAM, Preset
+from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
+from kandji_oomnitza.presets.registry import PRESETS, SERIAL_PARAM, Preset
 
 CURL_EXAMPLE = """curl -X POST "$AIRFLOW_URL/api/v2/dags/{dag_id}/dagRuns" \\
   -H "Authorization: Bearer $AIRFLOW_TOKEN" -H "Content-Type: application/json" \\

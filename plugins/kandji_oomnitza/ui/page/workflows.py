@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kandji_oomnitza.integrations_page.overview import run_summaries
-from kandji_oomnitza.workflow_config import WorkflowFile, default_workflows_folder, scan
+from kandji_oomnitza.settings_files import WORKFLOWS, SettingsFile, scan
+from kandji_oomnitza.ui.page.overview import run_summaries
 
 RUNS_SHOWN = 5
 SUMMARY_TASK = "summary"
@@ -56,8 +56,8 @@ class WorkflowCard(BaseModel):
     approvals_hidden: bool = False  # the user may not read the DAG's human-in-the-loop details
 
 
-def read_workflow_files() -> list[WorkflowFile]:
-    return scan(default_workflows_folder())
+def read_workflow_files() -> list[SettingsFile]:
+    return scan(WORKFLOWS)
 
 
 def _iso(value: Any) -> str | None:
@@ -133,7 +133,7 @@ def _last_poll(session: Session, dag_id: str) -> dict[str, Any] | None:
     from airflow.models.asset import AssetModel
     from airflow.models.asset_state_store import AssetStateStoreModel
 
-    from kandji_oomnitza.workflow_state import LAST_POLL_KEY
+    from kandji_oomnitza.workflows.state import LAST_POLL_KEY
 
     value = session.scalar(
         select(AssetStateStoreModel.value)
@@ -145,7 +145,7 @@ def _last_poll(session: Session, dag_id: str) -> dict[str, Any] | None:
 
 def card(
     session: Session,
-    entry: WorkflowFile,
+    entry: SettingsFile,
     *,
     dag_model: Any | None,
     show_outcomes: bool,
@@ -154,7 +154,7 @@ def card(
 ) -> WorkflowCard:
     """One workflow as the page shows it; each part only when the user may read its data in Airflow."""
     base = {"id": entry.dag_id, "file": entry.path.name}
-    workflow = entry.workflow
+    workflow = entry.model
     if workflow is None:
         return WorkflowCard(**base, valid=False, error=entry.error)
     preset = workflow.action.definition

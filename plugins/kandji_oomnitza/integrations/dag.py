@@ -14,10 +14,11 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
-from kandji_oomnitza.integration_config import Integration, IntegrationFileError, scan
-from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT
-from kandji_oomnitza.operators.oomnitza import OomnitzaLoadOperator
-from kandji_oomnitza.sensors.newest_run import SKIPPED_KEY, NewestRunOnly
+from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
+from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.newest_run import SKIPPED_KEY, NewestRunOnly
+from kandji_oomnitza.integrations.operator import OomnitzaLoadOperator
+from kandji_oomnitza.settings_files import INTEGRATIONS, scan
 
 log = logging.getLogger(__name__)
 KANDJI_POOL = "kandji_api"
@@ -119,7 +120,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         @task(task_display_name="Check Oomnitza fields")
         def check_oomnitza_fields() -> dict[str, Any]:
             from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-            from kandji_oomnitza.integration import check_fields
+            from kandji_oomnitza.integrations.steps import check_fields
 
             return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
 
@@ -128,11 +129,11 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         # "index"), so the report never loads a fleet's worth of data again.
         @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji", show_return_value_in_logs=False)
         def extract(**context) -> Any:
+            from kandji_oomnitza.common.redaction import redact_value
             from kandji_oomnitza.hooks.kandji import KandjiHook
-            from kandji_oomnitza.integration import extract_assets, extract_users
-            from kandji_oomnitza.missing import listing_completeness
-            from kandji_oomnitza.redaction import redact_value
-            from kandji_oomnitza.software import push_software
+            from kandji_oomnitza.integrations.missing import listing_completeness
+            from kandji_oomnitza.integrations.software import push_software
+            from kandji_oomnitza.integrations.steps import extract_assets, extract_users
 
             # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later
             # tasks and their retries (a retried extract reads Kandji again, and takes a new time).
@@ -159,8 +160,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
 
         @task(task_display_name="Transform", show_return_value_in_logs=False)
         def transform(source: Any, **context) -> Any:
-            from kandji_oomnitza.integration import report_index
-            from kandji_oomnitza.integration import transform as transform_step
+            from kandji_oomnitza.integrations.steps import report_index
+            from kandji_oomnitza.integrations.steps import transform as transform_step
 
             stats = context["ti"].xcom_pull(task_ids="extract", key=STATS)
             frame = transform_step(integration, source, stats["read_at"])
@@ -170,7 +171,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         @task(task_display_name="Flag records gone from Kandji")
         def flag_missing(**context) -> None:
             """Runs after a load that went through (a dry run included); see missing.py."""
-            from kandji_oomnitza.missing import flag_missing_task
+            from kandji_oomnitza.integrations.missing import flag_missing_task
 
             flag_missing_task(
                 integration, dag_id, context, stats_key=STATS, index_key=INDEX, result_key=MISSING
@@ -182,8 +183,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         def report(**context) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from kandji_oomnitza.operators.oomnitza import RESULT_KEY
-            from kandji_oomnitza.reporting import publish_report
+            from kandji_oomnitza.integrations.operator import RESULT_KEY
+            from kandji_oomnitza.integrations.report import publish_report
 
             ti = context["ti"]
             skipped = ti.xcom_pull(task_ids="newest_run_only", key=SKIPPED_KEY)
@@ -222,22 +223,11 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
     return integration_dag()
 
 
-def build_all(folder: Path) -> dict[str, DAG]:
+def build_all(folder: Path | None = None) -> dict[str, DAG]:
     """A DAG per valid integration file. Invalid files are left out here, so one broken file cannot take
     the other integrations down; ``dags/kandji_integration_file_errors.py`` reports them."""
     return {
-        entry.dag_id: build_dag(entry.dag_id, entry.integration, entry.path)
-        for entry in scan(folder)
-        if entry.integration is not None
+        entry.dag_id: build_dag(entry.dag_id, entry.model, entry.path)
+        for entry in scan(INTEGRATIONS, folder)
+        if entry.model is not None
     }
-
-
-def raise_for_invalid_files(folder: Path) -> None:
-    """Raise one error naming every invalid integration file, its fields and the fix: Airflow shows it
-    as the import error of the DAG file that calls this."""
-    problems = [entry.error for entry in scan(folder) if entry.error]
-    if problems:
-        raise IntegrationFileError(
-            f"{len(problems)} integration file(s) are invalid; their DAGs are not loaded until they are fixed "
-            "(every other integration runs as usual).\n" + "\n".join(problems)
-        )

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from kandji_oomnitza.workflow_state import (
+from kandji_oomnitza.workflows.state import (
     CLAIM_PREFIX,
     LAST_POLL_KEY,
     STATE_KEY,
@@ -36,7 +36,7 @@ from kandji_oomnitza.workflow_state import (
 ID_FIELD = "equipment_id"
 PAGE_SIZE = 500
 CONFIRMATIONS_PER_POLL = 50  # records missing from one poll read again by id (the rest wait a poll)
-CLASSPATH = "kandji_oomnitza.triggers.oomnitza_records.OomnitzaRecordsTrigger"
+CLASSPATH = "kandji_oomnitza.workflows.trigger.OomnitzaRecordsTrigger"
 
 
 def read_records(
@@ -121,7 +121,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         reemit_after: float = 900.0,
     ) -> None:
         super().__init__()
-        from kandji_oomnitza.workflow_config import Trigger
+        from kandji_oomnitza.workflows.config import Trigger
 
         self.workflow = workflow
         self.trigger_spec = trigger
@@ -157,8 +157,8 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         """One read per interval for every workflow in the group; a failed read is passed on as such
         (the subscribers log it and keep their state), never as "nothing matches"."""
-        from kandji_oomnitza.redaction import shorten
-        from kandji_oomnitza.workflow_config import Trigger
+        from kandji_oomnitza.common.redaction import shorten
+        from kandji_oomnitza.workflows.config import Trigger
 
         spec = Trigger.model_validate(kwargs["trigger"])
         while True:

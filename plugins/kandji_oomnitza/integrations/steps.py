@@ -20,15 +20,24 @@ from typing import Any
 import pandas as pd
 from airflow.sdk.exceptions import AirflowFailException
 
-from kandji_oomnitza.delta import DeltaPlan
+from kandji_oomnitza.common.kandji_values import is_empty, valid_id
+from kandji_oomnitza.common.redaction import redact, redact_value, shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import REFUSED, SENT, UNCONFIRMED, UNSENT, Batch, OomnitzaHook, RunResult
-from kandji_oomnitza.integration_config import Integration, Preference, UserSelection
-from kandji_oomnitza.kandji_values import is_empty, valid_id
-from kandji_oomnitza.mapping import ID, LABEL, PROBLEM, apply_mappings, plain, source_frame, to_oomnitza
-from kandji_oomnitza.redaction import redact, redact_value, shorten
-from kandji_oomnitza.software import Applications, SoftwareResult, collect
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.integrations.config import Integration, UserSelection
+from kandji_oomnitza.integrations.delta import DeltaPlan
+from kandji_oomnitza.integrations.mapping import (
+    ID,
+    LABEL,
+    PROBLEM,
+    apply_mappings,
+    plain,
+    source_frame,
+    to_oomnitza,
+)
+from kandji_oomnitza.integrations.software import Applications, SoftwareResult, collect
 
 log = logging.getLogger(__name__)
 SAAS_COLUMN = "_saas"

@@ -19,7 +19,7 @@ class IntegrationsPageApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self._app is None:
-            from kandji_oomnitza.integrations_page.app import create_app
+            from kandji_oomnitza.ui.page.app import create_app
 
             self._app = create_app()
         await self._app(scope, receive, send)

@@ -26,12 +26,12 @@ from typing import Any
 
 import pandas as pd
 
+from kandji_oomnitza.common.kandji_values import software_entry, valid_id
+from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook, PrismCount, PrismExportError
-from kandji_oomnitza.integration_config import Software, SoftwareRoute
-from kandji_oomnitza.kandji_values import software_entry, valid_id
-from kandji_oomnitza.mapping import ID
-from kandji_oomnitza.redaction import shorten
+from kandji_oomnitza.integrations.config import Software, SoftwareRoute
+from kandji_oomnitza.integrations.mapping import ID
 
 log = logging.getLogger(__name__)
 PRISM_PLATFORMS = {"Mac", "iPhone", "iPad", "AppleTV"}

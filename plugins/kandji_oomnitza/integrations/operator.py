@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from kandji_oomnitza.integration_config import Integration
-from kandji_oomnitza.operators.links import OomnitzaRecordsLink
+from kandji_oomnitza.hooks.links import OomnitzaRecordsLink
+from kandji_oomnitza.integrations.config import Integration
 
 RESULT_KEY = "result"
 
@@ -53,8 +53,8 @@ class OomnitzaLoadOperator(BaseOperator):
         """The run's delta plan (None when delta loads are off) and where its store lives."""
         if not self.integration.delta.enabled:
             return None, None
-        from kandji_oomnitza.delta import DeltaPlan, full_sync_reason, read_store, store_path
-        from kandji_oomnitza.reporting import reports_root
+        from kandji_oomnitza.integrations.delta import DeltaPlan, full_sync_reason, read_store, store_path
+        from kandji_oomnitza.integrations.report import reports_root
 
         read_at = context["ti"].xcom_pull(task_ids=self.stats_task_id, key="stats")["read_at"]
         path = store_path(reports_root(), self.dag_id)
@@ -68,9 +68,9 @@ class OomnitzaLoadOperator(BaseOperator):
 
     def execute(self, context) -> None:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integration import dry_run, load
-        from kandji_oomnitza.reporting import DRY_RUN_PAYLOADS, write_artifact
-        from kandji_oomnitza.software import pull_software
+        from kandji_oomnitza.integrations.report import DRY_RUN_PAYLOADS, write_artifact
+        from kandji_oomnitza.integrations.software import pull_software
+        from kandji_oomnitza.integrations.steps import dry_run, load
 
         ti = context["ti"]
         frame = ti.xcom_pull(task_ids=self.transform_task_id)
@@ -101,7 +101,7 @@ class OomnitzaLoadOperator(BaseOperator):
         )
         result["calls"] += (checked or {}).get("calls", 0)
         if delta is not None and delta.store is not None:
-            from kandji_oomnitza.delta import write_store
+            from kandji_oomnitza.integrations.delta import write_store
 
             write_store(store_at, delta.store)  # only now: it holds what Oomnitza confirmed
         ti.xcom_push(key=RESULT_KEY, value=result)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kandji_oomnitza.integration_config import Integration
-from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT
-from kandji_oomnitza.redaction import shorten
+from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
+from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.integrations.config import Integration
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the fingerprint changes meaning: every integration then does a full sync

@@ -31,9 +31,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kandji_oomnitza.integrations_page.overview import (
+from kandji_oomnitza.settings_files import SettingsFile
+from kandji_oomnitza.ui.page.overview import (
     Detail,
-    IntegrationFile,
     RunSummary,
     Tile,
     mapping_rows,
@@ -42,8 +42,8 @@ from kandji_oomnitza.integrations_page.overview import (
     run_summary,
     tile,
 )
-from kandji_oomnitza.integrations_page.workflows import WorkflowCard, read_workflow_files
-from kandji_oomnitza.integrations_page.workflows import card as workflow_card
+from kandji_oomnitza.ui.page.workflows import WorkflowCard, read_workflow_files
+from kandji_oomnitza.ui.page.workflows import card as workflow_card
 
 STATIC = Path(__file__).parent / "static"
 RUNS_SHOWN = 10
@@ -112,7 +112,7 @@ class ErrorLog(BaseModel):
     truncated: bool
 
 
-def _readable_files(access: Access) -> list[IntegrationFile]:
+def _readable_files(access: Access) -> list[SettingsFile]:
     files = read_integration_files()
     readable = [f for f in files if access.can_read(f.dag_id)]
     if files and not readable:
@@ -124,7 +124,7 @@ def _readable_files(access: Access) -> list[IntegrationFile]:
     return readable
 
 
-def _file(access: Access, integration_id: str) -> IntegrationFile:
+def _file(access: Access, integration_id: str) -> SettingsFile:
     for entry in read_integration_files():
         if entry.dag_id == integration_id:
             if not access.can_read(integration_id):
@@ -164,8 +164,8 @@ def _dag_model(session: Session, dag_id: str) -> DagModel | None:
     return session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
 
 
-def _tile(session: Session, access: Access, entry: IntegrationFile, detail: bool) -> Tile:
-    if entry.integration is None:
+def _tile(session: Session, access: Access, entry: SettingsFile, detail: bool) -> Tile:
+    if entry.model is None:
         return tile(
             entry, dag_model=None, last_run=None, can_trigger=False, tile_type=Detail if detail else Tile
         )
@@ -178,7 +178,7 @@ def _tile(session: Session, access: Access, entry: IntegrationFile, detail: bool
         tile_type=Detail if detail else Tile,
     )
     if detail:
-        result.mappings = mapping_rows(entry.integration)
+        result.mappings = mapping_rows(entry.model)
         result.runs = runs
     return result
 
@@ -187,7 +187,7 @@ def _reports_root() -> str:
     # The API server has no task context, where the Task SDK's Variable.get only returns the default.
     from airflow.models import Variable
 
-    from kandji_oomnitza.reporting import REPORTS_VARIABLE, default_reports_root
+    from kandji_oomnitza.integrations.report import REPORTS_VARIABLE, default_reports_root
 
     return Variable.get(REPORTS_VARIABLE, default_var=default_reports_root())  # noqa: AIR311
 
@@ -218,7 +218,7 @@ def create_app() -> FastAPI:
         access: AccessDep,
         limit: Annotated[int, Query(ge=1, le=ERROR_ROWS_SHOWN)] = ERROR_ROWS_SHOWN,
     ) -> ErrorLog:
-        from kandji_oomnitza.reporting import artifact_path
+        from kandji_oomnitza.integrations.report import artifact_path
 
         entry = _file(access, integration_id)
         if not access.can_read_logs(entry.dag_id):

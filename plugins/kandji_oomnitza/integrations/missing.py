@@ -23,12 +23,15 @@ from typing import Any
 
 import pendulum
 
+from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
+from kandji_oomnitza.common.redaction import redact_value, shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-from kandji_oomnitza.integration import QUOTED  # how Oomnitza's messages quote a record's sync-key value
-from kandji_oomnitza.integration_config import Integration, Preference, WhenMissing
-from kandji_oomnitza.kandji_values import TIMESTAMP_FORMAT, is_empty
-from kandji_oomnitza.redaction import redact_value, shorten
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.integrations.config import Integration, WhenMissing
+from kandji_oomnitza.integrations.steps import (
+    QUOTED,  # how Oomnitza's messages quote a record's sync-key value
+)
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
@@ -198,7 +201,7 @@ def flag_missing_task(
 ) -> None:
     """The DAG's flag_missing task: this run's listing (extract) and Kandji ids (transform) in, the
     result out as XCom ``result_key`` (before a failure is raised, so the report can account for it)."""
-    from kandji_oomnitza.mapping import ID
+    from kandji_oomnitza.integrations.mapping import ID
 
     ti = context["ti"]
     stats = ti.xcom_pull(task_ids="extract", key=stats_key)
@@ -207,8 +210,8 @@ def flag_missing_task(
     if integration.delta.enabled:
         # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
         # while Kandji still lists it: when it was last seen comes from the fingerprint store.
-        from kandji_oomnitza.delta import last_seen_after, read_store, store_path
-        from kandji_oomnitza.reporting import reports_root
+        from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
+        from kandji_oomnitza.integrations.report import reports_root
 
         store, _ = read_store(store_path(reports_root(), dag_id), stats["read_at"])
         seen_ids |= last_seen_after(store, cutoff_of(stats["read_at"], integration.when_missing.after_days))

@@ -13,19 +13,15 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
-from kandji_oomnitza.integration_config import (
-    Integration,
-    IntegrationFile,
-    default_integrations_folder,
-    scan,
-)
+from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.settings_files import INTEGRATIONS, SettingsFile, scan
 
 COUNT_NAMES = ("added", "updated", "unchanged", "skipped", "failed")
 
 
-def read_integration_files(folder: Path | None = None) -> list[IntegrationFile]:
+def read_integration_files(folder: Path | None = None) -> list[SettingsFile]:
     """Every integration file, each validated on its own so one bad file cannot hide the others."""
-    return scan(folder or default_integrations_folder())
+    return scan(INTEGRATIONS, folder)
 
 
 # -- response models (the page's JSON, also shown in the app's OpenAPI docs) -----------------------
@@ -115,7 +111,7 @@ class Detail(Tile):
 # -- builders ----------------------------------------------------------------------------------------
 def endpoint(conn_id: str, base_url) -> Endpoint:
     """The host a connection points at, or why it cannot be used; the hook does the reading."""
-    from kandji_oomnitza.redaction import shorten
+    from kandji_oomnitza.common.redaction import shorten
 
     try:
         url = urlsplit(base_url())
@@ -164,14 +160,14 @@ def schedule_of(integration: Integration, dag_model: Any | None) -> Schedule:
 
 
 def tile(
-    entry: IntegrationFile,
+    entry: SettingsFile,
     *,
     dag_model: Any | None,
     last_run: RunSummary | None,
     can_trigger: bool,
     tile_type: type[Tile] = Tile,
 ) -> Tile:
-    integration = entry.integration
+    integration = entry.model
     if integration is None:
         return tile_type(
             id=entry.dag_id, file=entry.path.name, valid=False, error=entry.error, name=entry.path.name

@@ -1,0 +1,427 @@
+"""Integration files: one YAML file per integration ("tile"), validated completely at parse time.
+
+What Oomnitza's wizard asks lives in the file: a name, the connections, software on/off (assets) or
+the user selection (users), the preference, the integration user, the sync key, the mappings and the
+schedule. Every mistake is reported with the file, the field and the fix, before anything runs.
+
+Check a file from a shell:  python -m kandji_oomnitza.settings_files include/integrations/*.yaml
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from kandji_oomnitza.exceptions import IntegrationFileError
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
+from kandji_oomnitza.settings_files import INTEGRATIONS, Strict, parse_duration, validated_file
+
+DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
+
+
+class SoftwareRoute(enum.StrEnum):
+    AUTO = "auto"  # Prism pages, or the Prism export for large fleets; /apps only where Prism cannot help
+    PER_DEVICE = "per_device"  # one /devices/{id}/apps call per device (Kandji's own scripts do this)
+    PRISM = "prism"  # /prism/apps, 300 rows a call
+    PRISM_EXPORT = "prism_export"  # the asynchronous Prism CSV export
+
+
+class UserSelection(enum.StrEnum):
+    USER = "user"
+    USER_PLUS_SAAS_USER = "user_plus_saas_user"
+
+
+class Converter(Strict):
+    """A converter from the registry in ``fields.py``, by name, with its options."""
+
+    name: str
+    separator: str = Field(", ", description="join: what goes between the values")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in CONVERTERS:
+            close = difflib.get_close_matches(name, list(CONVERTERS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown converter {name!r}; {hint}use one of {sorted(CONVERTERS)}")
+        return name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+
+@dataclass(frozen=True)
+class ResolvedMapping:
+    """One mapping as the engine reads it, with a standard field expanded to its Kandji path and converter."""
+
+    label: str  # what a person reads: the standard field's name, or "path x", "template ...", "constant ..."
+    paths: tuple[str, ...]
+    special: str | None  # "sync_time": the time the run read Kandji
+    converter: Converter | None
+    constant: str | int | float | bool | None
+    template: str | None
+    clear_when_empty: bool
+
+
+class Mapping(Strict):
+    """One Oomnitza field's source: exactly one of ``field``, ``path``, ``constant``, ``template``."""
+
+    field: str | None = Field(None, description="a standard Kandji field by its name, e.g. 'Serial Number'")
+    path: str | list[str] | None = Field(
+        None, description="dot path(s) into the Kandji record; 'details.' reads the device's /details"
+    )
+    constant: str | int | float | bool | None = None
+    template: str | None = Field(
+        None, description="text with {path} placeholders, e.g. '{device_name} ({platform})'"
+    )
+    converter: Converter | None = None
+    clear_when_empty: bool = Field(
+        False, description="send an empty value (clearing the Oomnitza field) instead of skipping it"
+    )
+
+    @field_validator("converter", mode="before")
+    @classmethod
+    def _converter_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Mapping:
+        given = [k for k in ("field", "path", "constant", "template") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one source (field, path, constant or template); got {given or 'none'}"
+            )
+        takes = CONVERTERS[self.converter.name].paths if self.converter else "one"
+        if isinstance(self.path, list) and takes == "one":
+            several = sorted(name for name, spec in CONVERTERS.items() if spec.paths != "one")
+            raise ValueError(f"a list of paths needs one of the converters {' or '.join(several)}")
+        if self.converter and takes == "many" and not isinstance(self.path, list):
+            raise ValueError(f"converter {self.converter.name} needs path to be a list of paths")
+        if self.converter and takes == "any" and self.path is None:
+            raise ValueError(
+                f"converter {self.converter.name} needs a path (a list value, or a list of paths)"
+            )
+        for path in self.paths:
+            if not re.fullmatch(r"[A-Za-z0-9_@-]+(\.[A-Za-z0-9_@-]+)*", path):
+                raise ValueError(
+                    f"path {path!r} is not a dot path like 'user.email' or 'details.mdm.supervised'"
+                )
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        if self.path is not None:
+            return [self.path] if isinstance(self.path, str) else list(self.path)
+        if self.template is not None:
+            return re.findall(r"\{([^{}]+)\}", self.template)
+        return []
+
+
+class Schedule(Strict):
+    cron: str | None = Field(
+        "@daily", description="a cron expression or preset (@daily); null for manual runs only"
+    )
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.startswith("@"):
+            if value not in CRON_PRESETS:
+                raise ValueError(
+                    f"unknown preset {value!r}; use one of {sorted(CRON_PRESETS)} or a cron expression"
+                )
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a valid cron expression (e.g. '0 2 * * *' for 02:00 every day)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        import pendulum
+
+        try:
+            pendulum.timezone(value)
+        except Exception:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+        return value
+
+
+class Software(Strict):
+    enabled: bool = True
+    route: SoftwareRoute = SoftwareRoute.AUTO
+    export_threshold_rows: Annotated[int, Field(ge=0)] = Field(
+        50_000, description="with route auto, Prism app rows at or above which the CSV export is used"
+    )
+    concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
+        8, description="per-device /apps calls in flight at once (the rate limiter still paces them)"
+    )
+
+
+class Users(Strict):
+    selection: UserSelection = UserSelection.USER_PLUS_SAAS_USER
+    skip_archived: bool = False
+    integration_ids: list[str] = Field(
+        default_factory=list, description="only users of these directory integrations"
+    )
+
+
+class Load(Strict):
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    concurrency: Annotated[int, Field(ge=1, le=8)] = Field(
+        4, description="Oomnitza batches in flight at once (1 sends them one after another)"
+    )
+    max_failed_records: Annotated[int, Field(ge=0)] = Field(
+        0, description="the run fails when more records than this were not loaded (default: any failure)"
+    )
+    check_fields: bool = Field(
+        True, description="check the mapped fields against Oomnitza's field metadata first"
+    )
+    outcome_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+
+FieldValue = str | int | float | bool | None
+
+
+class Delta(Strict):
+    """Send Oomnitza only the records that changed since it last confirmed them (see delta.py)."""
+
+    enabled: bool = False
+    full_sync_every: str = Field(
+        "7d", description="a full send at least this often (e.g. 7d, 12h), to correct edits made in Oomnitza"
+    )
+
+    @field_validator("full_sync_every")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if parse_duration(value) < 3600:
+            raise ValueError(f"{value!r}: a full sync at most every hour (e.g. 12h, 7d)")
+        return str(value).strip()
+
+    @property
+    def full_sync_interval(self) -> timedelta:
+        return timedelta(seconds=parse_duration(self.full_sync_every))
+
+
+class WhenMissing(Strict):
+    """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
+    them once (never delete), and optionally set others when the record shows up in Kandji again."""
+
+    after_days: Annotated[float, Field(ge=0)] = Field(
+        ..., description="not seen in Kandji for this many days (the record's Connector Sync Time)"
+    )
+    set: dict[str, FieldValue] = Field(
+        ..., min_length=1, description="Oomnitza field -> value, sent once to a record gone from Kandji"
+    )
+    clear_when_seen: dict[str, FieldValue] = Field(
+        default_factory=dict, description="Oomnitza field -> value, sent when a flagged record is back"
+    )
+
+    @property
+    def fields(self) -> list[str]:
+        return list(dict.fromkeys([*self.set, *self.clear_when_seen]))
+
+
+class Integration(Strict):
+    name: str = Field(..., min_length=1, description="the descriptive name shown as the DAG's display name")
+    type: Literal["assets", "users"]
+    description: str = ""
+    kandji_conn_id: str = "kandji_default"
+    oomnitza_conn_id: str = "oomnitza_default"
+    integration_user: str | None = None
+    preference: Preference = Preference.CREATE_AND_UPDATE
+    software: Software | None = None
+    users: Users | None = None
+    sync_key: list[str] = Field(..., min_length=1)
+    mappings: dict[str, Mapping] = Field(..., min_length=1)
+    schedule: Schedule = Field(default_factory=Schedule)
+    load: Load = Field(default_factory=Load)
+    when_missing: WhenMissing | None = None
+    delta: Delta = Field(default_factory=Delta)
+    owner: str = "it-ops"
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("mappings", mode="before")
+    @classmethod
+    def _standard_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({"field": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @field_validator("sync_key", mode="before")
+    @classmethod
+    def _sync_key_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Integration:
+        standard = STANDARD_FIELDS[self.type]
+        for target, mapping in self.mappings.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*|APPLICATIONS|SAAS", target):
+                raise ValueError(
+                    f"mappings.{target}: Oomnitza fields are named by their external id in lower snake_case "
+                    "(Assets > Customization shows it), e.g. serial_number"
+                )
+            if target in ("APPLICATIONS", "SAAS"):
+                raise ValueError(
+                    f"mappings.{target}: set by the integration itself; use software/users options"
+                )
+            if mapping.field is not None and mapping.field not in standard:
+                close = difflib.get_close_matches(mapping.field, list(standard), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"mappings.{target}: {mapping.field!r} is not a standard Kandji {self.type} field; {hint}"
+                    f"use one of {sorted(standard)}, or a custom mapping with path/constant/template"
+                )
+        for key in self.sync_key:
+            if key not in self.mappings:
+                raise ValueError(
+                    f"sync_key: {key!r} is not a mapped Oomnitza field; map it under mappings or pick one of "
+                    f"{sorted(self.mappings)}"
+                )
+        if self.type == "assets":
+            if self.users is not None:
+                raise ValueError("users: only for users integrations; assets integrations use software")
+        elif self.software is not None:
+            raise ValueError("software: only for assets integrations; users integrations use users")
+        return self
+
+    @model_validator(mode="after")
+    def _when_missing_consistent(self) -> Integration:
+        if self.when_missing is not None:
+            self._check_when_missing(self.when_missing)
+        return self
+
+    def _check_when_missing(self, option: WhenMissing) -> None:
+        standard = "Device ID" if self.type == "assets" else "User ID"
+        if self.kandji_id_field is None:
+            raise ValueError(
+                f"when_missing: needs the Kandji id mapped (e.g. kandji_{'device' if self.type == 'assets' else 'user'}"
+                f"_id: {standard}): only records carrying it came from this integration"
+            )
+        if self.sync_time_field is None:
+            raise ValueError(
+                "when_missing: needs Connector Sync Time mapped (e.g. kandji_connector_sync_time: Connector "
+                "Sync Time): it is how long ago a record was last seen in Kandji"
+            )
+        if self.type == "users" and (self.user_settings.integration_ids or self.user_settings.skip_archived):
+            raise ValueError(
+                "when_missing: needs every Kandji user listed; remove users.integration_ids and "
+                "users.skip_archived, or when_missing (users left out would look gone from Kandji)"
+            )
+        for option_name, values in (("set", option.set), ("clear_when_seen", option.clear_when_seen)):
+            for name in values:
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                    raise ValueError(
+                        f"when_missing.{option_name}.{name}: Oomnitza fields are named by their external id "
+                        "in lower snake_case, e.g. status"
+                    )
+                owned = {*self.sync_key, self.kandji_id_field, self.sync_time_field}
+                if name in owned:
+                    raise ValueError(
+                        f"when_missing.{option_name}.{name}: the sync key, the Kandji id and Connector Sync "
+                        "Time identify the record and say when it was seen; set another field (e.g. status)"
+                    )
+
+    @property
+    def when_missing_words(self) -> str:
+        """What happens to records gone from Kandji, in one line (DAG docs, the Integrations page)."""
+        option = self.when_missing
+        if option is None:
+            return "left as they are (when_missing is off)"
+        words = f"after {option.after_days:g} day(s) unseen, set {option.set} once (never deleted)"
+        if option.clear_when_seen:
+            words += f"; back in Kandji, set {option.clear_when_seen}"
+        return words + "; only after a complete Kandji listing"
+
+    @property
+    def kandji_id_field(self) -> str | None:
+        """The Oomnitza field holding the Kandji id (the Device ID or User ID mapping)."""
+        id_path = "device_id" if self.type == "assets" else "id"
+        return next(
+            (
+                t
+                for t in self.mappings
+                if self.resolved(t).paths == (id_path,) and self.resolved(t).converter is None
+            ),
+            None,
+        )
+
+    @property
+    def sync_time_field(self) -> str | None:
+        """The Oomnitza field holding Connector Sync Time (when Kandji was last read for the record)."""
+        return next((t for t in self.mappings if self.resolved(t).special == "sync_time"), None)
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def software_settings(self) -> Software:
+        return self.software if self.software is not None else Software()
+
+    @property
+    def user_settings(self) -> Users:
+        return self.users if self.users is not None else Users()
+
+    def resolved(self, target: str) -> ResolvedMapping:
+        """A mapping with its standard field expanded to its Kandji path and converter."""
+        mapping = self.mappings[target]
+        if mapping.field is not None:
+            spec = STANDARD_FIELDS[self.type][mapping.field]
+            converter = mapping.converter or (
+                Converter(name=spec["converter"]) if "converter" in spec else None
+            )
+            return ResolvedMapping(
+                label=mapping.field,
+                paths=(spec["path"],) if "path" in spec else (),
+                special=spec.get("special"),
+                converter=converter,
+                constant=None,
+                template=None,
+                clear_when_empty=mapping.clear_when_empty,
+            )
+        label = (
+            f"path {mapping.path}" if mapping.path is not None
+            else f"template {mapping.template!r}" if mapping.template is not None
+            else f"constant {mapping.constant!r}"
+        )  # fmt: skip
+        return ResolvedMapping(
+            label=label,
+            paths=tuple(mapping.paths),
+            special=None,
+            converter=mapping.converter,
+            constant=mapping.constant,
+            template=mapping.template,
+            clear_when_empty=mapping.clear_when_empty,
+        )
+
+    @property
+    def needs_details(self) -> bool:
+        return any(p.startswith("details.") for target in self.mappings for p in self.resolved(target).paths)
+
+
+def load_integration(path: Path) -> Integration:
+    """Read and validate one integration file (YAML safe loader; no code runs from the file)."""
+    if not DAG_ID_PATTERN.match(path.stem):
+        raise IntegrationFileError(
+            f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
+        )
+    return validated_file(path, Integration, INTEGRATIONS.what, IntegrationFileError)

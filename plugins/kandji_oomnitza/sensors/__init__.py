@@ -1,1 +1,0 @@
-"""Sensors: tasks that wait for a condition (in reschedule mode, holding no worker slot)."""
