@@ -34,7 +34,7 @@ test-unit: install
 
 # The same tests REPEAT times in a row, each a fresh session, stopping at the first failure (flake hunting).
 REPEAT ?= 10
-TESTS ?= tests/e2e/test_browser.py
+TESTS ?= tests/e2e/ui/test_browser.py
 repeat: install
 	KANDJI_OOMNITZA_PROVISION=$(PROVISION) $(BIN)/python scripts/services.py -- \
 		$(BIN)/python scripts/repeat_tests.py $(REPEAT) $(TESTS)
@@ -46,7 +46,7 @@ lint: install
 
 # The fault-injection suite over the real DAGs, then its table (faults, calls retried, loaded, reported, lost).
 reliability: install
-	$(BIN)/python -m pytest -q tests/e2e/test_reliability.py
+	$(BIN)/python -m pytest -q tests/e2e/integrations/test_reliability.py
 	$(BIN)/python scripts/reliability_report.py
 
 format: install

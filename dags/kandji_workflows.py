@@ -5,6 +5,8 @@ One DAG per file in `include/workflows/` (DAG id `kandji_workflow_<file name>`),
 whose watcher polls Oomnitza in the triggerer. See each DAG's own docs and the README, "Workflows".
 """
 
+from kandji_oomnitza.integrations.asset_details import AssetRecord
 from kandji_oomnitza.workflows.dag import build_all
 
-globals().update(build_all())
+# A workflow running Get Asset Details maps the device as an assets integration does (read at run time).
+globals().update(build_all(asset_record=AssetRecord()))

@@ -1,4 +1,4 @@
-"""Print the reliability table that tests/e2e/test_reliability.py wrote to artifacts/reliability.json."""
+"""Print the reliability table that tests/e2e/integrations/test_reliability.py wrote to artifacts/reliability.json."""
 
 from __future__ import annotations
 

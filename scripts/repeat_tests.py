@@ -1,5 +1,5 @@
 """Run the same tests N times in a row, each in a fresh pytest session, and stop at the first failure:
-how a flaky test is found (`make repeat TESTS=tests/e2e/test_browser.py REPEAT=10`).
+how a flaky test is found (`make repeat TESTS=tests/e2e/ui/test_browser.py REPEAT=10`).
 
 A failure is fixed at its cause, never retried away: this prints which run failed and keeps its output.
 """

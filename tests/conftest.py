@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,6 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kandji-oomnitza-airflow-home-"))
-ARTIFACTS = ROOT / "artifacts"
 
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 os.environ.update(
@@ -37,29 +32,25 @@ os.environ.update(
     }
 )
 # Mirror production: Astro puts the project root on PYTHONPATH, Airflow puts plugins/ on sys.path.
-for path in (ROOT / "plugins", ROOT):
+for path in (ROOT / "plugins", ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")) if p
 )
 
-
-def service(name: str) -> str:
-    """Where `make test` put a service (``scripts/services.py``: PostgreSQL, Redis, Chromium); under a
-    plain ``pytest``, one already running or installed; else the test is skipped with the reason and fix."""
-    from scripts import services
-
-    key = services.PREFIX + name.upper()
-    if os.environ.get(key):
-        return os.environ[key]
-    if os.environ.get(key + "_MISSING"):
-        pytest.skip(f"{name} is not available: {os.environ[key + '_MISSING']}")
-    found = {"postgresql": services.find_postgres, "redis": services.find_redis,
-             "chromium": services.find_chromium}[name.lower()]()  # fmt: skip
-    if found.value:
-        return found.value
-    pytest.skip(f"{name} is not available: {found.missing}; `make test` provides it")
+from helpers.harness import (  # noqa: E402 - after the environment Airflow reads on import
+    ARTIFACTS,
+    KANDJI_TOKEN,
+    OOMNITZA_TOKEN,
+    SEEN_PINS,
+    DagRunResult,
+    as_text,
+    secrets_in,
+    service,
+)
+from helpers.sandbox import Sandbox  # noqa: E402
+from helpers.workflow_runs import runs_of, triggerer_log, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -76,15 +67,6 @@ def chromium() -> str | None:
 
     found = service("Chromium")
     return None if found == PLAYWRIGHT_CHROMIUM else found
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for servers a test starts)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -112,22 +94,6 @@ def airflow_connections(monkeypatch):
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
 
     return set_connection
-
-
-@dataclass
-class DagRunResult:
-    """What a finished ``dag.test()`` run left behind: its state, task states, XComs and log text."""
-
-    dag_id: str
-    run_id: str
-    state: str
-    task_states: dict[str, str]
-    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
-    tries: dict[str, int] = field(default_factory=dict)  # task id -> attempts it took
-    log: str = ""
-
-    def xcom(self, task_id: str, key: str = "return_value") -> Any:
-        return self.xcoms[(task_id, key)]
 
 
 @pytest.fixture
@@ -198,28 +164,6 @@ def artifacts_dir() -> Path:
 
 
 # -- emulators ------------------------------------------------------------------------------------
-KANDJI_TOKEN = "test-kandji-token-5f1c2a"
-OOMNITZA_TOKEN = "test-oomnitza-token-9b7e4d"
-
-
-def secrets_in(text: str) -> list[str]:
-    """The test session's tokens that ``text`` contains."""
-    return [secret for secret in (KANDJI_TOKEN, OOMNITZA_TOKEN) if secret in text]
-
-
-def as_text(value: Any) -> str:
-    """Everything a value holds, as text: DataFrames in full (their repr shows a few rows only)."""
-    import pandas as pd
-
-    if isinstance(value, pd.DataFrame):
-        return value.to_csv()
-    if isinstance(value, dict):
-        return "\n".join(f"{as_text(k)}={as_text(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple, set)):
-        return "\n".join(as_text(v) for v in value)
-    return str(value)
-
-
 @pytest.fixture(scope="session")
 def kandji_process():
     from include.emulators.client import EmulatorProcess
@@ -262,33 +206,6 @@ def oomnitza_process(tmp_path_factory):
     process.stop()
 
 
-def oomnitza_assets(admin) -> dict[str, dict]:
-    """The assets in the Oomnitza emulator by serial number, each with its software as ``_software``."""
-    state = admin.get("state")
-    return {
-        a["serial_number"]: a | {"_software": state["software"].get(a["equipment_id"])}
-        for a in state["records"]["assets"].values()
-    }
-
-
-def days_ago(days: float) -> str:
-    """A Connector Sync Time ``days`` before now, as the integrations write it."""
-    from datetime import UTC, datetime, timedelta
-
-    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def patch_record(oomnitza_emulator, kind: str, ident: str, changes: dict) -> None:
-    """An edit through Oomnitza's own REST API, as a person or another tool would make it."""
-    answer = requests.patch(
-        f"{oomnitza_emulator.url}/api/v3/{kind}/{ident}",
-        json=changes,
-        headers={"Authorization2": OOMNITZA_TOKEN},
-        timeout=10,
-    )
-    answer.raise_for_status()
-
-
 @pytest.fixture
 def small_fleet(kandji_emulator):
     """A 30-device, 40-user Kandji fleet; its devices."""
@@ -316,7 +233,7 @@ def oomnitza_emulator(oomnitza_process, airflow_connections):
 @pytest.fixture
 def bystander():
     """Another origin on loopback that records whatever reaches it (``tests/hostile.py``)."""
-    from hostile import CaptureServer
+    from helpers.hostile import CaptureServer
 
     server = CaptureServer()
     yield server
@@ -324,7 +241,6 @@ def bystander():
 
 
 # -- secrets never leak: a scan over everything the test session wrote ----------------------------
-SEEN_PINS: list[str] = []  # unlock PINs the emulators issued during the session (tests add them)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -395,96 +311,6 @@ def integration_dag_from(tmp_path):
 
 
 # -- the `make run` sandbox, with the real scheduler --------------------------------------------------
-class Sandbox:
-    """``scripts/run_sandbox.py`` in a process of its own, on free loopback ports, with a small fleet;
-    an admin API session on its Airflow."""
-
-    def __init__(self, home: Path, **env: str) -> None:
-        self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in ("airflow", "kandji", "oomnitza")}
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-            "SANDBOX_HOME": str(home),
-            "SANDBOX_DEVICES": "40",
-            # Workflows poll every 5 seconds (the shortest a workflow file allows), the tests' extra workflow files run too, and a triggerer the
-            # tests kill comes back (tests/e2e/test_workflows.py).
-            "SANDBOX_WORKFLOW_POLL": "5s",
-            "SANDBOX_EXTRA_WORKFLOWS": str(ROOT / "tests" / "fixtures" / "workflows"),
-            "SANDBOX_RESTART": "triggerer",
-            "AIRFLOW_PORT": str(ports["airflow"]),
-            "KANDJI_EMULATOR_PORT": str(ports["kandji"]),
-            "OOMNITZA_EMULATOR_PORT": str(ports["oomnitza"]),
-            **env,
-        }
-        from scripts import services
-
-        self.postgres = os.environ.get(services.PREFIX + "POSTGRESQL")  # `make test`'s, else its own
-        if self.postgres:
-            self.env["SANDBOX_POSTGRES"] = self.postgres
-        self.ports = ports
-        self.base = f"http://127.0.0.1:{ports['airflow']}"
-        self.kandji = f"http://127.0.0.1:{ports['kandji']}"
-        self.oomnitza = f"http://127.0.0.1:{ports['oomnitza']}"
-        self.log_path = home / "sandbox.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run_sandbox.py")],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 240
-        while "Airflow is up" not in self.output():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                pytest.fail("the sandbox did not start:\n" + self.output()[-3000:])
-            time.sleep(1)
-        self.password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())[
-            "admin"
-        ]
-        self.api = requests.Session()
-        token = self.api.post(
-            f"{self.base}/auth/token", json={"username": "admin", "password": self.password}, timeout=10
-        ).json()["access_token"]
-        self.api.headers["Authorization"] = f"Bearer {token}"
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def login(self, user: str) -> requests.Session:
-        """A REST API session as ``user`` (one of the simple auth manager's users of this sandbox)."""
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        session = requests.Session()
-        token = session.post(
-            f"{self.base}/auth/token", json={"username": user, "password": passwords[user]}, timeout=10
-        ).json()["access_token"]
-        session.headers["Authorization"] = f"Bearer {token}"
-        return session
-
-    def get(self, path: str, **params: Any) -> Any:
-        answer = self.api.get(f"{self.base}/api/v2/{path}", params=params, timeout=30)
-        answer.raise_for_status()
-        return answer.json()
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-        if self.postgres:
-            from scripts import run_sandbox, services
-
-            services.drop_database(self.postgres, run_sandbox.sandbox_database_name(self.home))
-
-    def __getitem__(self, key: str) -> Any:  # the browser tests' older dict-style access
-        return {"base": self.base, "password": self.password, "api": self.api, "kandji": self.kandji,
-                "oomnitza": self.oomnitza}[key]  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """One `make run` sandbox for the session's end-to-end tests that need the real scheduler. Under
@@ -517,3 +343,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "sandbox" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("sandbox"))
+
+
+@pytest.fixture(scope="module")
+def fleet(sandbox):
+    """Assets in the sandbox's Oomnitza (the devices integration, run for real), and the watcher's first
+    poll done (so what the tests change counts as a record starting to match)."""
+    before = len(runs_of(sandbox, "kandji_devices_and_software"))
+    sandbox.api.post(
+        f"{sandbox.base}/api/v2/dags/kandji_devices_and_software/dagRuns",
+        json={"logical_date": None, "conf": {"dry_run": False}},
+        timeout=30,
+    ).raise_for_status()
+    wait_until(
+        "the devices integration",
+        lambda: (
+            (r := runs_of(sandbox, "kandji_devices_and_software"))
+            and len(r) > before
+            and r[-1]["state"] == "success"
+        ),
+        timeout=300,
+        every=3,
+    )
+    wait_until(
+        "the lock workflow's first poll",
+        lambda: "Workflow kandji_workflow_lost_device_lock: first poll" in triggerer_log(sandbox),
+        120,
+    )
+    assets = requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"]
+    macs = [a for a in assets.values() if a.get("kandji_platform") == "Mac" and not a.get("status")]
+    assert len(macs) >= 10, "the sandbox fleet has too few Macs for these tests"
+    return macs

@@ -41,6 +41,7 @@ from kandji_oomnitza.hooks.pagination import Paginator, UnexpectedPageError, pag
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MAX_RETRY_SECONDS = 600.0  # a request's retries, waits included, never take longer than this
 MAX_RETRY_WAIT_SECONDS = 120.0
 MESSAGE_LIMIT = 500
 RATE_LIMIT_PATIENCE = 5
@@ -214,7 +215,7 @@ class RestApiHook(HttpHook):
 
     service_name = "API"
     # Connection extras this project reads; HttpHook would otherwise send each of them as a header.
-    own_extra_keys: tuple[str, ...] = ("max_attempts", "backoff_seconds", "timeout")
+    own_extra_keys: tuple[str, ...] = ("max_attempts", "backoff_seconds", "timeout", "max_retry_seconds")
 
     def __init__(
         self,
@@ -360,6 +361,10 @@ class RestApiHook(HttpHook):
     @property
     def backoff_seconds(self) -> float:
         return self._setting("backoff_seconds", self._backoff_seconds, 1.0, float)
+
+    @property
+    def max_retry_seconds(self) -> float:
+        return self._setting("max_retry_seconds", None, DEFAULT_MAX_RETRY_SECONDS, float)
 
     @property
     def timeout(self) -> float:
@@ -522,19 +527,26 @@ class RestApiHook(HttpHook):
         return True, f"Connected to {root}: {self.probe_success}"
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
-        """Give up after ``max_attempts``; a server that answers 429 is pacing us, not failing, so
-        rate-limited attempts get ``RATE_LIMIT_PATIENCE`` times as many."""
+        """Give up after ``max_attempts``, or once the retries have taken ``max_retry_seconds`` (extra
+        ``max_retry_seconds``, 600 by default): a server that answers 429 is pacing us, not failing, so
+        rate-limited attempts get ``RATE_LIMIT_PATIENCE`` times as many, within the same time."""
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         rate_limited = isinstance(exc, ApiError) and exc.status == 429
         limit = self.max_attempts * (RATE_LIMIT_PATIENCE if rate_limited else 1)
-        return retry_state.attempt_number >= limit
+        spent = retry_state.seconds_since_start or 0.0
+        return retry_state.attempt_number >= limit or spent >= self.max_retry_seconds
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, ApiError) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_RETRY_WAIT_SECONDS)
-        jitter = tenacity.wait_random_exponential(multiplier=self.backoff_seconds, max=MAX_RETRY_WAIT_SECONDS)
-        return jitter(retry_state)
+            wait = min(exc.retry_after, MAX_RETRY_WAIT_SECONDS)
+        else:
+            jitter = tenacity.wait_random_exponential(
+                multiplier=self.backoff_seconds, max=MAX_RETRY_WAIT_SECONDS
+            )
+            wait = jitter(retry_state)
+        left = self.max_retry_seconds - (retry_state.seconds_since_start or 0.0)
+        return max(0.0, min(wait, left))
 
     def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
         with self._count_lock:

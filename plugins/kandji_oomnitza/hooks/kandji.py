@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 SUBDOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 REGION_HOSTS = {"us": "https://{sub}.api.kandji.io", "eu": "https://{sub}.api.eu.kandji.io"}
 API = "api/v1"
+MAX_PAGE = 300  # the most records Kandji returns in one page of /devices or a Prism category
 EXPORT_PENDING = (None, "pending", "processing", "in_progress", "running")
 # The permission a Kandji API token needs for each endpoint (Settings > Access > API Token), as the
 # token form names them (INFERRED from third-party guides: "Device list", "Device details", ...).
@@ -213,7 +214,9 @@ class KandjiHook(RestApiHook):
         params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
         for walk in range(1, max_walks + 1):
             try:
-                for page in self.pages(f"{API}/devices", OffsetArrayPaginator(page_size), params):
+                for page in self.pages(
+                    f"{API}/devices", OffsetArrayPaginator(min(page_size, MAX_PAGE), key="device_id"), params
+                ):
                     fresh = [d for d in page if _id_of(d) is None or _id_of(d) not in seen]
                     seen.update(i for i in map(_id_of, fresh) if i is not None)
                     if fresh:
@@ -247,7 +250,9 @@ class KandjiHook(RestApiHook):
             params["device_families"] = ",".join(device_families)
         if filter_json:
             params["filter"] = filter_json
-        yield from self.pages(f"{API}/prism/{category}", PrismCursorPaginator(page_size), params)
+        yield from self.pages(
+            f"{API}/prism/{category}", PrismCursorPaginator(min(page_size, MAX_PAGE)), params
+        )
 
     def iter_user_pages(self, **filters: Any) -> Iterator[list[dict[str, Any]]]:
         """Kandji's users page by page (``filters``: ``archived``, ``integration_id``, ``email``, ...)."""

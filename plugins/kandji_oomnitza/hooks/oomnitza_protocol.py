@@ -4,6 +4,10 @@ stack (a DAG file that reads an integration file must not pay for ``requests`` a
 from __future__ import annotations
 
 import enum
+import re
+
+# INFERRED: Oomnitza's run-log messages name a record by its sync-key value, in quotes.
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
 class Preference(enum.StrEnum):
@@ -16,3 +20,13 @@ class Preference(enum.StrEnum):
     @property
     def flags(self) -> dict[str, bool]:
         return {"insert_only": self is Preference.CREATE_ONLY, "update_only": self is Preference.UPDATE_ONLY}
+
+
+def named_in(message: str) -> list[str]:
+    """The records a run-log message names (their sync-key values), in the order it names them."""
+    return [a or b for a, b in QUOTED.findall(message)]
+
+
+def named_records(messages: dict[str, list[str]], stages: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Every record the messages of ``stages`` name: its sync-key value → (stage, message)."""
+    return {name: (stage, m) for stage in stages for m in messages.get(stage, []) for name in named_in(m)}

@@ -34,7 +34,7 @@ class ListingShifted(Exception):
 
 
 class OffsetArrayPaginator:
-    """``/devices``: ``limit`` (≤ 300) + ``offset``, bare JSON arrays.
+    """``limit`` + ``offset``, bare JSON arrays of records identified by ``key`` (Kandji's ``/devices``).
 
     Each page after the first starts one record early, on the last record already seen (the anchor).
     If that record is not where it was, records before the offset were added or removed mid-walk, and
@@ -42,8 +42,8 @@ class OffsetArrayPaginator:
     so the overlap costs no extra call.
     """
 
-    def __init__(self, limit: int = 300, key: str = "device_id") -> None:
-        self.limit = min(limit, 300)
+    def __init__(self, limit: int, *, key: str) -> None:
+        self.limit = limit
         self.key = key
         self.offset = 0
         self.anchor: Any = _START
@@ -69,14 +69,14 @@ class OffsetArrayPaginator:
 
 
 class PrismCursorPaginator:
-    """Prism categories: always ``limit=300``; follow the opaque ``cursor`` until it is null or empty.
+    """A fixed ``limit``; follow the opaque ``cursor`` until it is null or empty (Kandji's Prism).
 
     A short page does not end the listing (Kandji's cursors continue after short pages). Responses
     without a ``cursor`` key (the older API) fall back to ``offset`` paging until an empty page.
     """
 
-    def __init__(self, limit: int = 300) -> None:
-        self.limit = min(limit, 300)
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.offset = 0
         self.cursors = CursorGuard()
 
@@ -127,7 +127,7 @@ class LimitSkipPaginator:
     """Oomnitza's REST lists: ``limit`` + ``skip``, bare JSON arrays; a page shorter than the limit is
     the last (its ``X-Total-Count`` header is not documented, so it is not relied on)."""
 
-    def __init__(self, limit: int = 100) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.skip = 0
 

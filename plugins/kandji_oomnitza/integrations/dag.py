@@ -1,4 +1,5 @@
-"""One DAG per integration file. The DAG is thin: each task calls one step in ``integration.py``.
+"""One DAG per integration file. The DAG is thin: each task hands what Airflow holds (the run's params, the
+tasks' hand-overs) to one plain step (``steps.py``, ``missing.py``, ``report.py``) and stores its result.
 
 Parsing stays cheap: only the integration file is read (no network); hooks, pandas and requests are
 imported inside the tasks.
@@ -7,27 +8,33 @@ imported inside the tasks.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
+from kandji_oomnitza import names
+from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.integrations.config import Integration
-from kandji_oomnitza.integrations.newest_run import SKIPPED_KEY, NewestRunOnly
-from kandji_oomnitza.integrations.operator import OomnitzaLoadOperator
+from kandji_oomnitza.integrations.newest_run import NewestRunOnly
+from kandji_oomnitza.integrations.operator import OomnitzaLoadOperator, push_software
 from kandji_oomnitza.settings_files import INTEGRATIONS, scan
 
 log = logging.getLogger(__name__)
-KANDJI_POOL = "kandji_api"
-STATS, INDEX, SOFTWARE, MISSING = "stats", "index", "software", "missing"
-DEFAULT_ARGS = {
-    "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=30),
+# Each attempt of a task is bounded (see common/dag_defaults.py for the retries around it). Sized from the
+# benchmarks (100,000 devices: extract 9.3 min at worst under the per-device route's rate limit would be
+# hours, hence the generous extract), then doubled or more: a task past these is stuck, not slow.
+TIMEOUTS = {
+    names.NEWEST_RUN_ONLY: timedelta(minutes=5),  # one poke (the sensor's own timeout bounds its waiting)
+    names.CHECK_FIELDS: timedelta(minutes=10),
+    names.EXTRACT: timedelta(hours=4),
+    names.TRANSFORM: timedelta(minutes=30),
+    names.FLAG_MISSING: timedelta(hours=1),
+    names.REPORT: timedelta(minutes=30),
 }
 
 
@@ -87,6 +94,104 @@ loaded, after everything else was loaded.
 """
 
 
+# -- the tasks' Airflow side: what Airflow holds in, plain values out -----------------------------------
+def extract_task(integration: Integration, ti: Any) -> Any:
+    from kandji_oomnitza.hooks.kandji import KandjiHook
+    from kandji_oomnitza.integrations.handover import ExtractStats
+    from kandji_oomnitza.integrations.missing import listing_completeness
+    from kandji_oomnitza.integrations.steps import extract_assets, extract_users
+
+    # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later tasks and
+    # their retries (a retried extract reads Kandji again, and takes a new time).
+    read_at = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+    kandji = KandjiHook(integration.kandji_conn_id)
+    software = None
+    if integration.type == "assets":
+        frame, software = extract_assets(integration, kandji)
+    else:
+        frame = extract_users(integration, kandji)
+    stats = ExtractStats(
+        read_at=read_at,
+        calls=kandji.calls,
+        retries=kandji.retries,
+        count=len(frame),
+        software=software.summary() if software else None,
+        listing=listing_completeness(integration, len(frame), kandji.device_total),
+    )
+    if software is not None:
+        log.info("Software: %s", stats.software)
+        push_software(ti, software.frame())
+    ti.xcom_push(key=names.STATS, value=stats.to_xcom())
+    return frame
+
+
+def flag_missing_task(integration: Integration, dag_id: str, ti: Any, dry_run: bool) -> None:
+    """This run's listing (extract) and Kandji ids (transform) in; the result out as XCom ``missing``
+    before a failure is raised, so the report can account for it."""
+    from kandji_oomnitza.common.kandji_values import is_empty
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+    from kandji_oomnitza.integrations.handover import ExtractStats
+    from kandji_oomnitza.integrations.mapping import ID
+    from kandji_oomnitza.integrations.missing import cutoff_of, flag_missing
+
+    stats = ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+    index = ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX)
+    seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
+    if integration.delta.enabled:
+        # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
+        # while Kandji still lists it: when it was last seen comes from the fingerprint store.
+        from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
+        from kandji_oomnitza.integrations.report import reports_root
+
+        store, _ = read_store(store_path(reports_root(), dag_id), stats.read_at)
+        seen_ids |= last_seen_after(store, cutoff_of(stats.read_at, integration.when_missing.after_days))
+    result, failure = flag_missing(
+        integration,
+        OomnitzaHook(integration.oomnitza_conn_id),
+        seen_ids=seen_ids,
+        read_at=stats.read_at,
+        listing=stats.listing,
+        portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),
+        dry_run=dry_run,
+    )
+    ti.xcom_push(key=names.MISSING, value=result.to_xcom())
+    if failure is not None:
+        raise failure
+
+
+def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Every record accounted for, the error log written, the summary published (as the return value, or,
+    when the run fails, as XCom ``summary``: a failed task has no return value)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from kandji_oomnitza.exceptions import RunIncomplete, TooManyFailures
+    from kandji_oomnitza.integrations.handover import ExtractStats, LoadResult, MissingResult
+    from kandji_oomnitza.integrations.report import ERROR_LOG, build_report, log_report, write_artifact
+
+    ti, run = context["ti"], context["dag_run"]
+    if skipped := ti.xcom_pull(task_ids=names.NEWEST_RUN_ONLY, key=names.SKIPPED):
+        raise AirflowSkipException(skipped)
+    began = run.start_date or run.run_after
+    loaded = LoadResult.from_xcom(ti.xcom_pull(task_ids=names.LOAD, key=names.RESULT))
+    report = build_report(
+        integration,
+        checked=ti.xcom_pull(task_ids=names.CHECK_FIELDS),
+        extracted=ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS)),
+        index=ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX),
+        loaded=loaded,
+        missing=MissingResult.from_xcom(ti.xcom_pull(task_ids=names.FLAG_MISSING, key=names.MISSING)),
+        started=began.timestamp() if began else time.time(),
+        write_error_log=lambda text: write_artifact(dag_id, run.run_id, ERROR_LOG, [text]),
+    )
+    log_report(integration, report, loaded, log)
+    if report.failure is not None:
+        ti.xcom_push(key=names.SUMMARY, value=report.summary)
+        kind = RunIncomplete if report.failure_kind == "incomplete" else TooManyFailures
+        raise kind(report.failure)
+    return report.summary
+
+
+# -- the DAG --------------------------------------------------------------------------------------------
 def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
     tags = ["kandji", "oomnitza", integration.type, *integration.tags]
 
@@ -95,12 +200,14 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         dag_display_name=integration.name,
         description=integration.description or integration.name,
         schedule=_timetable(integration),
-        start_date=pendulum.datetime(2026, 1, 1, tz=integration.schedule.timezone),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         tags=list(dict.fromkeys(tags)),
         doc_md=_doc(dag_id, integration, source),
-        default_args={**DEFAULT_ARGS, "owner": integration.owner},
+        default_args=default_args(
+            owner=integration.owner, retry_delay=timedelta(minutes=2), max_retry_delay=timedelta(minutes=30)
+        ),
         params={
             "dry_run": Param(
                 False,
@@ -117,7 +224,11 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         },
     )
     def integration_dag() -> None:
-        @task(task_display_name="Check Oomnitza fields")
+        @task(
+            task_id=names.CHECK_FIELDS,
+            task_display_name="Check Oomnitza fields",
+            execution_timeout=TIMEOUTS[names.CHECK_FIELDS],
+        )
         def check_oomnitza_fields() -> dict[str, Any]:
             from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
             from kandji_oomnitza.integrations.steps import check_fields
@@ -127,93 +238,65 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         # The frames travel as XComs of their own (the devices as extract's return value, the software
         # in parts under "software.N"); the small facts the report needs travel apart ("stats",
         # "index"), so the report never loads a fleet's worth of data again.
-        @task(pool=KANDJI_POOL, task_display_name="Extract from Kandji", show_return_value_in_logs=False)
+        @task(
+            task_id=names.EXTRACT,
+            pool=names.KANDJI_POOL,
+            task_display_name="Extract from Kandji",
+            show_return_value_in_logs=False,
+            execution_timeout=TIMEOUTS[names.EXTRACT],
+        )
         def extract(**context) -> Any:
-            from kandji_oomnitza.common.redaction import redact_value
-            from kandji_oomnitza.hooks.kandji import KandjiHook
-            from kandji_oomnitza.integrations.missing import listing_completeness
-            from kandji_oomnitza.integrations.software import push_software
-            from kandji_oomnitza.integrations.steps import extract_assets, extract_users
+            return extract_task(integration, context["ti"])
 
-            # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later
-            # tasks and their retries (a retried extract reads Kandji again, and takes a new time).
-            read_at = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
-            kandji = KandjiHook(integration.kandji_conn_id)
-            software = None
-            if integration.type == "assets":
-                frame, software = extract_assets(integration, kandji)
-            else:
-                frame = extract_users(integration, kandji)
-            stats = {
-                "read_at": read_at,
-                "calls": kandji.calls,
-                "retries": kandji.retries,
-                "count": len(frame),
-                "software": software.summary() if software else None,
-                "listing": listing_completeness(integration, len(frame), kandji.device_total),
-            }
-            if software is not None:
-                log.info("Software: %s", stats["software"])
-                push_software(context["ti"], SOFTWARE, software.frame())
-            context["ti"].xcom_push(key=STATS, value=redact_value(stats))
-            return frame
-
-        @task(task_display_name="Transform", show_return_value_in_logs=False)
+        @task(
+            task_id=names.TRANSFORM,
+            task_display_name="Transform",
+            show_return_value_in_logs=False,
+            execution_timeout=TIMEOUTS[names.TRANSFORM],
+        )
         def transform(source: Any, **context) -> Any:
+            from kandji_oomnitza.integrations.handover import ExtractStats
             from kandji_oomnitza.integrations.steps import report_index
             from kandji_oomnitza.integrations.steps import transform as transform_step
 
-            stats = context["ti"].xcom_pull(task_ids="extract", key=STATS)
-            frame = transform_step(integration, source, stats["read_at"])
-            context["ti"].xcom_push(key=INDEX, value=report_index(integration, frame))
+            stats = ExtractStats.from_xcom(context["ti"].xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+            frame = transform_step(integration, source, stats.read_at)
+            context["ti"].xcom_push(key=names.INDEX, value=report_index(integration, frame))
             return frame
 
-        @task(task_display_name="Flag records gone from Kandji")
+        @task(
+            task_id=names.FLAG_MISSING,
+            task_display_name="Flag records gone from Kandji",
+            execution_timeout=TIMEOUTS[names.FLAG_MISSING],
+        )
         def flag_missing(**context) -> None:
             """Runs after a load that went through (a dry run included); see missing.py."""
-            from kandji_oomnitza.integrations.missing import flag_missing_task
-
-            flag_missing_task(
-                integration, dag_id, context, stats_key=STATS, index_key=INDEX, result_key=MISSING
-            )
+            flag_missing_task(integration, dag_id, context["ti"], bool(context["params"].get("dry_run")))
 
         # The report runs whatever happened upstream, so every record is accounted for even when the
         # load broke part-way, and it fails the run when anything was not loaded.
-        @task(task_display_name="Report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        @task(
+            task_id=names.REPORT,
+            task_display_name="Report",
+            trigger_rule=TriggerRule.ALL_DONE,
+            retries=0,
+            execution_timeout=TIMEOUTS[names.REPORT],
+        )
         def report(**context) -> dict[str, Any]:
-            from airflow.sdk.exceptions import AirflowSkipException
+            return report_task(integration, dag_id, context)
 
-            from kandji_oomnitza.integrations.operator import RESULT_KEY
-            from kandji_oomnitza.integrations.report import publish_report
-
-            ti = context["ti"]
-            skipped = ti.xcom_pull(task_ids="newest_run_only", key=SKIPPED_KEY)
-            if skipped:
-                raise AirflowSkipException(skipped)
-            return publish_report(
-                integration,
-                dag_id,
-                checked=ti.xcom_pull(task_ids="check_oomnitza_fields"),
-                extracted=ti.xcom_pull(task_ids="extract", key=STATS),
-                index=ti.xcom_pull(task_ids="transform", key=INDEX),
-                loaded=ti.xcom_pull(task_ids="load", key=RESULT_KEY),
-                missing=ti.xcom_pull(task_ids="flag_missing", key=MISSING),
-                context=context,
-            )
-
-        # Snapshot semantics (see sensors/newest_run.py): only the newest run syncs, and runs never overlap.
-        guard = NewestRunOnly(task_id="newest_run_only", task_display_name="Newest run only")
+        # Snapshot semantics (see newest_run.py): only the newest run syncs, and runs never overlap.
+        guard = NewestRunOnly(
+            task_id=names.NEWEST_RUN_ONLY,
+            task_display_name="Newest run only",
+            execution_timeout=TIMEOUTS[names.NEWEST_RUN_ONLY],
+        )
         checked = check_oomnitza_fields()
         extracted = extract()
         guard >> [checked, extracted]
         frame = transform(extracted)
         load = OomnitzaLoadOperator(
-            task_id="load",
-            task_display_name="Load into Oomnitza",
-            integration=integration,
-            transform_task_id="transform",
-            check_task_id="check_oomnitza_fields",
-            software_xcom=("extract", SOFTWARE) if integration.type == "assets" else None,
+            task_id=names.LOAD, task_display_name="Load into Oomnitza", integration=integration
         )
         [checked, frame] >> load
         # Upstream of the report directly, so it waits for each of them to finish, whatever their state.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,31 +23,26 @@ from typing import Any
 import pendulum
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
-from kandji_oomnitza.common.redaction import redact_value, shorten
+from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import Integration, WhenMissing
-from kandji_oomnitza.integrations.steps import (
-    QUOTED,  # how Oomnitza's messages quote a record's sync-key value
-)
+from kandji_oomnitza.integrations.handover import Listing, MissingResult
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
 
 
-def listing_completeness(integration: Integration, listed: int, total: int | None) -> dict[str, Any]:
+def listing_completeness(integration: Integration, listed: int, total: int | None) -> Listing:
     """Whether this run's Kandji listing can be trusted to say what is gone. Every page was read (or the
     extract failed, and nothing runs after it); where Kandji gives a total (the device listing's
     X-Total-Count), the listing must hold at least that many records."""
     if total is not None and listed < total:
-        return {
-            "complete": False,
-            "listed": listed,
-            "total": total,
-            "why": f"Kandji says it holds {total} {'devices' if integration.type == 'assets' else 'users'} but the listing returned {listed}",
-        }
-    return {"complete": True, "listed": listed, "total": total, "why": None}
+        kind = "devices" if integration.type == "assets" else "users"
+        why = f"Kandji says it holds {total} {kind} but the listing returned {listed}"
+        return Listing(complete=False, listed=listed, total=total, why=why)
+    return Listing(complete=True, listed=listed, total=total)
 
 
 def cutoff_of(read_at: str, after_days: float) -> str:
@@ -190,55 +184,16 @@ def _plan_clears(
             (plan.to_clear if entry["keys"] else plan.unaddressable).append(entry)
 
 
-def flag_missing_task(
-    integration: Integration,
-    dag_id: str,
-    context: dict[str, Any],
-    *,
-    stats_key: str,
-    index_key: str,
-    result_key: str,
-) -> None:
-    """The DAG's flag_missing task: this run's listing (extract) and Kandji ids (transform) in, the
-    result out as XCom ``result_key`` (before a failure is raised, so the report can account for it)."""
-    from kandji_oomnitza.integrations.mapping import ID
-
-    ti = context["ti"]
-    stats = ti.xcom_pull(task_ids="extract", key=stats_key)
-    index = ti.xcom_pull(task_ids="transform", key=index_key)
-    seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
-    if integration.delta.enabled:
-        # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
-        # while Kandji still lists it: when it was last seen comes from the fingerprint store.
-        from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
-        from kandji_oomnitza.integrations.report import reports_root
-
-        store, _ = read_store(store_path(reports_root(), dag_id), stats["read_at"])
-        seen_ids |= last_seen_after(store, cutoff_of(stats["read_at"], integration.when_missing.after_days))
-    result, failure = flag_missing(
-        integration,
-        OomnitzaHook(integration.oomnitza_conn_id),
-        seen_ids=seen_ids,
-        read_at=stats["read_at"],
-        listing=stats.get("listing") or {},
-        portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),
-        dry_run=bool(context["params"].get("dry_run")),
-    )
-    ti.xcom_push(key=result_key, value=result)
-    if failure is not None:
-        raise failure
-
-
 def flag_missing(
     integration: Integration,
     oomnitza: OomnitzaHook,
     *,
     seen_ids: set[str],
     read_at: str,
-    listing: dict[str, Any],
+    listing: Listing,
     portion: str,
     dry_run: bool,
-) -> tuple[dict[str, Any], BaseException | None]:
+) -> tuple[MissingResult, BaseException | None]:
     """Flag the records gone from Kandji and clear the ones back, and say what became of each. Returns
     the result (for the report) and the failure that stopped the sending, if any."""
     option: WhenMissing = integration.when_missing
@@ -249,10 +204,10 @@ def flag_missing(
         "cleared": [],
         "not_flagged": [],
     }
-    if not listing.get("complete"):
-        why = listing.get("why") or "the listing was not complete"
+    if not listing.complete:
+        why = listing.why or "the listing was not complete"
         log.warning("Nothing flagged as missing: %s", why)
-        return redact_value({**base, "status": f"skipped: {why}", "calls": 0}), None
+        return MissingResult(**base, status=f"skipped: {why}"), None
     plan = plan_missing(integration, oomnitza, seen_ids, read_at)
     for warning in plan.warnings:
         log.warning("%s", warning)
@@ -272,17 +227,12 @@ def flag_missing(
             len(plan.to_flag),
             len(plan.to_clear),
         )
-        return redact_value(
-            {
-                **result,
-                "status": "dry run",
-                "flagged": plan.to_flag,
-                "cleared": plan.to_clear,
-                "calls": plan.calls,
-            }
-        ), None
+        dry = {**result, "status": "dry run", "flagged": plan.to_flag, "cleared": plan.to_clear}
+        return MissingResult.model_validate({**dry, "calls": plan.calls}), None
     if not plan.to_flag and not plan.to_clear:
-        return redact_value({**result, "status": "nothing to flag", "calls": plan.calls}), None
+        return MissingResult.model_validate(
+            {**result, "status": "nothing to flag", "calls": plan.calls}
+        ), None
     run = oomnitza.start_run(
         data_type=integration.type,
         sync_field=integration.sync_key,
@@ -306,7 +256,7 @@ def flag_missing(
         outcome=finished.outcome.counts if finished.outcome is not None else None,
         calls=oomnitza.calls,
     )
-    return redact_value(result), run.failure
+    return MissingResult.model_validate(result), run.failure
 
 
 def _account(integration, sent, finished) -> tuple[list, list, list]:
@@ -317,11 +267,10 @@ def _account(integration, sent, finished) -> tuple[list, list, list]:
     if outcome is None or run.failure is not None:
         why = shorten(run.failure or finished.outcome_error or finished.finalize_error or "unknown", 300)
         return [], [], [{**e, "reason": f"not confirmed by Oomnitza: {why}"} for e, _, _ in sent]
-    problems: dict[str, str] = {}
-    for stage in ("failed", "skipped"):
-        for message in outcome.messages.get(stage, []):
-            for a, b in QUOTED.findall(message):
-                problems[a or b] = f"{stage} in Oomnitza: {message}"
+    problems = {
+        name: f"{stage} in Oomnitza: {message}"
+        for name, (stage, message) in named_records(outcome.messages, ("failed", "skipped")).items()
+    }
     flagged, cleared, not_flagged = [], [], []
     named = 0
     for entry, _, flagging in sent:

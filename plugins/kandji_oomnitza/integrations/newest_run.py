@@ -24,9 +24,10 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from kandji_oomnitza import names
+
 log = logging.getLogger(__name__)
 ACTIVE_STATES = ["queued", "running", "success"]
-SKIPPED_KEY = "skipped"
 
 
 def next_scheduled_date(dag: Any, logical_date: datetime) -> datetime | None:
@@ -87,7 +88,7 @@ class NewestRunOnly(BaseSensorOperator):
 
         reason = newer_run(context)
         if reason:
-            context["ti"].xcom_push(key=SKIPPED_KEY, value=reason)
+            context["ti"].xcom_push(key=names.SKIPPED, value=reason)
             raise AirflowSkipException(reason)
         earlier = earlier_run_still_running(context)
         if earlier:

@@ -31,6 +31,7 @@ from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook, PrismCount, PrismExportError
 from kandji_oomnitza.integrations.config import Software, SoftwareRoute
+from kandji_oomnitza.integrations.handover import SoftwareStats
 from kandji_oomnitza.integrations.mapping import ID
 
 log = logging.getLogger(__name__)
@@ -106,17 +107,17 @@ class SoftwareResult:
         self.fallbacks += other.fallbacks
         self.unread.update(other.unread)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> SoftwareStats:
         rows = self.frame()
-        return {
-            "route": self.route,
-            "devices_with_software": int(rows[ID].nunique()),
-            "software_rows": int(rows["name"].notna().sum()),
-            "prism_rows": self.prism_rows,
-            "per_device_calls": self.per_device_calls,
-            "fallbacks": self.fallbacks,
-            "unread": self.unread,
-        }
+        return SoftwareStats(
+            route=self.route,
+            devices_with_software=int(rows[ID].nunique()),
+            software_rows=int(rows["name"].notna().sum()),
+            prism_rows=self.prism_rows,
+            per_device_calls=self.per_device_calls,
+            fallbacks=self.fallbacks,
+            unread=self.unread,
+        )
 
 
 def _text(value: Any) -> str | None:
@@ -322,20 +323,14 @@ class Applications:
 ROWS_PER_PART = 1_000_000
 
 
-def push_software(ti: Any, key: str, software: pd.DataFrame, rows_per_part: int | None = None) -> None:
+def software_parts(software: pd.DataFrame, rows_per_part: int | None = None) -> list[pd.DataFrame]:
+    """The software frame in parts of at most ``rows_per_part`` rows, ordered by device (a part then names
+    few devices), each with only its own devices' categories: each part is one XCom."""
     rows_per_part = rows_per_part or ROWS_PER_PART
-    ordered = software.sort_values(ID, kind="stable", ignore_index=True)  # a part then names few devices
-    parts = max(1, -(-len(ordered) // rows_per_part))
-    for number in range(parts):
+    ordered = software.sort_values(ID, kind="stable", ignore_index=True)
+    parts = []
+    for number in range(max(1, -(-len(ordered) // rows_per_part))):
         part = ordered.iloc[number * rows_per_part : (number + 1) * rows_per_part].copy()
         part[ID] = part[ID].cat.remove_unused_categories()
-        ti.xcom_push(key=f"{key}.{number}", value=part)
-    ti.xcom_push(key=key, value={"parts": parts, "rows": len(ordered)})
-
-
-def pull_software(ti: Any, task_id: str, key: str) -> pd.DataFrame | None:
-    head = ti.xcom_pull(task_ids=task_id, key=key)
-    if head is None:
-        return None
-    parts = [ti.xcom_pull(task_ids=task_id, key=f"{key}.{number}") for number in range(head["parts"])]
-    return concat_software(parts)
+        parts.append(part)
+    return parts

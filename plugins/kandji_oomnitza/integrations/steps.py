@@ -1,33 +1,26 @@
-"""The steps of an integration run: check, extract, transform, load, report. Plain functions over hooks
-and frames, so the DAG's tasks stay thin and every step is testable on its own.
-
-Accounting rule: every Kandji record ends up loaded into Oomnitza, or in the run's error log with what
-happened to it and why: rejected before loading, refused or failed or skipped by Oomnitza, sent but
-unconfirmed, or never sent. That holds whatever broke, since the report runs whatever happened upstream.
+"""The steps of an integration run: check, extract, transform, load (the report is ``report.py``). Plain
+functions over hooks and frames, so the DAG's tasks stay thin and every step is testable on its own.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import re
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
-from airflow.sdk.exceptions import AirflowFailException
 
 from kandji_oomnitza.common.kandji_values import is_empty, valid_id
-from kandji_oomnitza.common.redaction import redact, redact_value, shorten
+from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.exceptions import FieldCheckError
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
-from kandji_oomnitza.hooks.oomnitza import REFUSED, SENT, UNCONFIRMED, UNSENT, Batch, OomnitzaHook, RunResult
-from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.hooks.oomnitza import SENT, UNCONFIRMED, Batch, OomnitzaHook, RunResult
+from kandji_oomnitza.hooks.oomnitza_protocol import named_records
 from kandji_oomnitza.integrations.config import Integration, UserSelection
 from kandji_oomnitza.integrations.delta import DeltaPlan
+from kandji_oomnitza.integrations.handover import BatchProblem, DeltaSummary, LoadResult, Outcome
 from kandji_oomnitza.integrations.mapping import (
     ID,
     LABEL,
@@ -37,42 +30,12 @@ from kandji_oomnitza.integrations.mapping import (
     source_frame,
     to_oomnitza,
 )
+from kandji_oomnitza.integrations.report import FAILED_SILENTLY, silent_failures, split
 from kandji_oomnitza.integrations.software import Applications, SoftwareResult, collect
 
 log = logging.getLogger(__name__)
 SAAS_COLUMN = "_saas"
-SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 PREVIEW_FIELDS = 5
-
-# The error log's stages, and which of them count as failures toward load.max_failed_records.
-REJECTED = "rejected before loading"
-FAILED = "failed in Oomnitza"
-FAILED_SILENTLY = "failed in Oomnitza, without a message"
-SKIPPED = "skipped in Oomnitza"
-FATAL = "fatal error in Oomnitza"
-WITHOUT_SOFTWARE = "loaded without software"
-FLAGGED = "flagged as missing"  # gone from Kandji for longer than when_missing.after_days
-WOULD_FLAG = "would be flagged as missing (dry run)"
-BACK = "back in Kandji"  # flagged before, seen again: clear_when_seen sent
-WOULD_CLEAR = "would be cleared, back in Kandji (dry run)"
-NOT_FLAGGED = "not flagged as missing"
-FAILURE_STAGES = {REJECTED, FAILED, FAILED_SILENTLY, FATAL, REFUSED, UNSENT, NOT_FLAGGED}
-# Not failures: skipped by the preference, possibly loaded (unconfirmed), loaded without its app list.
-ERROR_LOG_COLUMNS = ["stage", "sync_key", "kandji_id", "name", "reason"]
-
-
-class FieldCheckError(AirflowFailException):
-    """A mapped field does not exist in the Oomnitza instance (a retry cannot fix that)."""
-
-
-class TooManyFailures(AirflowFailException):
-    """More records than the integration allows were not loaded (a retry would load them again, and
-    fail them again)."""
-
-
-class RunIncomplete(AirflowFailException):
-    """A step before the report failed; the report has accounted for every record it could."""
 
 
 def source_paths(integration: Integration) -> list[str]:
@@ -207,14 +170,6 @@ def report_index(integration: Integration, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[c for c in dict.fromkeys(wanted) if c in frame.columns]]
 
 
-def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(records to send, rejected records), each in the frame's order: the load's positions refer to it."""
-    if "_reason" not in frame.columns:
-        return frame, frame.iloc[0:0]
-    rejected = frame["_reason"].notna()
-    return frame[~rejected], frame[rejected]
-
-
 def payloads(
     integration: Integration, records: pd.DataFrame, software: pd.DataFrame | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -260,7 +215,7 @@ def load(
     software: pd.DataFrame | None = None,
     portion: str,
     delta: DeltaPlan | None = None,
-) -> tuple[dict[str, Any], BaseException | None]:
+) -> tuple[LoadResult, BaseException | None]:
     """Send the records (and the rejected ones, with their reasons) under one portion, finalize it, and
     read Oomnitza's outcome. Returns the result (for the report: counts, the outcome, and the ledger of
     every batch that did not arrive cleanly) and the failure that stopped the sending, if any, which
@@ -290,7 +245,7 @@ def load(
         log.info("Oomnitza run %s: %s %s", portion, finished.outcome.status, finished.outcome.counts)
         pinned = _pinpoint_unaccounted(integration, sent_view, finished, own_reasons)
     result = load_result(finished, total_records=len(records), total_rejects=len(rejected))
-    result["silent_failures_named"] = pinned
+    result.silent_failures_named = pinned
     if delta is not None:
         for _ in stream:  # the rest of the selection, if the load stopped: never sent, reported as such
             pass
@@ -301,7 +256,9 @@ def load(
             (str(i) for i in frame[ID] if not is_empty(i)),
             finished.outcome is not None,
         )
-        result["delta"] = {**delta.summary(), "sent_positions": None if delta.full else delta.sent_positions}
+        result.delta = DeltaSummary(
+            **delta.summary(), sent_positions=None if delta.full else delta.sent_positions
+        )
         log.info("Delta load: %s", delta.summary())
     return result, run.failure
 
@@ -320,22 +277,10 @@ def _confirmed(
     )
     if silent > pinned or outcome.total < run.sent + run.rejected_sent:
         return set()
-    named = {
-        a or b
-        for stage in ("failed", "skipped")
-        for message in outcome.messages.get(stage, [])
-        for a, b in QUOTED.findall(message)
-    }
+    named = set(named_records(outcome.messages, ("failed", "skipped")))
     arrived = [p for b in run.batches if b.kind == "records" and b.state == SENT for p in b.positions]
     keys = sent[list(integration.sync_key)]
     return {p for p in arrived if not any(str(plain(v)) in named for v in keys.iloc[p] if not is_empty(v))}
-
-
-def silent_failures(failed: int, messages: list[str], own_reasons: set[str], rejects_sent: int) -> int:
-    """Failures Oomnitza counted without a message about them: its failed count, less the rejects we
-    sent (Oomnitza fails each, with or without echoing our reason), less its other failure messages."""
-    others = [m for m in messages if not any(reason in m for reason in own_reasons)]
-    return max(failed - rejects_sent - len(others), 0)
 
 
 def _pinpoint_unaccounted(
@@ -356,7 +301,7 @@ def _pinpoint_unaccounted(
     )
     if not uncounted and not silent:
         return 0
-    named = {a or b for messages in outcome.messages.values() for m in messages for a, b in QUOTED.findall(m)}
+    named = set(named_records(outcome.messages, tuple(outcome.messages)))
     sent = sorted(p for b in run.batches if b.kind == "records" and b.state == SENT for p in b.positions)
     keys = records[list(integration.sync_key)].iloc[sent]
     missing = [
@@ -383,40 +328,36 @@ def _pinpoint_unaccounted(
     return len(missing) if state == FAILED_SILENTLY else 0
 
 
-def load_result(finished: RunResult, *, total_records: int, total_rejects: int) -> dict[str, Any]:
+def load_result(finished: RunResult, *, total_records: int, total_rejects: int) -> LoadResult:
     """What the report needs of a load, small enough for XCom: counts, the outcome's counts and the
     messages the error log names, and the batches that did not arrive cleanly (positions)."""
     run, outcome = finished.run, finished.outcome
-    problems = [
-        {"kind": b.kind, "positions": b.positions, "state": b.state, "detail": b.detail}
-        for b in run.batches
-        if b.state != SENT
-    ]
-    return redact_value(
-        {
-            "dry_run": False,
-            "portion": run.portion,
-            "records": total_records,
-            "rejects": total_rejects,
-            "added_to_run": dict(run.added),
-            "sent": run.sent,
-            "rejected_sent": run.rejected_sent,
-            "batches": len(run.batches),
-            "problems": problems,
-            "failure": shorten(run.failure, 500) if run.failure else None,
-            "finalize_error": finished.finalize_error,
-            "outcome_error": finished.outcome_error,
-            # Only the messages the error log needs: a message per unchanged record would bloat XCom.
-            "outcome": {
-                "status": outcome.status,
-                "counts": outcome.counts,
-                "messages": {k: outcome.messages.get(k, []) for k in ("failed", "skipped", "Fatal Error")},
-            }
-            if outcome is not None
-            else None,
-            "calls": run.hook.calls,
-            "retries": run.hook.retries,
-        }
+    return LoadResult(
+        portion=run.portion,
+        records=total_records,
+        rejects=total_rejects,
+        added_to_run=dict(run.added),
+        sent=run.sent,
+        rejected_sent=run.rejected_sent,
+        batches=len(run.batches),
+        problems=[
+            BatchProblem(kind=b.kind, positions=b.positions, state=b.state, detail=b.detail)
+            for b in run.batches
+            if b.state != SENT
+        ],
+        failure=shorten(run.failure, 500) if run.failure else None,
+        finalize_error=finished.finalize_error,
+        outcome_error=finished.outcome_error,
+        # Only the messages the error log needs: a message per unchanged record would bloat XCom.
+        outcome=Outcome(
+            status=outcome.status,
+            counts=outcome.counts,
+            messages={k: outcome.messages.get(k, []) for k in ("failed", "skipped", "Fatal Error")},
+        )
+        if outcome is not None
+        else None,
+        calls=run.hook.calls,
+        retries=run.hook.retries,
     )
 
 
@@ -426,7 +367,7 @@ def dry_run(
     software: pd.DataFrame | None,
     write_payloads,
     delta: DeltaPlan | None = None,
-) -> dict[str, Any]:
+) -> LoadResult:
     """Everything but the load: how many records would be sent, a readable preview of the first
     ones, and every payload written by ``write_payloads(lines)`` (JSON lines) for whoever wants them."""
     records, rejected = split(frame)
@@ -442,285 +383,12 @@ def dry_run(
     location = write_payloads(lines())
     would_send = len(records) if delta is None else len(delta.sent_positions)
     log.info("Dry run: %d records would be sent, %d rejected; nothing sent", would_send, len(rejected))
-    return redact_value(
-        {
-            "dry_run": True,
-            "portion": None,
-            "records": len(records),
-            "rejects": len(rejected),
-            "would_send": would_send,
-            "delta": {**delta.summary(), "sent_positions": None} if delta is not None else None,
-            "sample": sample,
-            "payloads": location,
-            "outcome": None,
-            "calls": 0,
-        }
+    return LoadResult(
+        dry_run=True,
+        records=len(records),
+        rejects=len(rejected),
+        would_send=would_send,
+        delta=DeltaSummary(**delta.summary(), sent_positions=None) if delta is not None else None,
+        sample=sample,
+        payloads=location,
     )
-
-
-# -- report -------------------------------------------------------------------------------------
-def safe_cell(value: Any) -> str:
-    """Text for a CSV cell that a spreadsheet will not run as a formula, and that holds no credential."""
-    text = redact("" if value is None else value)
-    return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
-
-
-def _row(stage: str, record: dict[str, Any] | None, reason: str, sync_key: str = "") -> dict[str, str]:
-    record = record or {}
-    return {
-        "stage": stage,
-        "sync_key": sync_key or plain(record.get("_sync_key")) or "",
-        "kandji_id": plain(record.get(ID)) or "",
-        "name": plain(record.get(LABEL)) or "",
-        "reason": reason,
-    }
-
-
-def error_rows(
-    integration: Integration,
-    index: pd.DataFrame | None,
-    loaded: dict[str, Any] | None,
-    *,
-    software_unread: dict[str, str] | None = None,
-    not_loaded_because: str | None = None,
-) -> list[dict[str, str]]:
-    """Every record that was not (certainly) loaded, with its stage and reason.
-
-    :param index: the transform's report index (None when the transform did not finish)
-    :param loaded: the load's result (None when the load did not run)
-    :param not_loaded_because: why nothing was sent, when the load did not run
-    """
-    if index is None:
-        return []
-    records, rejected = split(index)
-    records = records.assign(_sync_key=_identities(integration, records))
-    rows = [_row(REJECTED, r, str(r["_reason"])) for r in rejected.to_dict("records")]
-    if loaded is None:
-        why = not_loaded_because or "the load did not run"
-        return rows + [_row(UNSENT, r, why) for r in records.to_dict("records")]
-    if loaded.get("dry_run"):
-        return rows
-
-    sent_positions = (loaded.get("delta") or {}).get("sent_positions")
-    if sent_positions is not None:  # a delta load: the run's positions are those of the changed records
-        records = records.iloc[sent_positions]
-
-    def at(positions: Iterable[int]) -> list[dict[str, Any]]:
-        return records.iloc[list(positions)].to_dict("records")
-
-    listed: set[int] = set()
-    for problem in loaded.get("problems") or []:
-        if problem["kind"] != "records":
-            continue  # rejected records: listed above, whatever became of their copy in Oomnitza
-        listed.update(problem["positions"])
-        rows += [_row(problem["state"], r, problem["detail"]) for r in at(problem["positions"])]
-    added = (loaded.get("added_to_run") or {}).get("records", len(records))
-    stopped = loaded.get("failure") or "the load stopped"
-    rows += [_row(UNSENT, r, f"not sent: {stopped}") for r in at(range(added, len(records)))]
-    outcome = loaded.get("outcome")
-    if outcome is None:
-        why = loaded.get("outcome_error") or loaded.get("finalize_error") or "Oomnitza's run log was not read"
-        unknown = (p for p in range(added) if p not in listed)
-        return rows + [_row(UNCONFIRMED, r, f"Oomnitza's outcome is unknown: {why}") for r in at(unknown)]
-    rows += _outcome_rows(
-        integration,
-        records,
-        outcome,
-        {r["reason"] for r in rows if r["stage"] == REJECTED},
-        rejects_sent=loaded.get("rejected_sent", 0),
-        already_named=loaded.get("silent_failures_named", 0),
-    )
-    for device_id, why in (software_unread or {}).items():
-        match = records[records[ID] == device_id]
-        record = match.iloc[0].to_dict() if len(match) else {ID: device_id}
-        rows.append(_row(WITHOUT_SOFTWARE, record, f"{why}; Oomnitza keeps the software it had"))
-    return rows
-
-
-def _identities(integration: Integration, records: pd.DataFrame) -> list[str]:
-    """Each record's sync-key identity as the transform writes it for rejects (``name='value'``)."""
-    out = []
-    for row in records[list(integration.sync_key)].itertuples(index=False):
-        out.append(
-            next(
-                (
-                    f"{k}={plain(v)!r}"
-                    for k, v in zip(integration.sync_key, row, strict=True)
-                    if not is_empty(v)
-                ),
-                "",
-            )
-        )
-    return out
-
-
-def _outcome_rows(
-    integration: Integration,
-    records: pd.DataFrame,
-    outcome: dict[str, Any],
-    own_reasons: set[str],
-    rejects_sent: int = 0,
-    already_named: int = 0,
-) -> list[dict[str, str]]:
-    """Rows for what Oomnitza reported failed, skipped or fatal, and for failures it counted but did
-    not describe (less ``already_named``: those the load pinned to their records)."""
-    update_only = integration.preference is Preference.UPDATE_ONLY
-    by_key = {
-        str(plain(value)): record
-        for name in integration.sync_key
-        for value, record in zip(records[name], records.to_dict("records"), strict=True)
-        if plain(value) is not None
-    }
-    rows = []
-    messages = outcome.get("messages") or {}
-    for stage, words in (("failed", FAILED), ("skipped", SKIPPED)):
-        for message in messages.get(stage, []):
-            if stage == "failed" and any(reason in message for reason in own_reasons):
-                continue  # our own rejects, echoed back by Oomnitza: already listed
-            reason = message
-            if stage == "skipped" and update_only:
-                reason = f"not in Oomnitza, so not created (the preference is update only): {message}"
-            # INFERRED: Oomnitza's messages name the record by its sync-key value; find it to say which
-            # Kandji record the message is about.
-            tokens = [a or b for a, b in QUOTED.findall(message)]
-            record = next((by_key[t] for t in tokens if t in by_key), None)
-            rows.append(_row(words, record, reason))
-    rows += [_row(FATAL, None, message) for message in messages.get("Fatal Error", [])]
-    failed = int((outcome.get("counts") or {}).get("failed", 0))
-    silent = silent_failures(failed, messages.get("failed", []), own_reasons, rejects_sent) - already_named
-    if silent > 0:
-        rows += [
-            _row(
-                FAILED_SILENTLY,
-                None,
-                f"Oomnitza counted {silent} failed record(s) without saying which or why; see the run in "
-                "Oomnitza's connector logs",
-            )
-            for _ in range(silent)
-        ]
-    return rows
-
-
-def missing_rows(integration: Integration, missing: dict[str, Any] | None) -> list[dict[str, str]]:
-    """Rows for the records flagged as gone from Kandji, cleared as back, or not flagged (and why)."""
-    if not missing:
-        return []
-    option = integration.when_missing
-    dry = missing.get("dry_run")
-
-    def row(stage: str, entry: dict[str, Any], reason: str) -> dict[str, str]:
-        return {"stage": stage, "sync_key": entry.get("sync_key", ""), "kandji_id": entry.get("kandji_id", ""),
-                "name": "", "reason": reason}  # fmt: skip
-
-    gone = f"not seen in Kandji for over {missing.get('after_days')} day(s) (last seen {{}}); "
-    rows = [
-        row(WOULD_FLAG if dry else FLAGGED, e, gone.format(e.get("last_seen")) + f"set {option.set}")
-        for e in missing.get("flagged") or []
-    ]
-    rows += [
-        row(
-            WOULD_CLEAR if dry else BACK,
-            e,
-            f"flagged before and listed by Kandji again; set {option.clear_when_seen}",
-        )
-        for e in missing.get("cleared") or []
-    ]
-    rows += [row(NOT_FLAGGED, e, e.get("reason", "")) for e in missing.get("not_flagged") or []]
-    return rows
-
-
-def error_csv(rows: list[dict[str, str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ERROR_LOG_COLUMNS)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: safe_cell(row.get(k)) for k in ERROR_LOG_COLUMNS})
-    return buffer.getvalue()
-
-
-def summarise(
-    integration: Integration,
-    *,
-    extracted: dict[str, Any] | None,
-    loaded: dict[str, Any] | None,
-    rows: list[dict[str, str]],
-    warnings: list[str],
-    missing: dict[str, Any] | None = None,
-    started: float,
-    error_log: str | None,
-) -> dict[str, Any]:
-    """The run summary: what Kandji held, what was sent, what Oomnitza made of it, what was not loaded."""
-    loaded = loaded or {}
-    counts = (loaded.get("outcome") or {}).get("counts") or {}
-    stages: dict[str, int] = {}
-    for row in rows:
-        stages[row["stage"]] = stages.get(row["stage"], 0) + 1
-    failures = sum(n for stage, n in stages.items() if stage in FAILURE_STAGES)
-    software = (extracted or {}).get("software") or {}
-    return redact_value(
-        {
-            "integration": integration.name,
-            "type": integration.type,
-            "dry_run": loaded.get("dry_run", False),
-            "portion": loaded.get("portion"),
-            "read_at": (extracted or {}).get("read_at"),
-            "kandji_records": (extracted or {}).get("count"),
-            "records_sent": loaded.get("sent", 0),
-            "would_send": loaded.get("would_send"),
-            "rejected_before_load": stages.get(REJECTED, 0),
-            **{k: counts.get(k, 0) for k in ("added", "updated", "unchanged", "skipped", "failed")},
-            "unconfirmed": stages.get(UNCONFIRMED, 0),
-            "never_sent": stages.get(UNSENT, 0),
-            "refused": stages.get(REFUSED, 0),
-            "failed_without_message": stages.get(FAILED_SILENTLY, 0),
-            "loaded_without_software": stages.get(WITHOUT_SOFTWARE, 0),
-            "flagged_as_missing": stages.get(FLAGGED, 0),
-            "would_flag_as_missing": stages.get(WOULD_FLAG, 0),
-            "back_in_kandji": stages.get(BACK, 0),
-            "not_flagged_as_missing": stages.get(NOT_FLAGGED, 0),
-            "when_missing": _missing_status(integration, missing),
-            **_delta_counts(integration, loaded),
-            "oomnitza_status": (loaded.get("outcome") or {}).get("status"),
-            "software_route": software.get("route"),
-            "software_rows": software.get("software_rows", 0),
-            "calls": {
-                "kandji": (extracted or {}).get("calls", 0),
-                "oomnitza": loaded.get("calls", 0) + (missing or {}).get("calls", 0),
-                **({"oomnitza_when_missing": missing.get("calls", 0)} if missing else {}),
-            },
-            "retries": {"kandji": (extracted or {}).get("retries", 0), "oomnitza": loaded.get("retries", 0)},
-            "duration_seconds": round(time.time() - started, 1),
-            "not_loaded": failures,
-            "failures": failures,
-            "warnings": warnings,
-            "error_log": error_log,
-        }
-    )
-
-
-def _missing_status(integration: Integration, missing: dict[str, Any] | None) -> str:
-    """when_missing in words: off, what this run did, or why it did nothing."""
-    if integration.when_missing is None:
-        return "off"
-    if missing is None:
-        return "did not run"
-    status = str(missing.get("status"))
-    if status.startswith("skipped"):
-        return status
-    return (
-        f"{status}: cutoff {missing.get('cutoff')}, {len(missing.get('flagged') or [])} flagged, "
-        f"{len(missing.get('cleared') or [])} back in Kandji, {missing.get('already_flagged', 0)} already flagged"
-    )
-
-
-def _delta_counts(integration: Integration, loaded: dict[str, Any]) -> dict[str, Any]:
-    """Delta loads in the summary: records seen, changed, sent, skipped as unchanged, the next full sync."""
-    delta = loaded.get("delta") or {}
-    return {
-        "delta": delta.get("mode") or ("off" if not integration.delta.enabled else "did not run"),
-        "records_seen": delta.get("seen"),
-        "records_changed": delta.get("changed"),
-        "skipped_unchanged": delta.get("skipped_unchanged", 0),
-        "app_rows_sent": delta.get("app_rows_sent"),
-        "next_full_sync": delta.get("next_full_sync"),
-    }

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-import pendulum
 from airflow.sdk import DAG, Param, dag
 
+from kandji_oomnitza import names
+from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
-from kandji_oomnitza.presets.registry import PRESETS, SERIAL_PARAM, Preset
+from kandji_oomnitza.presets.registry import (
+    CONNECTION_PARAMS,
+    PRESETS,
+    SERIAL_PARAM,
+    Preset,
+    connection_param,
+)
 
 CURL_EXAMPLE = """curl -X POST "$AIRFLOW_URL/api/v2/dags/{dag_id}/dagRuns" \\
   -H "Authorization: Bearer $AIRFLOW_TOKEN" -H "Content-Type: application/json" \\
@@ -51,37 +60,53 @@ Trigger from an Oomnitza workflow's API block or any script through Airflow's RE
 """
 
 
-def build_preset_dag(preset: Preset) -> DAG:
+# A run resolves one device, sends one command and watches its delivery for 30 s; Get Asset Details also
+# reads the device's details and waits up to 120 s for Oomnitza's outcome.
+EXECUTION_TIMEOUT = timedelta(minutes=10)
+
+
+def build_preset_dag(
+    preset: Preset, asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> DAG:
     params = {"serial_number": Param(**SERIAL_PARAM)}
     for name, spec in preset.params.items():
         params[name] = preset.param(name, spec["default"])
+    for service in preset.services:
+        params[CONNECTION_PARAMS[service]] = Param(**connection_param(service))
 
     @dag(
         dag_id=preset.dag_id,
         dag_display_name=preset.title,
         description=preset.summary,
         schedule=None,
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=16,
         tags=["kandji", "preset", "device-action"],
         doc_md=_doc(preset),
-        default_args={
-            "owner": "it-ops",
-            "retries": 2,
-            "retry_delay": timedelta(seconds=30),
-            "retry_exponential_backoff": 2.0,
-        },
+        # A device action is never sent twice by Airflow: its only task has no retries.
+        default_args=default_args(retries=0, retry_delay=timedelta(0), max_retry_delay=timedelta(0)),
         params=params,
     )
     def preset_dag() -> None:
-        # The action must not be resent by Airflow: retries are switched off on this task.
         KandjiDeviceActionOperator(
-            task_id="run_action", task_display_name=preset.title, preset=preset, retries=0
+            task_id=names.RUN_ACTION,
+            task_display_name=preset.title,
+            preset=preset,
+            asset_record=asset_record,
+            retries=0,
+            execution_timeout=EXECUTION_TIMEOUT,
         )
 
     return preset_dag()
 
 
 def build_all() -> dict[str, DAG]:
-    return {preset.dag_id: build_preset_dag(preset) for preset in PRESETS}
+    """A DAG per preset that needs nothing but Kandji; Get Asset Details also needs an integration's
+    mapping, and is built by ``dags/kandji_preset_asset_details.py`` (``build_asset_details``)."""
+    return {preset.dag_id: build_preset_dag(preset) for preset in PRESETS if preset.action is not None}
+
+
+def build_asset_details(asset_record: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, DAG]:
+    preset = next(p for p in PRESETS if p.action is None)
+    return {preset.dag_id: build_preset_dag(preset, asset_record)}

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from kandji_oomnitza.exceptions import PresetInputError
 from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink
-from kandji_oomnitza.presets.registry import Preset
+from kandji_oomnitza.presets.registry import CONNECTION_PARAMS, Preset
 
 COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
 FINAL_STATUSES = ("completed", "failed", "not now")
-
-
-class PresetInputError(AirflowFailException):
-    """A trigger input is invalid; raised before any call to Kandji."""
 
 
 def validate_inputs(preset: Preset, params: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +51,16 @@ class KandjiDeviceActionOperator(BaseOperator):
         oomnitza_conn_id: str = "oomnitza_default",
         confirm_timeout_seconds: float = 30.0,
         inputs: dict[str, Any] | None = None,
+        asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
+        if preset.action is None and asset_record is None:
+            raise ValueError(f"{preset.key} needs asset_record: how a device becomes an Oomnitza record")
         self.preset = preset
+        # Get Asset Details: the device (with its details) as the Oomnitza record to update.
+        self.asset_record = asset_record
         # The serial number and preset inputs; None: the DAG run's params (the preset DAGs' trigger form).
         self.inputs = inputs
         self.kandji_conn_id = kandji_conn_id
@@ -82,6 +84,10 @@ class KandjiDeviceActionOperator(BaseOperator):
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
         ti = context["ti"]
+        if self.inputs is None:  # a preset DAG: its trigger form may name other connections
+            params = context["params"]
+            self.kandji_conn_id = params.get(CONNECTION_PARAMS["kandji"]) or self.kandji_conn_id
+            self.oomnitza_conn_id = params.get(CONNECTION_PARAMS["oomnitza"]) or self.oomnitza_conn_id
         inputs = validate_inputs(self.preset, self.inputs if self.inputs is not None else context["params"])
         serial = inputs["serial_number"]
         self.serial_number = serial  # read by the task's links when it finishes
@@ -187,28 +193,13 @@ class KandjiDeviceActionOperator(BaseOperator):
     def _asset_details(self, kandji, device: dict[str, Any]) -> dict[str, Any]:
         """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
         sent to Oomnitza as an update of the asset with this serial number."""
-        from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integrations.config import default_integrations_folder, load_integration
-        from kandji_oomnitza.integrations.mapping import apply_mappings, source_frame
-        from kandji_oomnitza.integrations.steps import payloads
 
         device["details"] = kandji.get_device_details(device["device_id"])
-        integration = load_integration(default_integrations_folder() / "kandji_devices_and_software.yaml")
-        if "serial_number" not in integration.mappings:
-            raise AirflowFailException(
-                "kandji_devices_and_software.yaml maps no serial_number; Get Asset Details needs it."
-            )
-        from kandji_oomnitza.integrations.steps import source_paths
-
-        frame = source_frame(
-            [device], source_paths(integration), id_path="device_id", label_path="device_name"
-        )
-        synced = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
-        mapped = apply_mappings(frame, integration, synced)
-        if len(mapped.rejected):
-            raise AirflowFailException(f"The device cannot be mapped: {mapped.rejected['reason'].iloc[0]}")
-        record = next(payloads(integration, mapped.records))
+        try:
+            record = self.asset_record(device)
+        except ValueError as exc:
+            raise AirflowFailException(f"The device cannot be mapped: {exc}") from None
         oomnitza = OomnitzaHook(self.oomnitza_conn_id)
         run = oomnitza.start_run(
             data_type="assets",

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kandji_oomnitza import names
+
 APPLE = ("Mac", "iPhone", "iPad", "AppleTV")
 SERIAL_PATTERN = r"^[A-Za-z0-9]{4,32}$"
 
@@ -29,6 +31,21 @@ SERIAL_PARAM = {
 }
 
 
+CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,200}$"
+# The trigger form's connection params (conf keys), by service: a run may use another tenant's connection.
+CONNECTION_PARAMS = {"kandji": "kandji_conn_id", "oomnitza": "oomnitza_conn_id"}
+
+
+def connection_param(service: str) -> dict[str, Any]:
+    return _param(
+        f"{service}_default",
+        "string",
+        f"{service.title()} connection",
+        f"The Airflow connection to {service.title()} (default {service}_default).",
+        pattern=CONN_ID_PATTERN,
+    )
+
+
 @dataclass(frozen=True)
 class Preset:
     key: str
@@ -45,7 +62,12 @@ class Preset:
 
     @property
     def dag_id(self) -> str:
-        return f"kandji_preset_{self.key}"
+        return names.preset_dag_id(self.key)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The APIs a run calls: Kandji always; Oomnitza too for Get Asset Details (no action)."""
+        return ("kandji",) if self.action else ("kandji", "oomnitza")
 
     def param(self, name: str, default: Any) -> Any:
         """Input ``name`` as the typed Airflow Param its trigger form shows (and checks values with)."""

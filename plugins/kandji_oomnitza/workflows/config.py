@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from kandji_oomnitza.exceptions import WorkflowFileError
-from kandji_oomnitza.presets.registry import PRESETS, SERIAL_PATTERN, Preset
+from kandji_oomnitza.presets.registry import CONN_ID_PATTERN, PRESETS, SERIAL_PATTERN, Preset
 from kandji_oomnitza.settings_files import FIELD_PATTERN, WORKFLOWS, Strict, parse_duration, validated_file
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,150}$")
@@ -123,7 +123,7 @@ class Trigger(Strict):
     conditions: list[Condition] = Field(..., min_length=1, max_length=20)
     match: Match = Match.ALL
     poll_interval: float = Field(300.0, description="how often Oomnitza is asked (e.g. 5m, 30s)")
-    connection: str = Field("oomnitza_default", pattern=r"^[A-Za-z0-9_.-]{1,200}$")
+    connection: str = Field("oomnitza_default", pattern=CONN_ID_PATTERN)
 
     @field_validator("object")
     @classmethod
@@ -206,6 +206,9 @@ class Action(Strict):
     preset: str = Field(..., description="a preset key, e.g. lock_device")
     inputs: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     serial_field: str = Field("serial_number", pattern=FIELD_PATTERN)
+    kandji_connection: str = Field(
+        "kandji_default", pattern=CONN_ID_PATTERN, description="the Airflow connection to Kandji"
+    )
 
     @field_validator("preset")
     @classmethod

@@ -1,0 +1,96 @@
+"""hooks/pagination.py: each paging style on Kandji's and Oomnitza's envelopes, and the loops and shifts it refuses."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from helpers.harness import ROOT
+
+from kandji_oomnitza.hooks.pagination import (
+    LimitSkipPaginator,
+    ListingShifted,
+    NextLinkCursorPaginator,
+    OffsetArrayPaginator,
+    PrismCursorPaginator,
+    UnexpectedPageError,
+    paginate,
+)
+
+# Kandji's official example payloads (see the folder's README for their source), kept with the tests.
+EXAMPLES = ROOT / "tests" / "fixtures" / "kandji_examples"
+
+
+def example(name: str):
+    path = EXAMPLES / f"{name}.json"
+    body = json.loads(path.read_text())["body"]
+    if not isinstance(body, str):
+        return body
+    # Kandji hand-edited some examples, eliding list items as "..." or "{...}".
+    return json.loads(re.sub(r",\s*(\{\.\.\.\}|\.\.\.)\s*,?(\s*[\]}])", r"\2", body))
+
+
+def test_paginators_on_official_envelopes():
+    users = example("list_users_success")
+    assert NextLinkCursorPaginator().next_params(users, users["results"]) == {"cursor": "cD0yOTE0Mw=="}
+    prism = example("applications_success")
+    paginator = PrismCursorPaginator(300)
+    # This envelope has "cursor": null: the listing is complete even though total (165) > 25 rows.
+    assert paginator.next_params(prism, prism["data"]) is None
+
+
+# -- paging -------------------------------------------------------------------------------------------
+def walk(paginator, pages: list) -> tuple[list, list[dict]]:
+    """Run ``paginate`` over canned pages; return the records and the parameters each request sent."""
+    sent: list[dict] = []
+
+    def fetch(endpoint, params):
+        sent.append(params)
+        return pages[len(sent) - 1]
+
+    records = [r for page in paginate(fetch, "x", paginator) for r in page]
+    return records, sent
+
+
+def devices(*ids):
+    return [{"device_id": i} for i in ids]
+
+
+def test_offset_pages_overlap_by_one_and_stop_on_a_page_with_nothing_new():
+    records, sent = walk(
+        OffsetArrayPaginator(3, key="device_id"), [devices(1, 2, 3), devices(3, 4, 5), devices(5)]
+    )
+    assert [r["device_id"] for r in records] == [1, 2, 3, 4, 5]
+    assert [p["offset"] for p in sent] == [0, 2, 4]
+
+
+def test_offset_pages_notice_a_shift():
+    with pytest.raises(ListingShifted):
+        walk(OffsetArrayPaginator(3, key="device_id"), [devices(1, 2, 3), devices(4, 5, 6)])
+
+
+def test_prism_cursors_continue_after_short_pages_and_refuse_a_loop():
+    body = lambda rows, cursor: {"data": [{"r": r} for r in rows], "cursor": cursor}  # noqa: E731
+    records, sent = walk(PrismCursorPaginator(300), [body([1, 2], "c1"), body([3], "c2"), body([4], None)])
+    assert len(records) == 4 and [p.get("cursor") for p in sent] == [None, "c1", "c2"]
+    with pytest.raises(UnexpectedPageError, match="already returned"):
+        walk(PrismCursorPaginator(300), [body([1], "c1"), body([2], "c1"), body([3], None)])
+
+
+def test_users_next_links_give_only_their_cursor_and_refuse_a_loop():
+    page = lambda cursor: {  # noqa: E731
+        "results": [{"id": 1}],
+        "next": f"https://acme.kandji.io/api/v1/users?cursor={cursor}" if cursor else None,
+    }
+    records, sent = walk(NextLinkCursorPaginator(), [page("a"), page("b"), page(None)])
+    assert len(records) == 3 and sent[1:] == [{"cursor": "a"}, {"cursor": "b"}]
+    with pytest.raises(UnexpectedPageError, match="already returned"):
+        walk(NextLinkCursorPaginator(), [page("a"), page("a"), page(None)])
+
+
+def test_oomnitza_limit_skip_ends_on_a_short_page():
+    records, sent = walk(LimitSkipPaginator(2), [[1, 2], [3, 4], [5]])
+    assert records == [1, 2, 3, 4, 5] and [p["skip"] for p in sent] == [0, 2, 4]
+    with pytest.raises(UnexpectedPageError):
+        walk(LimitSkipPaginator(2), [{"not": "a list"}])

@@ -1,0 +1,100 @@
+"""settings_files.py: every settings file read safely (bounded, no aliases, regular files only), listed, scanned and reported the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
+
+from kandji_oomnitza.exceptions import IntegrationFileError
+from kandji_oomnitza.integrations.config import load_integration
+from kandji_oomnitza.settings_files import settings_files
+
+# -- bounded parsing -----------------------------------------------------------------------------
+BOMB = """
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+name: [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+type: assets
+sync_key: serial_number
+mappings: {serial_number: Serial Number}
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB) < 600
+    with pytest.raises(IntegrationFileError) as excinfo:
+        load_integration(path)
+    message = str(excinfo.value)
+    assert "aliases (*name) are not allowed" in message and "bomb.yaml" in message
+    assert len(message) < 1000
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: x\\n" + "# padding\\n" * 40_000)
+    with pytest.raises(IntegrationFileError, match="more than the 262144"):
+        load_integration(path)
+
+
+def test_validation_messages_quote_only_a_short_prefix_of_the_input(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "name: x\ntype: assets\nsync_key: serial_number\npreference: " + "z" * 50_000 + "\n"
+        "mappings: {serial_number: Serial Number}\n"
+    )
+    with pytest.raises(IntegrationFileError) as excinfo:
+        load_integration(path)
+    assert "preference" in str(excinfo.value) and len(str(excinfo.value)) < 1000
+
+
+def test_the_shipped_files_and_docs_hold_no_real_token():
+    for path in [*ROOT.glob("include/**/*.yaml"), ROOT / "airflow_settings.yaml", ROOT / "README.md"]:
+        text = path.read_text()
+        assert KANDJI_TOKEN not in text and OOMNITZA_TOKEN not in text
+        assert "Bearer ey" not in text, path  # no pasted JWT-like token
+
+
+def test_odd_entries_in_a_settings_folder_are_their_own_errors_and_break_nothing_else(tmp_path, monkeypatch):
+    """A directory named like a settings file, and a link to a device that never ends: each is named as
+    its own error in Airflow's import errors, and every valid file still becomes its DAG."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    kept = {
+        "integrations": ["kandji_users.yaml", "kandji_devices_and_software.yaml"],
+        "workflows": ["lost_device_lock.yaml"],
+    }
+    for kind, keep in kept.items():
+        folder = tmp_path / kind
+        folder.mkdir()
+        for name in keep:
+            shutil.copy(ROOT / "include" / kind / name, folder / name)
+        (folder / "oops.yaml").mkdir()
+        (folder / "zero.yaml").symlink_to("/dev/zero")
+        monkeypatch.setenv(f"KANDJI_OOMNITZA_{kind.upper()}_DIR", str(folder))
+    bag = DagBag(dag_folder=str(ROOT / "dags"), safe_mode=False)
+    assert {"kandji_users", "kandji_workflow_lost_device_lock"} <= set(bag.dags)
+    assert "kandji_workflow_zero" not in bag.dags and "oops" not in bag.dags
+    errors = {Path(path).name: text for path, text in bag.import_errors.items()}
+    assert set(errors) == {"kandji_integration_file_errors.py", "kandji_workflow_file_errors.py"}
+    for text in errors.values():
+        assert (
+            "2 " in text
+            and "oops.yaml: not a regular file" in text
+            and "zero.yaml: not a regular file" in text
+        )
+
+
+def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path):
+    for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
+        (tmp_path / name).write_text("x: 1")
+    assert [p.name for p in settings_files(tmp_path)] == ["a.yaml", "b.yml"]

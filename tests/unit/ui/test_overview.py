@@ -1,0 +1,26 @@
+"""ui/page/overview.py: what the Integrations page shows of a run."""
+
+from __future__ import annotations
+
+
+def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
+    from types import SimpleNamespace
+
+    from kandji_oomnitza.ui.page.overview import run_summary
+
+    run = SimpleNamespace(
+        run_id="manual__1",
+        state="success",
+        run_type="manual",
+        conf={},
+        queued_at=None,
+        start_date=None,
+        end_date=None,
+    )
+    base = {"kandji_records": 10, "not_loaded": 0, "back_in_kandji": 1, "when_missing": "sent: ..."}
+    real = run_summary("d", run, {**base, "flagged_as_missing": 3, "would_flag_as_missing": 0}, True)
+    assert (real.flagged_as_missing, real.back_in_kandji, real.not_loaded) == (3, 1, 0)
+    dry = run_summary(
+        "d", run, {**base, "dry_run": True, "flagged_as_missing": 0, "would_flag_as_missing": 4}, True
+    )
+    assert dry.flagged_as_missing == 4 and dry.dry_run

@@ -1,0 +1,107 @@
+"""workflows/config.py: workflow files validated, each mistake named with the field and the fix."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from helpers.workflow_files import SHIPPED, changed, problems_of, workflow
+
+from kandji_oomnitza.workflows.config import (
+    load_workflow,
+)
+
+
+def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
+    shipped = load_workflow(SHIPPED)
+    assert shipped.enabled is False
+    assert shipped.approval_required
+    assert shipped.trigger.poll_interval == 300
+    assert shipped.trigger.describe() == "status == 'Lost'"
+    assert set(shipped.record_fields) >= {"status", "serial_number", "assigned_to"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"action__preset": "lock_devices"}, "'lock_devices' is not a preset; use one of"),
+        ({"action__inputs__pin": "123456"}, "a PIN must not be written in a workflow file"),
+        ({"action__inputs__mesage": "x"}, "inputs.mesage: lock_device takes no such input"),
+        ({"action__inputs__message": "{{ assigned_to | upper }}"}, "may only hold placeholders"),
+        ({"trigger__poll_interval": "1s"}, "shorter than 5 seconds"),
+        (
+            {"action__inputs__phone_number": 5550100},
+            "inputs.phone_number = 5550100 is not valid for lock_device",
+        ),
+        ({"action__inputs__phone_number": "call me"}, "inputs.phone_number = 'call me' is not valid"),
+        ({"trigger__poll_interval": "often"}, "not a duration"),
+        ({"trigger__object": "users"}, "users are not supported yet"),
+        (
+            {"trigger__conditions": [{"field": "status"}]},
+            "give exactly one of equals, in, not_empty (got none)",
+        ),
+        (
+            {"trigger__conditions": [{"field": "status", "equals": "Lost", "in": ["Lost"]}]},
+            "give exactly one of equals, in, not_empty (got equals, in)",
+        ),
+        ({"trigger__conditions": [{"field": "Status", "equals": "Lost"}]}, "should match pattern"),
+        ({"write_back": {"status": "Locked"}}, "which the trigger watches"),
+        ({"write_back": {"serial_number": "x"}}, "must not change serial_number"),
+        (
+            {"approval__approvers": ["alice"], "approval__mode": "none"},
+            "approvers is set but approval.mode is none",
+        ),
+        ({"approval__timeout": "10s"}, "at least a minute"),
+        ({"enabled": None}, "enabled: is required"),
+        ({"trigger__condition": []}, "trigger.condition: unknown key"),
+    ],
+)
+def test_mistakes_are_named_with_the_field_and_the_fix(tmp_path, changes, expected):
+    message = problems_of(tmp_path, yaml.safe_dump(changed(**changes)))
+    assert "Invalid workflow file" in message and "broken.yaml" in message
+    assert expected in message, message
+
+
+def test_device_set_name_needs_its_input_and_approval_defaults_follow_the_preset():
+    with pytest.raises(ValueError, match=r"inputs\.device_name is required by device_set_name"):
+        workflow(action__preset="device_set_name", action__inputs={}, approval__mode=None)
+    restart = workflow(action__preset="device_restart", action__inputs={}, approval={}, write_back={})
+    assert not restart.approval_required
+    erase = workflow(action__preset="erase_device", action__inputs={}, approval="required")
+    assert erase.approval_required
+
+
+def test_conditions_match_as_written_and_become_oomnitza_filters():
+    lost = workflow()
+    assert lost.trigger.holds({"status": "Lost"}) and not lost.trigger.holds({"status": "lost "})
+    assert lost.trigger.server_filters() == ["status eq 'Lost'"]
+    anyof = workflow(
+        trigger__match="any",
+        trigger__conditions=[
+            {"field": "status", "in": ["Lost", "Stolen"]},
+            {"field": "notes", "not_empty": True},
+        ],
+    )
+    assert anyof.trigger.server_filters() == ["status IN ['Lost','Stolen']", "notes IS NOT NULL"]
+    assert anyof.trigger.holds({"status": "Stolen"}) and anyof.trigger.holds({"notes": "x"})
+    assert not anyof.trigger.holds({"status": "In Use", "notes": ""})
+    quoted = workflow(trigger__conditions=[{"field": "status", "equals": "it's lost"}])
+    assert quoted.trigger.server_filters() == [None]  # read all, checked here: never an unsafe filter
+
+
+ERASE = {"action__preset": "erase_device", "action__inputs": {}, "write_back": {}}
+
+
+def test_an_erase_workflow_without_approval_is_refused_unless_it_says_so(tmp_path):
+    unattended = changed(**ERASE, approval="none")
+    message = problems_of(tmp_path, yaml.safe_dump(unattended))
+    assert "broken.yaml" in message and "an erase cannot be undone" in message
+    assert "approval: {mode: none, unattended_erase: true}" in message
+    explicit = workflow(**ERASE, approval={"mode": "none", "unattended_erase": True})
+    assert explicit.unattended_erase and not explicit.approval_required
+    assert not workflow(**ERASE).unattended_erase  # approval required by default for erase
+    for wrong in ({"mode": "required", "unattended_erase": True}, {"mode": "none", "unattended_erase": True}):
+        preset = "erase_device" if wrong["mode"] == "required" else "lock_device"
+        text = yaml.safe_dump(changed(**{**ERASE, "action__preset": preset}, approval=wrong))
+        assert "unattended_erase is only for erase_device with approval mode none" in problems_of(
+            tmp_path, text
+        )
