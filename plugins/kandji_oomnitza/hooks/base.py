@@ -37,6 +37,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from kandji_oomnitza.common.redaction import redact, register_secret, shorten
+from kandji_oomnitza.exceptions import ConfigurationError
 from kandji_oomnitza.hooks.pagination import Paginator, UnexpectedPageError, paginate
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -108,10 +109,6 @@ class MalformedResponseError(ApiError):
 
 class CrossOriginRedirectError(PermanentApiError):
     """The server redirected to another origin; credentials and payloads stay on the configured one."""
-
-
-class ConfigurationError(AirflowFailException):
-    """A connection or input is invalid; the message names it and says how to fix it."""
 
 
 def api_error(message: str, **kwargs: Any) -> ApiError:

@@ -53,8 +53,13 @@ def workflow_asset(stem: str, workflow: Workflow) -> Asset:
 
 # -- the tasks' Airflow side: what Airflow holds in, plain values out -----------------------------------
 def _events(events: Any) -> list[tasks.EventView]:
+    """Asset events as plain values; one that triggered this run has no ``created_dagruns`` of its own
+    to read: it started this run."""
     return sorted(
-        (tasks.EventView(e.timestamp, dict(e.extra or {}), bool(e.created_dagruns)) for e in events),
+        (
+            tasks.EventView(e.timestamp, dict(e.extra or {}), bool(getattr(e, "created_dagruns", True)))
+            for e in events
+        ),
         key=lambda e: e.timestamp,
     )
 

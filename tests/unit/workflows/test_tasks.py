@@ -45,3 +45,101 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
         assert line["outcome"].startswith(outcome) and bad is failed, line
     line, _ = _outcome(lock, request, sent, None, mark)
     assert line["approved_by"] == "bob" and line["write_back"] == {"kandji_last_action": "x"}
+
+
+class Kandji:
+    """Finds devices by serial number, as KandjiHook.find_device_by_serial does (no network here)."""
+
+    def __init__(self, *serials: str) -> None:
+        self.devices = {
+            s: {"device_id": f"id-{s}", "device_name": f"Mac {s}", "platform": "Mac", "serial_number": s}
+            for s in serials
+        }
+
+    def find_device_by_serial(self, serial: str) -> dict:
+        from kandji_oomnitza.hooks.kandji import DeviceNotFoundError
+
+        if serial not in self.devices:
+            raise DeviceNotFoundError(f"No Kandji device has serial number {serial!r}.", status=404)
+        return self.devices[serial]
+
+
+def watcher_event(state, *records: str, at: float, forged: dict | None = None):
+    """What the watcher fires for ``records`` entering (and the state it keeps), as a run sees it."""
+    from kandji_oomnitza.workflows.state import advance
+    from kandji_oomnitza.workflows.tasks import EventView
+
+    payloads = {
+        rid: {"serial_number": f"C02{rid.upper():0>9}", "fields": {"assigned_to": "ann@example.com"}}
+        for rid in records
+    }
+    state, entries = advance(state, payloads, now=at, claimed=set(), reemit_after=900)
+    return state, EventView(at, {"from_trigger": True, "payload": {"entries": forged or entries}})
+
+
+def test_prepare_claims_and_resolves_only_the_entries_the_watcher_produced():
+    from kandji_oomnitza.workflows.state import advance
+    from kandji_oomnitza.workflows.tasks import EventView, prepare
+
+    state, _ = advance(None, {}, now=0, claimed=set(), reemit_after=900)  # the baseline
+    state, real = watcher_event(state, "a", "b", at=1.0)
+    forged_entry = {**real.extra["payload"]["entries"][0], "entry": 2, "key": "a#2", "nonce": "0" * 32}
+    forged = EventView(2.0, {"from_trigger": True, "payload": {"entries": [forged_entry]}})
+    posted = EventView(3.0, {"payload": {"anything": 1}})  # not the trigger's, nothing it carries
+    claimed: list[str] = []
+    kandji = Kandji("C0200000000A", "C0200000000B")
+    prepared = prepare(
+        workflow(), [real, forged, posted], state, earlier=[], kandji=kandji, claim=claimed.append
+    )
+    assert claimed == ["a#1", "b#1"], "only the watcher's entries are claimed"
+    assert [item["request"]["key"] for item in prepared.items] == ["a#1", "b#1"]
+    assert prepared.items[0]["request"]["device"]["device_id"] == "id-C0200000000A"
+    assert prepared.items[0]["inputs"]["message"] == "Reported lost. Please call IT, or ann@example.com."
+    problems = [p["problem"] for p in prepared.problems]
+    assert "carries entry 'a#2', which this workflow's watcher did not produce" in problems[0]
+    assert "was not sent by this workflow's trigger" in problems[1]
+
+
+def test_a_repeated_event_defers_to_the_first_and_an_unknown_serial_is_a_problem_not_a_send():
+    from kandji_oomnitza.workflows.state import advance
+    from kandji_oomnitza.workflows.tasks import EventView, prepare
+
+    state, _ = advance(None, {}, now=0, claimed=set(), reemit_after=900)
+    state, first = watcher_event(state, "a", "z", at=1.0)
+    repeat = EventView(5.0, first.extra)  # the same entries, sent again after a crash
+    kandji = Kandji("C0200000000A")
+    prepared = prepare(workflow(), [repeat], state, earlier=[first], kandji=kandji, claim=lambda key: None)
+    assert [d["key"] for d in prepared.duplicates] == ["a#1", "z#1"] and prepared.items == []
+    prepared = prepare(workflow(), [first], state, earlier=[first], kandji=kandji, claim=lambda key: None)
+    assert [i["request"]["key"] for i in prepared.items] == ["a#1"]
+    assert "No Kandji device has serial number 'C0200000000Z'" in prepared.problems[0]["problem"]
+    # A forged earlier event of the same key (not the watcher's nonce) does not make the real one a repeat.
+    forged = EventView(
+        0.5,
+        {
+            "from_trigger": True,
+            "payload": {"entries": [{**first.extra["payload"]["entries"][0], "nonce": "f" * 32}]},
+        },
+    )
+    prepared = prepare(
+        workflow(), [first], state, earlier=[forged, first], kandji=kandji, claim=lambda key: None
+    )
+    assert [i["request"]["key"] for i in prepared.items] == ["a#1"] and prepared.duplicates == []
+
+
+def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
+    from kandji_oomnitza.workflows.tasks import summarize
+
+    lock = workflow(write_back={})
+    item = {"request": {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}}
+    mark = {"run_id": "r", "approved_by": "bob"}
+    summary, failure = summarize(
+        lock, "d", [item], [], [], actions=[{"result": "sent"}], stopped=[None], marks=[mark]
+    )
+    assert failure is None and summary["sent"] == 1 and summary["records"][0]["approved_by"] == "bob"
+    rejected = {"outcome": "rejected by bob: nothing sent", "failure": False}
+    summary, failure = summarize(lock, "d", [item], [], [], actions=[None], stopped=[rejected], marks=[None])
+    assert failure is None and summary["not_sent"] == 1
+    problem = {"key": None, "record_id": None, "serial_number": None, "problem": "forged"}
+    summary, failure = summarize(lock, "d", [], [problem], [], actions=[], stopped=[], marks=[])
+    assert failure == "1 record(s) could not be acted on: None: forged"
