@@ -98,3 +98,39 @@ def test_integration_files_listing_ignores_underscored_and_other_files(tmp_path)
     for name in ("a.yaml", "b.yml", "_draft.yaml", "notes.txt"):
         (tmp_path / name).write_text("x: 1")
     assert [p.name for p in settings_files(tmp_path)] == ["a.yaml", "b.yml"]
+
+
+def test_one_duration_grammar_for_every_file():
+    from kandji_oomnitza.settings_files import parse_duration
+
+    assert [parse_duration(v) for v in ("30s", "5m", "12h", "7d", " 1.5h ", 90)] == [
+        30,
+        300,
+        43200,
+        604800,
+        5400,
+        90,
+    ]
+    for bad in ("7 days", "1w", "", "-3d", True):
+        with pytest.raises(ValueError, match="is not a duration like"):
+            parse_duration(bad)
+
+
+def test_one_command_checks_every_kind_of_settings_file(tmp_path, capsys):
+    from kandji_oomnitza.settings_files import INTEGRATIONS, main
+
+    good = ROOT / "include" / "integrations" / "kandji_users.yaml"
+    lock = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
+    (tmp_path / "typo.yaml").write_text(
+        "trigger: {}\nenabled: true\n"
+    )  # a workflow file, told by its content
+    assert main([str(good), str(lock)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "ok  " in out
+        and "(integration file, DAG kandji_users)" in out
+        and "DAG kandji_workflow_lost_device_lock" in out
+    )
+    assert main([str(tmp_path / "typo.yaml")]) == 1
+    assert "Invalid workflow file" in capsys.readouterr().out
+    assert main([str(lock)], kinds=(INTEGRATIONS,)) == 1  # the old integration_config command: one kind

@@ -63,3 +63,50 @@ def test_dag_docs_and_tiles_say_what_happens_to_records_gone_from_kandji():
     assert on.when_missing_words == (
         "after 7 day(s) unseen, set {'status': 'Not in Kandji'} once (never deleted); only after a complete Kandji listing"
     )
+
+
+def test_a_flag_counts_only_when_oomnitza_confirms_it():
+    from kandji_oomnitza.hooks.oomnitza import ConnectorRun, RunOutcome, RunResult
+    from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+    from kandji_oomnitza.integrations.missing import _account
+
+    def entry(serial):
+        return {
+            "kandji_id": f"d-{serial}",
+            "sync_key": f"serial_number='{serial}'",
+            "keys": {"serial_number": serial},
+        }
+
+    sent = [
+        (entry("A"), {"status": "x"}, True),
+        (entry("B"), {"status": "x"}, True),
+        (entry("C"), {"status": "y"}, False),
+    ]
+    run = ConnectorRun(hook=None, data_type="assets", sync_field=("serial_number",), preference=Preference.UPDATE_ONLY,
+                       connector_name="c", test_run=False, batch_size=100, portion="p")  # fmt: skip
+
+    def done(objects, logs=None):
+        return RunResult(
+            run=run,
+            outcome=RunOutcome.from_run_log("p", {"status": "done", "objects": objects, "logs": logs or {}}),
+        )
+
+    flagged, cleared, not_flagged = _account(
+        ASSETS, sent, done({"updated": 2, "failed": 1}, {"failed": ["'B' invalid status"]})
+    )
+    assert [e["kandji_id"] for e in flagged] == ["d-A"] and [e["kandji_id"] for e in cleared] == ["d-C"]
+    assert (
+        not_flagged[0]["kandji_id"] == "d-B"
+        and not_flagged[0]["reason"] == "failed in Oomnitza: 'B' invalid status"
+    )
+    flagged, cleared, not_flagged = _account(
+        ASSETS, sent, done({"updated": 2, "failed": 1})
+    )  # unnamed failure
+    assert (
+        flagged == cleared == []
+        and len(not_flagged) == 3
+        and "without naming them" in not_flagged[0]["reason"]
+    )
+    nothing = RunResult(run=run, outcome=None, outcome_error="HTTP 503")
+    flagged, cleared, not_flagged = _account(ASSETS, sent, nothing)
+    assert flagged == [] and all("not confirmed by Oomnitza: HTTP 503" in e["reason"] for e in not_flagged)
