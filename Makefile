@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit repeat lint bench reliability format clean
+.PHONY: install run test test-unit repeat lint bench reliability format wheel clean
 
 install: $(STAMP)
 
@@ -58,5 +58,9 @@ format: install
 bench: install
 	$(BIN)/python scripts/bench.py
 
+# The sdist and wheel a deployment installs (docs/deploy.md), into dist/.
+wheel: install
+	$(BIN)/python scripts/build_wheel.py dist
+
 clean:
-	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results
+	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results dist build plugins/*.egg-info

@@ -1,8 +1,8 @@
 """
 ### Kandji → Oomnitza: invalid integration files
 
-This file defines no DAG. It fails to import, naming each file in `include/integrations/` that does not
-validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
+This file defines no DAG. It fails to import, naming each file of the integrations folder (default `include/integrations/`; docs/deploy.md)
+that does not validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
 valid integration keeps running (see `kandji_integrations.py`).
 """
 

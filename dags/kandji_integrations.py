@@ -1,7 +1,8 @@
 """
 ### Kandji → Oomnitza integrations (Airflow DAG factory)
 
-One DAG per file in `include/integrations/` (the DAG id is the file name). See each DAG's own docs.
+One DAG per file of the integrations folder (default `include/integrations/` beside the DAGs folder;
+see docs/deploy.md), the DAG id being the file name. See each DAG's own docs.
 """
 
 from kandji_oomnitza.integrations.dag import build_all

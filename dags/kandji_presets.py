@@ -1,7 +1,7 @@
 """
 ### Kandji device-action presets (Airflow DAG factory)
 
-One on-demand DAG per preset in `plugins/kandji_oomnitza/presets/registry.py` (Get Asset Details is built by
+One on-demand DAG per preset in `kandji_oomnitza/presets/registry.py` (Get Asset Details is built by
 `kandji_preset_asset_details.py`): trigger with `{"serial_number": ...}`.
 """
 

@@ -1,8 +1,8 @@
 """
 ### Kandji workflows: invalid workflow files
 
-This file defines no DAG. It fails to import, naming each file in `include/workflows/` that does not
-validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
+This file defines no DAG. It fails to import, naming each file of the workflows folder (default `include/workflows/`; docs/deploy.md) that
+does not validate (the file, the field and the fix), so the mistake shows in Airflow's import errors while every
 valid workflow keeps running (see `kandji_workflows.py`).
 """
 

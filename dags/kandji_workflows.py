@@ -1,8 +1,8 @@
 """
 ### Kandji workflows: an Oomnitza change runs a Kandji preset (Airflow DAG factory)
 
-One DAG per file in `include/workflows/` (DAG id `kandji_workflow_<file name>`), scheduled by an asset
-whose watcher polls Oomnitza in the triggerer. See each DAG's own docs and the README, "Workflows".
+One DAG per file of the workflows folder (default `include/workflows/`; docs/deploy.md), DAG id
+`kandji_workflow_<file name>`, scheduled by an asset whose watcher polls Oomnitza in the triggerer. See each DAG's own docs and the README, "Workflows".
 """
 
 from kandji_oomnitza.integrations.asset_details import AssetRecord

@@ -1,28 +1,9 @@
-"""Registers this project's parts of the Airflow UI: the operator extra links (task buttons) and the
-Integrations page (a FastAPI app served by the API server, listed in the navigation)."""
+"""The Astro layout's way in: Airflow imports every file of its plugins folder. Where the package is
+installed (``make install``, the Dockerfile, ``pip install kandji-oomnitza-airflow``), its
+``airflow.plugins`` entry point registers the plugin and this file defines none (Airflow reports a plugin
+registered twice as an import error); where only the files were copied, this file registers it."""
 
-from airflow.plugins_manager import AirflowPlugin
+from importlib.metadata import entry_points
 
-from kandji_oomnitza.common.airflow_backports import backport_test_connection_port_fix
-from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink, OomnitzaRecordsLink
-from kandji_oomnitza.ui.page import URL_PREFIX, IntegrationsPageApp
-
-backport_test_connection_port_fix()  # a no-op outside the API server and on a fixed Airflow
-
-
-class KandjiOomnitzaPlugin(AirflowPlugin):
-    # Lists and dicts are the plugin API's own shape (RUF012 asks for ClassVar annotations).
-    name = "kandji_oomnitza"
-    operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]  # noqa: RUF012
-    fastapi_apps = [  # noqa: RUF012
-        {"app": IntegrationsPageApp(), "url_prefix": URL_PREFIX, "name": "Kandji → Oomnitza integrations"}
-    ]
-    external_views = [  # noqa: RUF012
-        {
-            "name": "Integrations",
-            "href": URL_PREFIX.lstrip("/") + "/",  # relative, so it works under a base_url sub-path
-            "url_route": "integrations",  # shown inside the Airflow UI at /plugin/integrations
-            "destination": "nav",
-            "nav_top_level": True,
-        }
-    ]
+if not any(ep.name == "kandji_oomnitza" for ep in entry_points(group="airflow.plugins")):
+    from kandji_oomnitza.ui.plugin import KandjiOomnitzaPlugin  # noqa: F401 - the loader finds it here

@@ -1,8 +1,7 @@
 """This project as an Airflow provider: its connection types, ``kandji`` and ``oomnitza``, each with its
 own form in Admin → Connections and a Test button that runs the hook's ``test_connection``.
 
-Registered through the ``apache_airflow_provider`` entry point in ``pyproject.toml`` (``make install``
-installs the project, editable, so this package is the one under ``plugins/``: one copy, one name).
+Registered through the ``apache_airflow_provider`` entry point in ``pyproject.toml``.
 Connections of type ``http`` with the same fields keep working: the hooks read host, password and
 extras the same way whatever the type.
 """
@@ -10,6 +9,8 @@ extras the same way whatever the type.
 from __future__ import annotations
 
 from typing import Any
+
+from kandji_oomnitza import __version__
 
 PACKAGE_NAME = "kandji-oomnitza-airflow"
 
@@ -80,16 +81,83 @@ OOMNITZA = {
 }
 
 
+CONFIG = {
+    "kandji_oomnitza": {
+        "description": "Where this provider's DAGs find their settings files (each also has an environment "
+        "variable, which wins: KANDJI_OOMNITZA_INTEGRATIONS_DIR, KANDJI_OOMNITZA_WORKFLOWS_DIR, "
+        "KANDJI_OOMNITZA_ASSET_DETAILS_MAPPING).",
+        "options": {
+            "integrations_folder": {
+                "description": "The folder of integration files; by default include/integrations beside the "
+                "DAGs folder (the Astro layout).",
+                "version_added": "1.1.0",
+                "type": "string",
+                "example": "/opt/airflow/include/integrations",
+                "default": None,
+            },
+            "workflows_folder": {
+                "description": "The folder of workflow files; by default include/workflows beside the DAGs folder.",
+                "version_added": "1.1.0",
+                "type": "string",
+                "example": "/opt/airflow/include/workflows",
+                "default": None,
+            },
+            "asset_details_mapping": {
+                "description": "The assets integration file Get Asset Details maps devices with: a name in the "
+                "integrations folder, or a path.",
+                "version_added": "1.1.0",
+                "type": "string",
+                "example": "kandji_devices_and_software.yaml",
+                "default": None,
+            },
+        },
+    }
+}
+
+
 def get_provider_info() -> dict[str, Any]:
-    """What Airflow's providers manager reads from the ``apache_airflow_provider`` entry point."""
+    """What Airflow's providers manager reads from the ``apache_airflow_provider`` entry point: everything
+    this package gives Airflow. Its UI plugin (the page, the task buttons) is registered apart, through the
+    ``airflow.plugins`` entry point (a plugin listed here too would be registered twice)."""
     return {
         "package-name": PACKAGE_NAME,
         "name": "Kandji and Oomnitza",
         "description": "Kandji (Iru Endpoint Management) → Oomnitza integrations and Kandji device actions.",
-        "versions": ["1.0.0"],
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Kandji",
+                "external-doc-url": "https://api-docs.kandji.io/",
+                "tags": ["service"],
+            },
+            {
+                "integration-name": "Oomnitza",
+                "external-doc-url": "https://www.oomnitza.com/",
+                "tags": ["service"],
+            },
+        ],
         "hooks": [
             {"integration-name": "Kandji", "python-modules": ["kandji_oomnitza.hooks.kandji"]},
             {"integration-name": "Oomnitza", "python-modules": ["kandji_oomnitza.hooks.oomnitza"]},
         ],
+        "operators": [
+            {
+                "integration-name": "Kandji",
+                "python-modules": ["kandji_oomnitza.presets.operator", "kandji_oomnitza.workflows.operator"],
+            },
+            {"integration-name": "Oomnitza", "python-modules": ["kandji_oomnitza.integrations.operator"]},
+        ],
+        "sensors": [
+            {"integration-name": "Kandji", "python-modules": ["kandji_oomnitza.integrations.newest_run"]}
+        ],
+        "triggers": [
+            {"integration-name": "Oomnitza", "python-modules": ["kandji_oomnitza.workflows.trigger"]}
+        ],
+        "extra-links": [
+            "kandji_oomnitza.hooks.links.OomnitzaRecordsLink",
+            "kandji_oomnitza.hooks.links.KandjiDeviceLink",
+            "kandji_oomnitza.hooks.links.OomnitzaAssetLink",
+        ],
         "connection-types": [KANDJI, OOMNITZA],
+        "config": CONFIG,
     }

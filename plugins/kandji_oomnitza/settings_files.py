@@ -38,7 +38,22 @@ MESSAGE_LIMIT = 300  # characters of any one validation message (they may quote 
 FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,99}$"  # an Oomnitza field's external id: lower snake_case
 DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the Astro layout: dags/, plugins/, include/
+CONFIG_SECTION = "kandji_oomnitza"
+
+
+def setting(option: str) -> str | None:
+    """An option of Airflow's ``[kandji_oomnitza]`` section (``AIRFLOW__KANDJI_OOMNITZA__<OPTION>``)."""
+    from airflow.configuration import conf
+
+    return conf.get(CONFIG_SECTION, option, fallback=None) or None
+
+
+def project_root() -> Path:
+    """Where dags/ and include/ live side by side: the parent of Airflow's DAGs folder."""
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")).expanduser().resolve().parent
+
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -154,6 +169,7 @@ class Kind:
     noun: str  # "integration": what one file of this kind sets up
     what: str  # "integration file": how messages name a file
     folder_env: str  # the environment variable naming its folder (a contract: deployments set it)
+    config_option: str  # the same in Airflow's configuration, [kandji_oomnitza] section
     default_folder: str  # under include/
     dag_id: Callable[[str], str]  # the DAG a file becomes, from its name
     loader: str  # "module:function" that reads and validates one file (the feature's own)
@@ -161,9 +177,11 @@ class Kind:
     marker: str  # a top-level key only this kind has (tells a file's kind from its content)
 
     def folder(self) -> Path:
-        """The folder of this kind: the environment variable, else ``include/<default_folder>``."""
-        override = os.environ.get(self.folder_env)
-        return Path(override) if override else PROJECT_ROOT / "include" / self.default_folder
+        """The folder of this kind: its environment variable, else the Airflow option
+        ``[kandji_oomnitza] <config_option>``, else ``include/<default_folder>`` beside the DAGs folder
+        (the Astro layout; in this repository, its own ``include/``)."""
+        configured = os.environ.get(self.folder_env) or setting(self.config_option)
+        return Path(configured) if configured else project_root() / "include" / self.default_folder
 
     def load(self, path: Path) -> Any:
         module, function = self.loader.split(":")
@@ -174,6 +192,7 @@ INTEGRATIONS = Kind(
     noun="integration",
     what="integration file",
     folder_env="KANDJI_OOMNITZA_INTEGRATIONS_DIR",
+    config_option="integrations_folder",
     default_folder="integrations",
     dag_id=names.integration_dag_id,
     loader="kandji_oomnitza.integrations.config:load_integration",
@@ -184,6 +203,7 @@ WORKFLOWS = Kind(
     noun="workflow",
     what="workflow file",
     folder_env="KANDJI_OOMNITZA_WORKFLOWS_DIR",
+    config_option="workflows_folder",
     default_folder="workflows",
     dag_id=names.workflow_dag_id,
     loader="kandji_oomnitza.workflows.config:load_workflow",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
+import kandji_oomnitza
 from kandji_oomnitza.provider import get_provider_info
+from kandji_oomnitza.settings_files import INTEGRATIONS, WORKFLOWS
 
 
 def test_the_provider_lists_both_connection_types_and_their_hooks():
@@ -13,3 +17,24 @@ def test_the_provider_lists_both_connection_types_and_their_hooks():
         "oomnitza": "kandji_oomnitza.hooks.oomnitza.OomnitzaHook",
     }
     assert info["package-name"] == "kandji-oomnitza-airflow"
+
+
+def test_everything_the_provider_lists_imports():
+    info = get_provider_info()
+    modules = [
+        m
+        for key in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[key]
+        for m in entry["python-modules"]
+    ]
+    for module in modules:
+        importlib.import_module(module)
+    for link in info["extra-links"]:
+        module, _, name = link.rpartition(".")
+        assert isinstance(getattr(importlib.import_module(module), name), type), link
+    assert info["versions"] == [kandji_oomnitza.__version__]
+
+
+def test_the_provider_config_names_every_settings_folder_option():
+    options = get_provider_info()["config"]["kandji_oomnitza"]["options"]
+    assert set(options) == {INTEGRATIONS.config_option, WORKFLOWS.config_option, "asset_details_mapping"}

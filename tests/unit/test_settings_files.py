@@ -9,7 +9,7 @@ from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
 
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.integrations.config import load_integration
-from kandji_oomnitza.settings_files import settings_files
+from kandji_oomnitza.settings_files import INTEGRATIONS, settings_files
 
 # -- bounded parsing -----------------------------------------------------------------------------
 BOMB = """
@@ -134,3 +134,28 @@ def test_one_command_checks_every_kind_of_settings_file(tmp_path, capsys):
     assert main([str(tmp_path / "typo.yaml")]) == 1
     assert "Invalid workflow file" in capsys.readouterr().out
     assert main([str(lock)], kinds=(INTEGRATIONS,)) == 1  # the old integration_config command: one kind
+
+
+def test_a_settings_folder_comes_from_its_variable_else_airflows_option_else_beside_the_dags_folder(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv(INTEGRATIONS.folder_env, raising=False)
+    monkeypatch.delenv("AIRFLOW__KANDJI_OOMNITZA__INTEGRATIONS_FOLDER", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path / "deployment" / "dags"))
+    assert INTEGRATIONS.folder() == tmp_path / "deployment" / "include" / "integrations"
+    monkeypatch.setenv("AIRFLOW__KANDJI_OOMNITZA__INTEGRATIONS_FOLDER", str(tmp_path / "from-config"))
+    assert INTEGRATIONS.folder() == tmp_path / "from-config"
+    monkeypatch.setenv(INTEGRATIONS.folder_env, str(tmp_path / "from-variable"))
+    assert INTEGRATIONS.folder() == tmp_path / "from-variable"
+
+
+def test_get_asset_details_mapping_comes_from_its_variable_else_airflows_option(tmp_path, monkeypatch):
+    from kandji_oomnitza.integrations.asset_details import SETTING, mapping_file
+
+    monkeypatch.delenv(SETTING, raising=False)
+    monkeypatch.setenv(INTEGRATIONS.folder_env, str(tmp_path))
+    assert mapping_file() == tmp_path / "kandji_devices_and_software.yaml"
+    monkeypatch.setenv("AIRFLOW__KANDJI_OOMNITZA__ASSET_DETAILS_MAPPING", "laptops.yaml")
+    assert mapping_file() == tmp_path / "laptops.yaml"
+    monkeypatch.setenv(SETTING, "/elsewhere/desktops.yaml")
+    assert mapping_file() == Path("/elsewhere/desktops.yaml")

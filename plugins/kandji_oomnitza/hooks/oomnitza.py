@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from kandji_oomnitza import __version__
 from kandji_oomnitza.common.kandji_values import to_int
 from kandji_oomnitza.common.polling import poll
 from kandji_oomnitza.common.redaction import redact, shorten
@@ -32,7 +33,7 @@ from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.hooks.pagination import LimitSkipPaginator
 
 CONNECTOR_NAME = "kandji-oomnitza-airflow"
-CONNECTOR_VERSION = "1.0.0"
+CONNECTOR_VERSION = __version__
 OUTCOMES = ("added", "updated", "unchanged", "skipped", "failed")
 PROCESSING = ("", "processing", "in progress", "running", "pending", "queued")
 # What the Oomnitza integration user's role must allow for each endpoint (INFERRED wording).

@@ -2,8 +2,9 @@
 the presets borrow from the integrations, and ``dags/kandji_preset_asset_details.py`` wires it, so the
 presets themselves know no integration.
 
-The mapping comes from an integration file named by the setting ``KANDJI_OOMNITZA_ASSET_DETAILS_MAPPING``
-(a file name in the integrations folder, or a path; default ``kandji_devices_and_software.yaml``). It is
+The mapping comes from an integration file named by ``KANDJI_OOMNITZA_ASSET_DETAILS_MAPPING`` (or the
+Airflow option ``[kandji_oomnitza] asset_details_mapping``): a file name in the integrations folder, or a
+path; by default ``kandji_devices_and_software.yaml``. It is
 read when the DAG file is parsed: a missing or unusable file is that DAG's import error, not a failed
 run.
 """
@@ -18,14 +19,14 @@ from typing import Any
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.integrations.config import Integration, load_integration
-from kandji_oomnitza.settings_files import INTEGRATIONS
+from kandji_oomnitza.settings_files import INTEGRATIONS, setting
 
 SETTING = "KANDJI_OOMNITZA_ASSET_DETAILS_MAPPING"
 DEFAULT_FILE = "kandji_devices_and_software.yaml"
 
 
 def mapping_file() -> Path:
-    named = Path(os.environ.get(SETTING) or DEFAULT_FILE)
+    named = Path(os.environ.get(SETTING) or setting("asset_details_mapping") or DEFAULT_FILE)
     return named if named.is_absolute() or named.parent != Path() else INTEGRATIONS.folder() / named
 
 

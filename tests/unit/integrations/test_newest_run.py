@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pendulum
 import yaml
-
 from helpers.harness import ROOT
+
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.integrations.dag import build_dag
 from kandji_oomnitza.integrations.newest_run import next_scheduled_date
