@@ -25,7 +25,7 @@ from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
 
 from scripts.build_wheel import build as build_wheel
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("wheel")]
+pytestmark = pytest.mark.e2e
 PINNED = next(
     line.split("==")[1].split()[0]
     for line in (ROOT / "requirements.txt").read_text().splitlines()
