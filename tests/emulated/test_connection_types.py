@@ -185,3 +185,21 @@ def test_the_documented_api_path_and_a_port_are_accepted(service, airflow_connec
     api = "/api/v1/" if service == "kandji" else "/api/v3"
     airflow_connections(conn_id, conn_type=service, host=f"https://Acme.Example.com:8443{api}", password="t")
     assert hook_class(conn_id).root_url() == "https://acme.example.com:8443"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_the_test_waits_out_one_rate_limit_and_never_blames_the_token_for_one(
+    service, airflow_connections, kandji_emulator, oomnitza_emulator
+):
+    admin = kandji_emulator if service == "kandji" else oomnitza_emulator
+    token = SERVICES[service][2]
+    admin.faults(scripted=[{"kind": "status", "status": 429, "retry_after": 0.2, "times": 1}])
+    ok, message = _connect(service, "own type", airflow_connections, admin.url, token).test_connection()
+    assert ok and message.startswith(f"Connected to {admin.url}"), message
+    assert [r["status"] for r in admin.requests()][-2:] == [429, 200]
+
+    admin.faults(scripted=[{"kind": "status", "status": 429, "retry_after": 0.2, "times": 50}])
+    ok, message = _connect(service, "own type", airflow_connections, admin.url, token).test_connection()
+    assert not ok and "could not be checked because the API is rate-limiting" in message, message
+    assert "HTTP 429" in message and "rejected" not in message.replace("was not rejected", "")
+    assert [r["status"] for r in admin.requests()][-2:] == [429, 429]

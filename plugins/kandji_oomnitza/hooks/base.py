@@ -46,6 +46,9 @@ DEFAULT_MAX_RETRY_SECONDS = 600.0  # a request's retries, waits included, never 
 MAX_RETRY_WAIT_SECONDS = 120.0
 MESSAGE_LIMIT = 500
 RATE_LIMIT_PATIENCE = 5
+# The connection Test waits out one 429 (its Retry-After, at most this long) before trying once more: a
+# person is waiting for the answer.
+TEST_RATE_LIMIT_WAIT_SECONDS = 5.0
 TRANSIENT_CLIENT_STATUSES = (408, 425, 429)  # request timeout, too early, too many requests
 
 
@@ -495,10 +498,10 @@ class RestApiHook(HttpHook):
         200 is not "a valid token". No page another server sent is ever quoted."""
         try:
             root = self.root_url()
-            response = self.request(
-                "GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER
-            )
+            response = self._probe()
         except (ConfigurationError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status == 429:
+                return False, self._rate_limited_message(exc)
             if isinstance(exc, ApiError) and exc.status is not None:  # the server's words: short, JSON only
                 said = (
                     shorten(exc.api_message, 150)
@@ -522,6 +525,26 @@ class RestApiHook(HttpHook):
                 "of this connection."
             )
         return True, f"Connected to {root}: {self.probe_success}"
+
+    def _probe(self) -> requests.Response:
+        """The Test's one read; after a 429, once more when its Retry-After (bounded) has passed."""
+        try:
+            return self.request("GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER)
+        except ApiError as exc:
+            if exc.status != 429:
+                raise
+            wait = min(exc.retry_after if exc.retry_after is not None else 1.0, TEST_RATE_LIMIT_WAIT_SECONDS)
+            self.log.info("%s answered HTTP 429; trying once more in %.1fs", self.service_name, wait)
+            time.sleep(max(0.0, wait))
+            return self.request("GET", self.probe_endpoint, params=self.probe_params, retry=RetryMode.NEVER)
+
+    def _rate_limited_message(self, exc: ApiError) -> str:
+        asked = f"; it now asks for {exc.retry_after:g}s more" if exc.retry_after is not None else ""
+        return (
+            f"{self.service_name}: the credentials could not be checked because the API is rate-limiting "
+            f"requests (HTTP 429, and again after waiting{asked}). The token was not rejected. Other tools "
+            "using the same token share its limit: try Test again in a minute."
+        )
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
         """Give up after ``max_attempts``, or once the retries have taken ``max_retry_seconds`` (extra
