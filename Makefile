@@ -15,6 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	# This project itself, editable (the package under plugins/, registered as an Airflow provider).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	# setuptools leaves plugins/*.egg-info behind; on the plugins folder's path it is a second copy of the
+	# package's metadata, and Airflow would register the UI plugin twice (an import error on every page).
+	rm -rf plugins/*.egg-info
 	@touch $(STAMP)
 
 run: install
