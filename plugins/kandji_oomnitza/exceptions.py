@@ -42,3 +42,8 @@ class TooManyFailures(AirflowFailException):
 
 class RunIncomplete(AirflowFailException):
     """A step before the report failed; the report has accounted for every record it could."""
+
+
+class SafeguardStopped(AirflowFailException):
+    """A safeguard against mass changes stopped a step (integrations/safeguard.py): retrying would stop
+    again; a person confirms with the trigger param the message names."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kandji_oomnitza.common.notify import IntegrationNotify
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
@@ -223,9 +225,25 @@ class Delta(Strict):
         return timedelta(seconds=parse_duration(self.full_sync_every))
 
 
+PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
+MAX_FLAGGED_FLOOR = 10  # a percentage limit never stops fewer records than this (a small fleet's churn)
+
+
+def percent_of(value: str) -> float:
+    match = PERCENT.fullmatch(str(value))
+    if not match or not 0 < float(match[1]) <= 100:
+        raise ValueError(f"{value!r} is not a percentage like '5%' (more than 0, at most 100)")
+    return float(match[1])
+
+
 class WhenMissing(Strict):
     """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
-    them once (never delete), and optionally set others when the record shows up in Kandji again."""
+    them once (never delete), and optionally set others when the record shows up in Kandji again.
+
+    Two safeguards (always on; a trigger with ``confirm_mass_flag`` lifts them for one run): at most
+    ``max_flagged`` records flagged in one run, and nothing flagged when the Kandji listing shrank by more
+    than ``max_listing_shrink`` since the last run that flagged (a token re-scoped to fewer blueprints, a
+    partial outage: Kandji answers 200 with a fraction of the fleet)."""
 
     after_days: Annotated[float, Field(ge=0)] = Field(
         ..., description="not seen in Kandji for this many days (the record's Connector Sync Time)"
@@ -236,6 +254,36 @@ class WhenMissing(Strict):
     clear_when_seen: dict[str, FieldValue] = Field(
         default_factory=dict, description="Oomnitza field -> value, sent when a flagged record is back"
     )
+    max_flagged: int | str = Field(
+        "5%",
+        description="at most this many records flagged in one run: a number, or a percentage of the records "
+        f"Oomnitza holds with a Kandji id (never fewer than {MAX_FLAGGED_FLOOR})",
+    )
+    max_listing_shrink: str = Field(
+        "20%",
+        description="flag nothing when Kandji lists this much fewer records than at the last run that flagged",
+    )
+
+    @field_validator("max_flagged")
+    @classmethod
+    def _max_flagged(cls, value: int | str) -> int | str:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+            raise ValueError(f"{value!r}: a number of records (0 or more) or a percentage like '5%'")
+        if isinstance(value, str):
+            percent_of(value)
+        return value
+
+    @field_validator("max_listing_shrink")
+    @classmethod
+    def _max_listing_shrink(cls, value: str) -> str:
+        percent_of(value)
+        return value
+
+    def flagging_limit(self, held: int) -> int:
+        """The most records one run may flag, out of ``held`` Oomnitza records with a Kandji id."""
+        if isinstance(self.max_flagged, int):
+            return self.max_flagged
+        return max(MAX_FLAGGED_FLOOR, math.ceil(held * percent_of(self.max_flagged) / 100))
 
     @property
     def fields(self) -> list[str]:
@@ -258,6 +306,11 @@ class Integration(Strict):
     load: Load = Field(default_factory=Load)
     when_missing: WhenMissing | None = None
     delta: Delta = Field(default_factory=Delta)
+    notify: IntegrationNotify | None = None
+    deadline: str | None = Field(
+        None,
+        description="notify the on_failure targets when a run has not finished this long after it was queued",
+    )
     owner: str = "it-ops"
     tags: list[str] = Field(default_factory=list)
 
@@ -305,6 +358,31 @@ class Integration(Strict):
         elif self.software is not None:
             raise ValueError("software: only for assets integrations; users integrations use users")
         return self
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) < 60:
+            raise ValueError(f"{value!r}: a deadline of at least a minute (e.g. 2h, 30m)")
+        return value
+
+    @model_validator(mode="after")
+    def _deadline_has_someone_to_tell(self) -> Integration:
+        if self.deadline is not None and (self.notify is None or not self.notify.on_failure):
+            raise ValueError(
+                "deadline: a missed deadline is told to the notify.on_failure targets; add notify: {on_failure: "
+                "[<apprise connection id or URL>]} or remove deadline"
+            )
+        if self.notify is not None and self.notify.on_safeguard and self.when_missing is None:
+            raise ValueError(
+                "notify.on_safeguard: the safeguards guard when_missing, which is off in this file; remove "
+                "on_safeguard or turn when_missing on"
+            )
+        return self
+
+    @property
+    def deadline_interval(self) -> timedelta | None:
+        return timedelta(seconds=parse_duration(self.deadline)) if self.deadline is not None else None
 
     @model_validator(mode="after")
     def _when_missing_consistent(self) -> Integration:

@@ -7,6 +7,7 @@ imported inside the tasks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -125,15 +126,31 @@ def extract_task(integration: Integration, ti: Any) -> Any:
     return frame
 
 
-def flag_missing_task(integration: Integration, dag_id: str, ti: Any, dry_run: bool) -> None:
+def confirmed_by(context: dict[str, Any]) -> str | None:
+    """Who lifted the safeguards for this run (``confirm_mass_flag``): Airflow's record of the user who
+    triggered it, never anything the run's conf or an XCom says."""
+    from kandji_oomnitza.integrations.safeguard import CONFIRM_PARAM
+
+    if not context["params"].get(CONFIRM_PARAM):
+        return None
+    run = context["dag_run"]
+    return getattr(run, "triggering_user_name", None) or f"a {run.run_type} run with no triggering user"
+
+
+def flag_missing_task(integration: Integration, dag_id: str, context: dict[str, Any]) -> None:
     """This run's listing (extract) and Kandji ids (transform) in; the result out as XCom ``missing``
-    before a failure is raised, so the report can account for it."""
+    before a failure is raised, so the report can account for it. A safeguard that stops the flagging is
+    told to the ``notify.on_safeguard`` targets; a listing that was acted on becomes the one the next run's
+    is compared with."""
     from kandji_oomnitza.common.kandji_values import is_empty
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
     from kandji_oomnitza.integrations.handover import ExtractStats
     from kandji_oomnitza.integrations.mapping import ID
     from kandji_oomnitza.integrations.missing import cutoff_of, flag_missing
+    from kandji_oomnitza.integrations.report import artifact_path, reports_root
+    from kandji_oomnitza.integrations.safeguard import history_path, read_previous, write_listing
 
+    ti, dry_run = context["ti"], bool(context["params"].get("dry_run"))
     stats = ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
     index = ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX)
     seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
@@ -145,6 +162,10 @@ def flag_missing_task(integration: Integration, dag_id: str, ti: Any, dry_run: b
 
         store, _ = read_store(store_path(reports_root(), dag_id), stats.read_at)
         seen_ids |= last_seen_after(store, cutoff_of(stats.read_at, integration.when_missing.after_days))
+    history = history_path(reports_root(), dag_id)
+    previous, problem = read_previous(history, stats.read_at)
+    if problem:
+        log.warning("The listing-shrink safeguard is skipped this run: %s (max_flagged still holds)", problem)
     result, failure = flag_missing(
         integration,
         OomnitzaHook(integration.oomnitza_conn_id),
@@ -153,8 +174,26 @@ def flag_missing_task(integration: Integration, dag_id: str, ti: Any, dry_run: b
         listing=stats.listing,
         portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),
         dry_run=dry_run,
+        previous=previous,
+        confirmed_by=confirmed_by(context),
     )
     ti.xcom_push(key=names.MISSING, value=result.to_xcom())
+    if (
+        result.safeguard is not None
+        and not dry_run
+        and integration.notify
+        and integration.notify.on_safeguard
+    ):
+        from kandji_oomnitza.common.notify import deliver
+        from kandji_oomnitza.integrations.notices import safeguard_notice
+
+        error_log = str(artifact_path(reports_root(), dag_id, ti.run_id))
+        deliver(
+            integration.notify.on_safeguard,
+            safeguard_notice(integration, dag_id, ti.run_id, result, error_log),
+        )
+    if not dry_run and result.safeguard is None and stats.listing.complete:
+        write_listing(history, stats.listing, stats.read_at)
     if failure is not None:
         raise failure
 
@@ -164,7 +203,7 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
     when the run fails, as XCom ``summary``: a failed task has no return value)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from kandji_oomnitza.exceptions import RunIncomplete, TooManyFailures
+    from kandji_oomnitza.exceptions import RunIncomplete, SafeguardStopped, TooManyFailures
     from kandji_oomnitza.integrations.handover import ExtractStats, LoadResult, MissingResult
     from kandji_oomnitza.integrations.report import ERROR_LOG, build_report, log_report, write_artifact
 
@@ -185,13 +224,87 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
     )
     log_report(integration, report, loaded, log)
     if report.failure is not None:
-        ti.xcom_push(key=names.SUMMARY, value=report.summary)
-        kind = RunIncomplete if report.failure_kind == "incomplete" else TooManyFailures
+        ti.xcom_push(key=names.SUMMARY, value={**report.summary, "failure": report.failure})
+        kind = {"incomplete": RunIncomplete, "safeguard": SafeguardStopped}.get(
+            report.failure_kind, TooManyFailures
+        )
         raise kind(report.failure)
-    return report.summary
+    told = integration.notify.on_records_failed if integration.notify else None
+    summary = report.summary
+    if told and not summary["dry_run"] and (summary["failures"] or summary.get("skipped")):
+        from kandji_oomnitza.common.notify import deliver
+        from kandji_oomnitza.integrations.notices import records_failed_notice
+
+        deliver(told, records_failed_notice(integration, dag_id, run.run_id, summary))
+    return summary
 
 
 # -- the DAG --------------------------------------------------------------------------------------------
+def _params(integration: Integration) -> dict[str, Param]:
+    params = {
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Extract and transform, but send nothing to Oomnitza; the report shows what would be sent.",
+        ),
+        "full_sync": Param(
+            False,
+            type="boolean",
+            title="Full sync",
+            description="With delta loads on: send every record, changed or not.",
+        ),
+    }
+    if integration.when_missing is not None:
+        from kandji_oomnitza.integrations.safeguard import CONFIRM_PARAM
+
+        params[CONFIRM_PARAM] = Param(
+            False,
+            type="boolean",
+            title="Confirm mass flagging",
+            description="Lift the safeguards for this run: flag every record gone from Kandji, however many "
+            "(max_flagged) and however much the listing shrank (max_listing_shrink). The report names who "
+            "confirmed.",
+        )
+    return params
+
+
+def _failure_notifier(integration: Integration, dag_id: str) -> Any:
+    """Airflow's DAG failure callback (run by the DAG processor) as a notifier for notify.on_failure."""
+    if integration.notify is None or not integration.notify.on_failure:
+        return None
+    from kandji_oomnitza.common.notify import SettingsNotifier
+    from kandji_oomnitza.integrations.notices import failure_notice
+
+    return SettingsNotifier(
+        integration.notify.on_failure, functools.partial(failure_notice, integration, dag_id)
+    )
+
+
+def _deadline(integration: Integration, dag_id: str) -> Any:
+    """Airflow's deadline alert: a run not finished ``deadline`` after it was queued (for a scheduled run,
+    just after its scheduled time; manual runs have no scheduled time, and are held to the same) tells
+    the on_failure targets, once, from the triggerer."""
+    if integration.deadline_interval is None:
+        return None
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    from kandji_oomnitza.common.notify import DeadlineNotifier
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=integration.deadline_interval,
+        callback=AsyncCallback(
+            DeadlineNotifier,
+            kwargs={
+                "targets": list(integration.notify.on_failure),
+                "name": integration.name,
+                "deadline": integration.deadline,
+            },
+        ),
+    )
+
+
 def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
     tags = ["kandji", "oomnitza", integration.type, *integration.tags]
 
@@ -208,20 +321,9 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         default_args=default_args(
             owner=integration.owner, retry_delay=timedelta(minutes=2), max_retry_delay=timedelta(minutes=30)
         ),
-        params={
-            "dry_run": Param(
-                False,
-                type="boolean",
-                title="Dry run",
-                description="Extract and transform, but send nothing to Oomnitza; the report shows what would be sent.",
-            ),
-            "full_sync": Param(
-                False,
-                type="boolean",
-                title="Full sync",
-                description="With delta loads on: send every record, changed or not.",
-            ),
-        },
+        params=_params(integration),
+        on_failure_callback=_failure_notifier(integration, dag_id),
+        deadline=_deadline(integration, dag_id),
     )
     def integration_dag() -> None:
         @task(
@@ -271,7 +373,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         )
         def flag_missing(**context) -> None:
             """Runs after a load that went through (a dry run included); see missing.py."""
-            flag_missing_task(integration, dag_id, context["ti"], bool(context["params"].get("dry_run")))
+            flag_missing_task(integration, dag_id, context)
 
         # The report runs whatever happened upstream, so every record is accounted for even when the
         # load broke part-way, and it fails the run when anything was not loaded.

@@ -132,6 +132,10 @@ class MissingResult(Handover):
     status: str
     after_days: float
     dry_run: bool = False
+    safeguard: str | None = None  # the sentence of the safeguard that stopped the flagging (safeguard.py)
+    safeguard_kind: str | None = None
+    confirmed_by: str | None = None  # who lifted the safeguards for this run (Airflow's triggering user)
+    held_back: list[MissingEntry] = []  # what the max_flagged safeguard kept from being flagged
     flagged: list[MissingEntry] = []
     cleared: list[MissingEntry] = []
     not_flagged: list[MissingEntry] = []

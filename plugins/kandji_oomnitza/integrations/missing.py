@@ -24,11 +24,13 @@ import pendulum
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
 from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.exceptions import SafeguardStopped
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import Integration, WhenMissing
 from kandji_oomnitza.integrations.handover import Listing, MissingResult
+from kandji_oomnitza.integrations.safeguard import PreviousListing, listing_shrank, too_many
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
@@ -184,6 +186,13 @@ def _plan_clears(
             (plan.to_clear if entry["keys"] else plan.unaddressable).append(entry)
 
 
+def count_held(integration: Integration, oomnitza: OomnitzaHook) -> int:
+    """The records Oomnitza holds with a Kandji id (the base of a percentage max_flagged)."""
+    field_name = integration.kandji_id_field
+    records = oomnitza.iter_records(integration.type, fields=[field_name], page_size=PAGE_SIZE)
+    return sum(1 for r in records if isinstance(r, dict) and not is_empty(r.get(field_name)))
+
+
 def flag_missing(
     integration: Integration,
     oomnitza: OomnitzaHook,
@@ -193,13 +202,17 @@ def flag_missing(
     listing: Listing,
     portion: str,
     dry_run: bool,
+    previous: PreviousListing | None = None,
+    confirmed_by: str | None = None,
 ) -> tuple[MissingResult, BaseException | None]:
     """Flag the records gone from Kandji and clear the ones back, and say what became of each. Returns
-    the result (for the report) and the failure that stopped the sending, if any."""
+    the result (for the report) and the failure that stopped the sending, if any: a failed send, or the
+    max_flagged safeguard (see safeguard.py; ``confirmed_by`` names who lifted the safeguards, if anyone)."""
     option: WhenMissing = integration.when_missing
     base = {
         "after_days": option.after_days,
         "dry_run": dry_run,
+        "confirmed_by": confirmed_by,
         "flagged": [],
         "cleared": [],
         "not_flagged": [],
@@ -208,7 +221,36 @@ def flag_missing(
         why = listing.why or "the listing was not complete"
         log.warning("Nothing flagged as missing: %s", why)
         return MissingResult(**base, status=f"skipped: {why}"), None
+    stop = None if confirmed_by is not None else listing_shrank(integration, listing, previous)
+    if stop is not None:
+        log.warning("%s", stop.message)
+        return MissingResult(
+            **base, status="stopped by the safeguard", safeguard=stop.message, safeguard_kind=stop.kind
+        ), None
     plan = plan_missing(integration, oomnitza, seen_ids, read_at)
+    if confirmed_by is None and len(plan.to_flag) > option.flagging_limit(0):
+        held = None if isinstance(option.max_flagged, int) else count_held(integration, oomnitza)
+        stop = too_many(integration, listing.listed, len(plan.to_flag), held)
+    if stop is not None:
+        log.warning("%s", stop.message)
+        held_back = [
+            {**e, "reason": "the max_flagged safeguard stopped this run's flagging"} for e in plan.to_flag
+        ]
+        result = MissingResult.model_validate(
+            {
+                **base,
+                "status": "stopped by the safeguard",
+                "safeguard": stop.message,
+                "safeguard_kind": stop.kind,
+                "cutoff": plan.cutoff,
+                "held_back": held_back,
+                "warnings": plan.warnings,
+                "calls": oomnitza.calls,
+            }
+        )
+        return result, None if dry_run else SafeguardStopped(stop.message)
+    if confirmed_by is not None:
+        log.warning("The safeguards were lifted for this run by %s (confirm_mass_flag)", confirmed_by)
     for warning in plan.warnings:
         log.warning("%s", warning)
     result = {

@@ -38,6 +38,7 @@ from kandji_oomnitza.integrations.handover import (
     Outcome,
 )
 from kandji_oomnitza.integrations.mapping import ID, LABEL, plain
+from kandji_oomnitza.integrations.safeguard import MAX_FLAGGED
 
 REPORTS_VARIABLE = "kandji_oomnitza_reports_path"
 ERROR_LOG = "errors.csv"
@@ -56,6 +57,9 @@ WOULD_FLAG = "would be flagged as missing (dry run)"
 BACK = "back in Kandji"  # flagged before, seen again: clear_when_seen sent
 WOULD_CLEAR = "would be cleared, back in Kandji (dry run)"
 NOT_FLAGGED = "not flagged as missing"
+HELD_BACK = (
+    "not flagged: stopped by the safeguard"  # gone from the listing, kept by max_flagged (safeguard.py)
+)
 FAILURE_STAGES = {REJECTED, FAILED, FAILED_SILENTLY, FATAL, REFUSED, UNSENT, NOT_FLAGGED}
 # Not failures: skipped by the preference, possibly loaded (unconfirmed), loaded without its app list.
 ERROR_LOG_COLUMNS = ["stage", "sync_key", "kandji_id", "name", "reason"]
@@ -282,6 +286,7 @@ def missing_rows(integration: Integration, missing: MissingResult | None) -> lis
         for e in missing.cleared
     ]
     rows += [row(NOT_FLAGGED, e, e.reason) for e in missing.not_flagged]
+    rows += [row(HELD_BACK, e, gone.format(e.last_seen) + e.reason) for e in missing.held_back]
     return rows
 
 
@@ -334,7 +339,10 @@ def summarise(
             "would_flag_as_missing": stages.get(WOULD_FLAG, 0),
             "back_in_kandji": stages.get(BACK, 0),
             "not_flagged_as_missing": stages.get(NOT_FLAGGED, 0),
+            "held_back_by_safeguard": stages.get(HELD_BACK, 0),
             "when_missing": _missing_status(integration, missing),
+            "safeguard": missing.safeguard if missing else None,
+            "safeguard_confirmed_by": missing.confirmed_by if missing else None,
             **_delta_counts(integration, loaded),
             "oomnitza_status": loaded.outcome.status if loaded and loaded.outcome else None,
             "software_route": software.route if software else None,
@@ -365,9 +373,12 @@ def _missing_status(integration: Integration, missing: MissingResult | None) -> 
         return "did not run"
     if missing.status.startswith("skipped"):
         return missing.status
+    if missing.safeguard is not None:
+        return f"{missing.status}{' (dry run)' if missing.dry_run else ''}: {missing.safeguard}"
+    confirmed = f" (safeguards lifted by {missing.confirmed_by})" if missing.confirmed_by else ""
     return (
         f"{missing.status}: cutoff {missing.cutoff}, {len(missing.flagged)} flagged, "
-        f"{len(missing.cleared)} back in Kandji, {missing.already_flagged} already flagged"
+        f"{len(missing.cleared)} back in Kandji, {missing.already_flagged} already flagged{confirmed}"
     )
 
 
@@ -393,7 +404,7 @@ class Report:
     rows: list[dict[str, str]]
     warnings: list[str]
     failure: str | None
-    failure_kind: str | None  # "incomplete" or "too many failures"
+    failure_kind: str | None  # "incomplete", "safeguard" or "too many failures"
 
 
 def build_report(
@@ -452,6 +463,9 @@ def build_report(
             f"{incomplete}. {summary['failures']} record(s) not loaded; what happened to each: {location}"
         )
         return Report(summary, rows, warnings, failure, "incomplete")
+    if missing is not None and missing.safeguard_kind == MAX_FLAGGED and not missing.dry_run:
+        failure = f"{missing.safeguard} The load's results stand; the records held back: {location}"
+        return Report(summary, rows, warnings, failure, "safeguard")
     if not summary["dry_run"] and summary["failures"] > limit:
         failure = (
             f"{summary['failures']} record(s) failed to load (allowed: {limit}); everything else was loaded. "
@@ -493,6 +507,10 @@ def _missing_warnings(missing: MissingResult | None) -> list[str]:
     warnings = list(missing.warnings)
     if missing.status.startswith("skipped"):
         warnings.append(f"when_missing: nothing flagged as missing, {missing.status}")
+    if missing.safeguard is not None:
+        warnings.append(f"when_missing: {missing.safeguard}")
+    if missing.confirmed_by is not None:
+        warnings.append(f"when_missing: the safeguards were lifted for this run by {missing.confirmed_by}")
     return warnings
 
 
