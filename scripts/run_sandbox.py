@@ -105,6 +105,11 @@ def airflow_env(env: dict[str, str], home: Path, real: bool) -> dict[str, str]:
         AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
         AIRFLOW__API__HOST=HOST,
         AIRFLOW__API__PORT=str(PORT),
+        # Links in notifications and approval requests (Airflow's own required-actions link) need it; set
+        # AIRFLOW__API__BASE_URL yourself when others reach this Airflow by another name.
+        AIRFLOW__API__BASE_URL=env.get(
+            "AIRFLOW__API__BASE_URL", f"http://{LOOPBACK if HOST in ('0.0.0.0', '::') else HOST}:{PORT}"  # noqa: S104
+        ),
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://{LOOPBACK}:{PORT}/execution/",
         # `airflow ...` from PATH must be this venv's.
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
@@ -236,6 +241,19 @@ def sandbox_workflows(env: dict[str, str], home: Path) -> None:
         text = re.sub(r"(?m)^(\s+poll_interval:)\s*\S+", rf"\1 {poll}", text)
         (folder / source.name).write_text(text)
     env["KANDJI_OOMNITZA_WORKFLOWS_DIR"] = str(folder)
+
+
+def sandbox_integrations(env: dict[str, str], home: Path) -> None:
+    """With SANDBOX_EXTRA_INTEGRATIONS (the tests' own files): the shipped integration files and those, in
+    a folder of the sandbox's own. Without it the sandbox reads include/integrations as it is."""
+    if not env.get("SANDBOX_EXTRA_INTEGRATIONS"):
+        return
+    folder = home / "integrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in [ROOT / "include" / "integrations", Path(env["SANDBOX_EXTRA_INTEGRATIONS"])]:
+        for path in sorted(source.glob("*.yaml")):
+            (folder / path.name).write_text(path.read_text())
+    env["KANDJI_OOMNITZA_INTEGRATIONS_DIR"] = str(folder)
 
 
 def sample_serial() -> str:
@@ -387,6 +405,7 @@ def main() -> int:
         if not real:
             children += start_emulators(env, home, logs)
             sandbox_workflows(env, home)
+            sandbox_integrations(env, home)
         print(f"Starting Airflow in {home} (component logs in {logs}) ...", flush=True)
         subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(

@@ -328,12 +328,32 @@ def sandbox(tmp_path_factory):
             )
     # Besides the admin: alice and bob (role user: may trigger and answer approvals assigned to them) and
     # otto (role op: may also post asset events), for the workflows' forgery tests.
+    # Where the notify blocks of the tests' own settings files send (connection kandji_alerts: a webhook
+    # on loopback), and a Kandji that answers after 15 seconds, then 401 (connection kandji_watched, read
+    # by tests/fixtures/integrations/kandji_users_watched.yaml: a run that misses its deadline, then fails).
+    from helpers.alerts import AlertSink
+    from helpers.hostile import CaptureServer
+
+    alerts = AlertSink()
+    slow_kandji = CaptureServer(
+        answer=(401, "application/json", b'{"detail": "Incorrect authentication credentials."}'), delay=15
+    )
     running = Sandbox(
         tmp_path_factory.mktemp("sandbox"),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,alice:user,bob:user,otto:op",
+        SANDBOX_EXTRA_INTEGRATIONS=str(ROOT / "tests" / "fixtures" / "integrations"),
+        AIRFLOW_CONN_KANDJI_ALERTS=json.dumps(
+            {"conn_type": "apprise", "extra": {"config": [{"path": alerts.webhook_url("sandbox")}]}}
+        ),
+        AIRFLOW_CONN_KANDJI_WATCHED=json.dumps(
+            {"conn_type": "kandji", "host": slow_kandji.url, "password": "a-token-kandji-refuses"}
+        ),
     )
+    running.alerts, running.slow_kandji = alerts, slow_kandji
     yield running
     running.stop()
+    alerts.stop()
+    slow_kandji.stop()
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the marks

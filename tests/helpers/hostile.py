@@ -9,14 +9,18 @@ nothing does.
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class CaptureServer:
-    def __init__(self, answer: tuple[int, str, bytes] = (200, "application/json", b"{}")) -> None:
+    def __init__(
+        self, answer: tuple[int, str, bytes] = (200, "application/json", b"{}"), delay: float = 0.0
+    ) -> None:
         self.received: list[dict[str, Any]] = []
         self.answer = answer
+        self.delay = delay  # seconds before each answer: a slow server
         capture = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,6 +34,7 @@ class CaptureServer:
                         "body": self.rfile.read(length) if length else b"",
                     }
                 )
+                time.sleep(capture.delay)
                 status, content_type, body = capture.answer
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

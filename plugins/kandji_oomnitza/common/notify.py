@@ -116,6 +116,32 @@ def run_url(dag_id: str, run_id: str) -> str:
     return airflow_url(f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}")
 
 
+def pulled_summary(context: dict[str, Any], task_id: str, key: str) -> dict[str, Any] | None:
+    """A failed run's summary XCom, where the callback may read XComs (the DAG processor may; ``dag.test()``
+    may not: the message then says less)."""
+    ti = context.get("ti")
+    if ti is None:
+        return None
+    try:
+        pulled = ti.xcom_pull(task_ids=task_id, key=key)
+    except Exception:
+        return None
+    return pulled if isinstance(pulled, dict) else None
+
+
+def failure_reason(context: dict[str, Any], summary: dict[str, Any] | None) -> str:
+    """Why a run failed, in words: the summary's sentence, else the failed task, else Airflow's reason."""
+    if summary and summary.get("failure"):
+        return str(summary["failure"])
+    if (ti := context.get("ti")) is not None:
+        return f"task {ti.task_id} failed (its log says why)"
+    return str(context.get("reason") or "see the run in Airflow")
+
+
+def context_run_id(context: dict[str, Any]) -> str:
+    return str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", None) or "?")
+
+
 def counts_line(counts: dict[str, Any], keys: Iterable[str]) -> str:
     return ", ".join(f"{key.replace('_', ' ')} {counts[key]}" for key in keys if counts.get(key) is not None)
 

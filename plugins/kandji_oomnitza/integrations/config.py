@@ -362,8 +362,8 @@ class Integration(Strict):
     @field_validator("deadline")
     @classmethod
     def _deadline(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value) < 60:
-            raise ValueError(f"{value!r}: a deadline of at least a minute (e.g. 2h, 30m)")
+        if value is not None and parse_duration(value) < 10:
+            raise ValueError(f"{value!r}: a deadline of at least 10 seconds (e.g. 2h, 30m)")
         return value
 
     @model_validator(mode="after")

@@ -7,7 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from kandji_oomnitza import names
-from kandji_oomnitza.common.notify import Notice, counts_line, run_url
+from kandji_oomnitza.common.notify import (
+    Notice,
+    context_run_id,
+    counts_line,
+    failure_reason,
+    pulled_summary,
+    run_url,
+)
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.integrations.handover import MissingResult
@@ -36,24 +43,11 @@ def _details(dag_id: str, run_id: str, summary: dict[str, Any] | None, error_log
 
 def failure_notice(integration: Integration, dag_id: str, context: dict[str, Any]) -> Notice:
     """The run failed (a DAG failure callback's context: the run, its last task, Airflow's reason)."""
-    ti = context.get("ti")
-    run_id = str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", "?"))
-    summary = None
-    if ti is not None:
-        try:  # the report's summary, when the report ran (it says why the run failed, with counts)
-            pulled = ti.xcom_pull(task_ids=names.REPORT, key=names.SUMMARY)
-            summary = pulled if isinstance(pulled, dict) else None
-        except Exception:  # no XCom access where the callback runs (e.g. dag.test()): say less
-            summary = None
-    if summary and summary.get("failure"):
-        why = str(summary["failure"])
-    elif ti is not None:
-        why = f"task {ti.task_id} failed (its log says why)"
-    else:
-        why = str(context.get("reason") or "see the run in Airflow")
+    run_id = context_run_id(context)
+    summary = pulled_summary(context, names.REPORT, names.SUMMARY)
     return Notice(
         title=f"{integration.name}: run failed",
-        sentence=f"{integration.name} ({dag_id}) run {run_id} failed: {shorten(why, 600)}",
+        sentence=f"{integration.name} ({dag_id}) run {run_id} failed: {shorten(failure_reason(context, summary), 600)}",
         details=_details(dag_id, run_id, summary, (summary or {}).get("error_log")),
     )
 

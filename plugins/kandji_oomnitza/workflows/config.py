@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from kandji_oomnitza.common.notify import WorkflowNotify
 from kandji_oomnitza.exceptions import WorkflowFileError
 from kandji_oomnitza.presets.registry import CONN_ID_PATTERN, PRESETS, SERIAL_PATTERN, Preset
 from kandji_oomnitza.settings_files import FIELD_PATTERN, WORKFLOWS, Strict, parse_duration, validated_file
@@ -294,6 +295,9 @@ class Workflow(Strict):
         description="Oomnitza field -> value set on the record after the action",
     )
     tags: list[str] = Field(default_factory=list, max_length=20)
+    notify: WorkflowNotify | None = Field(
+        None, description="who hears that a person must approve, or that a run failed"
+    )
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -323,6 +327,11 @@ class Workflow(Strict):
             raise ValueError(
                 f"write_back sets {', '.join(sorted(overlap))}, which the trigger watches: the workflow would "
                 "start itself again (or never end); write to another field"
+            )
+        if self.notify and self.notify.on_approval_waiting and not self.approval_required:
+            raise ValueError(
+                "notify.on_approval_waiting is set but approval.mode is none: nobody is asked; set mode: "
+                "required or remove it"
             )
         if self.approval.approvers and not self.approval_required:
             raise ValueError(

@@ -12,6 +12,7 @@ hooks are imported inside the tasks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,6 +176,29 @@ shows the asset, the Kandji device resolved for its serial number, the action an
 """
 
 
+def _failure_notifier(workflow: Workflow, dag_id: str) -> Any:
+    if workflow.notify is None or not workflow.notify.on_failure:
+        return None
+    from kandji_oomnitza.common.notify import SettingsNotifier
+    from kandji_oomnitza.workflows.notices import failure_notice
+
+    return SettingsNotifier(workflow.notify.on_failure, functools.partial(failure_notice, workflow, dag_id))
+
+
+def _approval_notifiers(workflow: Workflow) -> list[Any]:
+    """Airflow's human-in-the-loop notifiers: called once, when the task starts waiting for the answer."""
+    if workflow.notify is None or not workflow.notify.on_approval_waiting:
+        return []
+    from kandji_oomnitza.common.notify import SettingsNotifier
+    from kandji_oomnitza.workflows.notices import approval_waiting_notice
+
+    return [
+        SettingsNotifier(
+            workflow.notify.on_approval_waiting, functools.partial(approval_waiting_notice, workflow)
+        )
+    ]
+
+
 def build_workflow_dag(
     stem: str,
     workflow: Workflow,
@@ -197,6 +221,7 @@ def build_workflow_dag(
         tags=["kandji", "workflow", *workflow.tags, *([] if workflow.enabled else ["disabled"])],
         doc_md=_doc(dag_id, workflow, source),
         default_args=default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10)),
+        on_failure_callback=_failure_notifier(workflow, dag_id),
     )
     def workflow_dag() -> None:
         @task(task_id=names.PREPARE, inlets=[asset], execution_timeout=PREPARE_TIMEOUT)
@@ -218,7 +243,9 @@ def build_workflow_dag(
                 "execution_timeout": ACTION_TIMEOUT,
             }
             if workflow.approval_required:
-                ApprovedWorkflowActionOperator(subject=subject, body=body, **common)
+                ApprovedWorkflowActionOperator(
+                    subject=subject, body=body, notifiers=_approval_notifiers(workflow), **common
+                )
             else:
                 WorkflowActionOperator(**common)
 

@@ -346,7 +346,7 @@ def summarize(
         "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith(done)),
         "repeated_events": len(duplicates),
     }
-    failure = (
+    summary["failure"] = failure = (
         f"{len(failed)} record(s) could not be acted on: "
         + "; ".join(f"{f.get('serial_number')}: {f.get('outcome') or f.get('problem')}" for f in failed)
         if failed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from helpers.alerts import AlertSink
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, days_ago, oomnitza_assets, patch_record
+from helpers.workflow_runs import finished, wait_until
 
 pytestmark = pytest.mark.e2e
 GONE = {"after_days": 1, "set": {"status": "Not in Kandji"}}
@@ -205,3 +206,36 @@ def test_an_ordinary_departure_flags_as_before(
     summary = result.xcom("report")
     assert result.state == "success" and summary["flagged_as_missing"] == 1 and summary["safeguard"] is None
     assert sink.hooks == []
+
+
+WATCHED = "kandji_users_watched"  # tests/fixtures/integrations/kandji_users_watched.yaml
+
+
+def test_a_run_past_its_deadline_is_told_once_by_the_triggerer_then_its_failure_by_the_dag_processor(
+    sandbox,
+):
+    """The real scheduler, triggerer and DAG processor: a run whose Kandji answers only after 15 seconds
+    (then 401) misses its 10-second deadline (Airflow's deadline alert, run in the triggerer: one message),
+    then fails (the DAG's failure callback, run by the DAG processor: one message with the report's
+    sentence and the links)."""
+    started = sandbox.api.post(
+        f"{sandbox.base}/api/v2/dags/{WATCHED}/dagRuns", json={"logical_date": None}, timeout=30
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+
+    def about_this_run(title: str) -> list[dict]:
+        return [h for h in sandbox.alerts.hooks if title in h.get("title", "") and run_id in h["message"]]
+
+    (late,) = wait_until("the deadline message", lambda: about_this_run("not finished within 10s"), 90)
+    assert late["title"] == "Kandji Users (watched): not finished within 10s"
+    assert f"{WATCHED}) run {run_id} has not finished 10s after it was queued" in late["message"]
+    assert f"run: {sandbox.base}/dags/{WATCHED}/runs/" in late["message"]
+    assert finished(sandbox, WATCHED, run_id)["state"] == "failed"
+    (failed,) = wait_until("the failure message", lambda: about_this_run("run failed"), 90)
+    assert failed["title"] == "Kandji Users (watched): run failed"
+    # The report's sentence (read from its summary XCom by the DAG processor), the counts, the links.
+    assert "failed: Kandji was not read: the extract did not finish" in failed["message"], failed["message"]
+    assert "records sent 0" in failed["message"] and "error log: " in failed["message"]
+    assert "a-token-kandji-refuses" not in sandbox.alerts.everything()
+    assert len(about_this_run("not finished within")) == 1  # told once, not once per scheduler loop

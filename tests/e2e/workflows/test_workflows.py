@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from helpers.harness import SEEN_PINS, secrets_in
 from helpers.workflow_runs import (
     LOCK,
     POLL,
@@ -223,6 +224,15 @@ def test_only_airflows_record_of_a_listed_approvers_answer_sends(sandbox, fleet)
     (line,) = summary_of(sandbox, STOLEN, run_id)["records"]
     assert "no send was recorded for this entry" in line["outcome"] and "approved_by" not in line
     assert not asset(sandbox, mac["equipment_id"]).get("kandji_last_action")
+    # The workflow's notify block: the approver was told once, with Airflow's link to the answer, and
+    # the failed run was told from the DAG processor's failure callback, with the summary's sentence.
+    (asked,) = alerts_about(sandbox, mac["serial_number"], "approval needed", wait=True)
+    link = f"{sandbox.base}/dags/{STOLEN}/runs/{run_id}/tasks/per_device.run_action/required_actions"
+    assert f"approve or reject: {link}?map_index=0" in asked["message"], asked
+    assert "waits for approval by bob" in asked["message"]
+    (failed,) = alerts_about(sandbox, mac["serial_number"], "run failed", wait=True)
+    assert "1 record(s) could not be acted on" in failed["message"] and "sent 0, not sent 1" in failed["message"]
+    assert f"{sandbox.base}/dags/{STOLEN}/runs/" in failed["message"]
 
     # bob rejects; alice rewrites the result to an approval and clears the task: it only asks again.
     before = len(runs_of(sandbox, STOLEN))
@@ -268,6 +278,25 @@ def test_only_airflows_record_of_a_listed_approvers_answer_sends(sandbox, fleet)
     assert asset(sandbox, again["equipment_id"])["kandji_last_action"] == "Lock Device sent (approved by bob)"
     (line,) = summary_of(sandbox, STOLEN, run_id)["records"]
     assert line["outcome"] == "sent (Kandji Lock Device)" and line["approved_by"] == "bob"
+    assert len(alerts_about(sandbox, again["serial_number"], "approval needed")) == 2  # once per asking
+    assert not alerts_about(sandbox, again["serial_number"], "run failed")
+    told = sandbox.alerts.everything()
+    assert not secrets_in(told) and not any(pin in told for pin in SEEN_PINS), "a secret in a message"
+
+
+def alerts_about(sandbox, serial: str, title: str, wait: bool = False) -> list[dict]:
+    """The messages the sandbox's kandji_alerts webhook received with ``title`` that name ``serial``."""
+
+    def matching():
+        return [
+            hook
+            for hook in sandbox.alerts.hooks
+            if title in hook.get("title", "") and serial in hook.get("message", "")
+        ]
+
+    if wait:
+        wait_until(f"a {title!r} message about {serial}", matching, timeout=60)
+    return matching()
 
 
 def test_forged_asset_events_start_nothing_and_swallow_no_real_entry(sandbox, fleet):

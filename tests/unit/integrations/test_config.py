@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from helpers.harness import ROOT
@@ -238,3 +240,79 @@ def test_when_missing_knows_its_fields(tmp_path):
     assert integration.sync_time_field == "kandji_connector_sync_time"
     assert integration.when_missing.fields == ["status", "notes"]
     assert load_integration(write(tmp_path, DEFAULT_ASSETS)).when_missing is None  # off by default
+
+
+# -- notify, deadline and the safeguards -----------------------------------------------------------
+WHEN_MISSING = {"after_days": 1, "set": {"status": "Not in Kandji"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (changed(notify={"on_failure": []}), ["notify.on_failure", "at least 1 item"]),
+        (changed(notify={"on_falure": ["it_alerts"]}), ["notify.on_falure", "unknown key"]),
+        (
+            changed(notify={"on_failure": ["slack://T0/B0/secret"]}),
+            ["notify.on_failure.0", "connection of type apprise"],
+        ),
+        (changed(deadline="2h"), ["deadline", "notify.on_failure targets"]),
+        (changed(deadline="5s", notify={"on_failure": ["a"]}), ["deadline", "at least 10 seconds"]),
+        (changed(deadline="soon", notify={"on_failure": ["a"]}), ["deadline", "not a duration"]),
+        (changed(notify={"on_safeguard": ["a"]}), ["notify.on_safeguard", "when_missing, which is off"]),
+        (
+            changed(when_missing={**WHEN_MISSING, "max_flagged": "150%"}),
+            ["when_missing.max_flagged", "150%"],
+        ),
+        (
+            changed(when_missing={**WHEN_MISSING, "max_flagged": -1}),
+            ["when_missing.max_flagged"],
+        ),
+        (
+            changed(when_missing={**WHEN_MISSING, "max_listing_shrink": "lots"}),
+            ["when_missing.max_listing_shrink"],
+        ),
+    ],
+    ids=[
+        "empty list",
+        "unknown event",
+        "credentials in yaml",
+        "deadline without target",
+        "tiny deadline",
+        "bad deadline",
+        "safeguard without when_missing",
+        "percent over 100",
+        "negative",
+        "not a percentage",
+    ],
+)
+def test_notify_deadline_and_safeguard_mistakes_name_the_field(tmp_path, data, expected):
+    with pytest.raises(IntegrationFileError) as caught:
+        load_integration(write(tmp_path, data))
+    for part in expected:
+        assert part in str(caught.value), str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["kandji_devices_and_software.yaml", "kandji_users.yaml"])
+def test_the_shipped_commented_notify_and_safeguard_blocks_are_valid_when_uncommented(tmp_path, name):
+    """The shipped files show notify, deadline and the safeguard keys as comments: uncommented as a user
+    would, they load (so the example a user copies works)."""
+    block = re.compile(
+        r"# ((when_missing|notify|deadline):.*|  (after_days|set|clear_when_seen|max_\w+|on_\w+):.*)"
+    )
+    uncommented = [
+        line[2:] if block.fullmatch(line) else line for line in (FOLDER / name).read_text().splitlines()
+    ]
+    loaded = load_integration(write(tmp_path, "\n".join(uncommented) + "\n", name))
+    assert loaded.notify is not None and loaded.notify.on_failure == ["it_alerts"]
+    assert loaded.deadline_interval is not None and loaded.deadline_interval.total_seconds() == 7200
+    assert loaded.when_missing is not None
+
+
+def test_max_flagged_is_a_number_or_a_percentage_with_a_floor(tmp_path):
+    percent = load_integration(write(tmp_path, changed(when_missing=WHEN_MISSING))).when_missing
+    assert percent.max_flagged == "5%" and percent.max_listing_shrink == "20%"
+    assert percent.flagging_limit(640) == 32  # 5% of 640
+    assert percent.flagging_limit(50) == 10  # the floor
+    number = load_integration(write(tmp_path, changed(when_missing={**WHEN_MISSING, "max_flagged": 3})))
+    assert number.when_missing.flagging_limit(10_000) == 3

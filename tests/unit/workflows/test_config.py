@@ -53,6 +53,13 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
         ({"approval__timeout": "10s"}, "at least a minute"),
         ({"enabled": None}, "enabled: is required"),
         ({"trigger__condition": []}, "trigger.condition: unknown key"),
+        ({"notify__on_approval": ["it_alerts"]}, "notify.on_approval: unknown key"),
+        ({"notify__on_failure": []}, "notify.on_failure: List should have at least 1 item"),
+        ({"notify__on_failure": ["slack://T0/B0/X"]}, "connection of type apprise"),
+        (
+            {"notify__on_approval_waiting": ["it_alerts"], "approval__mode": "none"},
+            "notify.on_approval_waiting is set but approval.mode is none",
+        ),
     ],
 )
 def test_mistakes_are_named_with_the_field_and_the_fix(tmp_path, changes, expected):

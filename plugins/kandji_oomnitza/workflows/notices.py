@@ -1,0 +1,71 @@
+"""The messages a workflow's ``notify`` block sends (common/notify.py delivers them): a person must
+approve (with the link to Airflow's Required Actions), or a run failed. One sentence, the counts, the
+links; never a PIN, a token or the record's payload (the approval's subject names the device and the
+action, nothing more)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from kandji_oomnitza import names
+from kandji_oomnitza.common.notify import (
+    Notice,
+    airflow_url,
+    context_run_id,
+    counts_line,
+    failure_reason,
+    pulled_summary,
+    run_url,
+)
+from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.workflows.config import Workflow
+
+
+def workflow_label(workflow: Workflow, dag_id: str) -> str:
+    return workflow.name or dag_id
+
+
+def required_actions_url(context: dict[str, Any]) -> str:
+    """Where the approver answers: Airflow's own link to the task's Required Actions (``[api] base_url``),
+    or its path when no base URL is set."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    try:
+        return HITLOperator.generate_link_to_ui_from_context(context=context)
+    except ValueError:  # no [api] base_url
+        ti = context["ti"]
+        path = "/".join(
+            ["/dags", quote(ti.dag_id, safe=""), "runs", quote(ti.run_id, safe=""), "tasks", ti.task_id]
+        )
+        return airflow_url(f"{path}/required_actions?map_index={ti.map_index}")
+
+
+def approval_waiting_notice(workflow: Workflow, context: dict[str, Any]) -> Notice:
+    """A human-in-the-loop task's notifier context: the task (its rendered subject) and its instance."""
+    task, ti = context["task"], context["ti"]
+    dag_id = ti.dag_id
+    who = ", ".join(workflow.approval.approvers) or "any user allowed to answer in Airflow"
+    hours = workflow.approval.timeout / 3600
+    return Notice(
+        title=f"{workflow_label(workflow, dag_id)}: approval needed",
+        sentence=(
+            f"{shorten(task.subject, 200)} waits for approval by {who}; without an answer within "
+            f"{hours:g} h nothing is sent."
+        ),
+        details=[f"approve or reject: {required_actions_url(context)}", f"run: {run_url(dag_id, ti.run_id)}"],
+        failure=False,
+    )
+
+
+def failure_notice(workflow: Workflow, dag_id: str, context: dict[str, Any]) -> Notice:
+    """A workflow run failed: a record could not be acted on, or a step failed."""
+    run_id = context_run_id(context)
+    summary = pulled_summary(context, names.WORKFLOW_SUMMARY, names.SUMMARY)
+    label = workflow_label(workflow, dag_id)
+    details = [counts_line(summary, ("sent", "not_sent"))] if summary else []
+    return Notice(
+        title=f"{label}: run failed",
+        sentence=f"{label} ({dag_id}) run {run_id} failed: {shorten(failure_reason(context, summary), 600)}",
+        details=[*details, f"run: {run_url(dag_id, run_id)}"],
+    )
