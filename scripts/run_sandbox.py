@@ -108,7 +108,8 @@ def airflow_env(env: dict[str, str], home: Path, real: bool) -> dict[str, str]:
         # Links in notifications and approval requests (Airflow's own required-actions link) need it; set
         # AIRFLOW__API__BASE_URL yourself when others reach this Airflow by another name.
         AIRFLOW__API__BASE_URL=env.get(
-            "AIRFLOW__API__BASE_URL", f"http://{LOOPBACK if HOST in ('0.0.0.0', '::') else HOST}:{PORT}"  # noqa: S104
+            "AIRFLOW__API__BASE_URL",
+            f"http://{LOOPBACK if HOST in ('0.0.0.0', '::') else HOST}:{PORT}",  # noqa: S104
         ),
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://{LOOPBACK}:{PORT}/execution/",
         # `airflow ...` from PATH must be this venv's.

@@ -231,7 +231,9 @@ def test_only_airflows_record_of_a_listed_approvers_answer_sends(sandbox, fleet)
     assert f"approve or reject: {link}?map_index=0" in asked["message"], asked
     assert "waits for approval by bob" in asked["message"]
     (failed,) = alerts_about(sandbox, mac["serial_number"], "run failed", wait=True)
-    assert "1 record(s) could not be acted on" in failed["message"] and "sent 0, not sent 1" in failed["message"]
+    assert (
+        "1 record(s) could not be acted on" in failed["message"] and "sent 0, not sent 1" in failed["message"]
+    )
     assert f"{sandbox.base}/dags/{STOLEN}/runs/" in failed["message"]
 
     # bob rejects; alice rewrites the result to an approval and clears the task: it only asks again.
