@@ -155,6 +155,14 @@ def target_label(target: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
+def notify_words(notify: Strict | None) -> str:
+    """A notify block for a DAG's docs: each event and its targets (a URL by scheme and host only: its
+    path may be a webhook's secret)."""
+    told = notify.model_dump(exclude_none=True) if notify is not None else {}
+    parts = [f"{event} → {', '.join(target_label(t) for t in targets)}" for event, targets in told.items()]
+    return "; ".join(parts) or "none (see notify: in the README)"
+
+
 def _service(target: str, connection: Any | None) -> Any:
     import apprise
     from airflow.providers.apprise.hooks.apprise import AppriseHook

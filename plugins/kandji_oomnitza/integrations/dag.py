@@ -73,6 +73,7 @@ naming the file, the field and the fix).
 {software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
 - Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
 - Records gone from Kandji: {integration.when_missing_words}
+- Notifications: {_notify_words(integration)}
 
 **Every run is a full, idempotent snapshot of Kandji as it is when the run reads it**: Oomnitza matches
 records on the sync key, so a rerun or a retry creates no duplicates, and Connector Sync Time is the
@@ -93,6 +94,15 @@ loaded, after everything else was loaded.
 |---|---|
 {mappings}
 """
+
+
+def _notify_words(integration: Integration) -> str:
+    from kandji_oomnitza.common.notify import notify_words
+
+    words = notify_words(integration.notify)
+    if integration.deadline:
+        words += f"; deadline {integration.deadline} after a run is queued (told to on_failure)"
+    return words
 
 
 # -- the tasks' Airflow side: what Airflow holds in, plain values out -----------------------------------

@@ -22,6 +22,7 @@ from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_g
 
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
+from kandji_oomnitza.common.notify import notify_words
 from kandji_oomnitza.settings_files import WORKFLOWS, scan
 from kandji_oomnitza.workflows import tasks
 from kandji_oomnitza.workflows.config import Workflow
@@ -170,6 +171,7 @@ Defined by `{source.name}`. **{"Enabled" if workflow.enabled else "Disabled (ena
 - Approval: {approval}
 - Write-back:
 {write_back}
+- Notifications: {notify_words(workflow.notify)}
 
 Each record starts one run per entry into the condition (see the README, "Workflows"). The approval
 shows the asset, the Kandji device resolved for its serial number, the action and its inputs.

@@ -24,3 +24,20 @@ def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
         "d", run, {**base, "dry_run": True, "flagged_as_missing": 0, "would_flag_as_missing": 4}, True
     )
     assert dry.flagged_as_missing == 4 and dry.dry_run
+
+
+def test_a_tripped_safeguard_and_who_lifted_it_reach_the_page():
+    from types import SimpleNamespace
+
+    from kandji_oomnitza.ui.page.overview import run_summary
+
+    run = SimpleNamespace(
+        run_id="scheduled__1", state="failed", run_type="scheduled", conf={}, queued_at=None,
+        start_date=None, end_date=None,
+    )  # fmt: skip
+    sentence = "Kandji listed 64 devices, and 576 were not in it: flagging them was stopped by the safeguard"
+    stopped = run_summary("d", run, {"kandji_records": 64, "safeguard": sentence}, True)
+    assert stopped.safeguard == sentence and stopped.safeguard_confirmed_by is None
+    lifted = run_summary("d", run, {"kandji_records": 64, "safeguard_confirmed_by": "admin"}, True)
+    assert lifted.safeguard is None and lifted.safeguard_confirmed_by == "admin"
+    assert run_summary("d", run, {"kandji_records": 64}, True).safeguard is None

@@ -62,6 +62,8 @@ class RunSummary(BaseModel):
     flagged_as_missing: int | None = None  # a dry run: how many would be
     back_in_kandji: int | None = None
     when_missing: str | None = None
+    safeguard: str | None = None  # a safeguard stopped the flagging: its sentence
+    safeguard_confirmed_by: str | None = None  # who lifted the safeguards for this run
     delta: str | None = None  # "delta", "full: <why>" or "off"
     skipped_unchanged: int | None = None
     counts: RunCounts | None = None
@@ -262,6 +264,8 @@ def run_summary(
         flagged_as_missing=_flagged(summary) if usable else None,
         back_in_kandji=summary.get("back_in_kandji") if usable else None,
         when_missing=summary.get("when_missing") if usable else None,
+        safeguard=_text(summary.get("safeguard")) if usable else None,
+        safeguard_confirmed_by=_text(summary.get("safeguard_confirmed_by")) if usable else None,
         delta=summary.get("delta") if usable else None,
         skipped_unchanged=summary.get("skipped_unchanged") if usable else None,
         counts=counts,
@@ -270,6 +274,10 @@ def run_summary(
         has_error_log=error_log_exists,
         airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
     )
+
+
+def _text(value: Any) -> str | None:
+    return str(value)[:1000] if value else None
 
 
 def _flagged(summary: dict[str, Any]) -> int | None:

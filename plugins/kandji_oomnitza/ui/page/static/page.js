@@ -172,7 +172,15 @@ function renderTile(item) {
       title: "The file is valid, but Airflow has no DAG for it: it may not have parsed it yet, or see Airflow's import errors" },
       "not loaded by Airflow"),
     settingsList(item),
-    el("p", { class: "muted" }, "Last run: ", last ? [stateBadge(last.state), " ", when(last.started_at || last.queued_at), " · ", countsText(last)] : "none yet"));
+    el("p", { class: "muted" }, "Last run: ", last ? [stateBadge(last.state), " ", when(last.started_at || last.queued_at), " · ", countsText(last)] : "none yet"),
+    safeguardNote(last));
+}
+
+// A safeguard that stopped the flagging of records gone from Kandji, or who lifted the safeguards.
+function safeguardNote(run) {
+  if (run && run.safeguard) return el("p", { class: "warning", "data-testid": "safeguard" }, "Safeguard: ", run.safeguard);
+  if (run && run.safeguard_confirmed_by) return el("p", { class: "muted", "data-testid": "safeguard" }, `Safeguards lifted for this run by ${run.safeguard_confirmed_by}`);
+  return null;
 }
 
 // -- one integration ---------------------------------------------------------------------------------
@@ -231,7 +239,9 @@ function runsTable(item) {
         el("td", {}, run.dry_run ? "yes" : "no"),
         num(run.kandji_records), num(run.dry_run ? run.would_send : run.records_sent), num(c.added), num(c.updated), num(c.unchanged), num(c.skipped), num(c.failed),
         num(run.not_loaded),
-        el("td", { class: "num", title: run.when_missing || "" }, run.flagged_as_missing ?? "—"),
+        run.safeguard
+          ? el("td", { class: "num warning", title: run.safeguard, "data-testid": "safeguard-cell" }, "stopped by the safeguard")
+          : el("td", { class: "num", title: run.when_missing || "" }, run.flagged_as_missing ?? "—"),
         el("td", {}, run.has_error_log
           ? el("button", { class: "link", "data-testid": "show-error-log", onclick: () => showErrorLog(item.id, run.run_id) }, "Error log")
           : ""));
