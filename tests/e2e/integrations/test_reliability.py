@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -284,7 +285,7 @@ def test_two_integrations_at_once_share_one_tenant(
         env = {
             **env_base,
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db(home),
         }
         children.append(
             subprocess.Popen(
@@ -297,7 +298,15 @@ def test_two_integrations_at_once_share_one_tenant(
             )
         )
     try:
-        outputs = [child.communicate(timeout=600)[0] for child in children]
+        outputs = []
+        for dag_id, child in zip(("kandji_devices_and_software", "kandji_users"), children, strict=True):
+            try:
+                outputs.append(child.communicate(timeout=600)[0])
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                pytest.fail(
+                    f"{dag_id} did not finish in 600 s; its output ends:\n{child.communicate()[0][-3000:]}"
+                )
     finally:
         for child in children:  # a hung run must not outlive the test, nor its API server
             if child.poll() is None:
@@ -322,6 +331,19 @@ def test_two_integrations_at_once_share_one_tenant(
                  "kandji_faulted": sum(1 for c in calls if c["status"] == 429), "oomnitza_calls": None, "oomnitza_faulted": None,
                  "seconds": round(time.monotonic() - started, 1), **accounting})  # fmt: skip
     REPORT.write_text(json.dumps(rows, indent=1))
+
+
+def metadata_db(home) -> str:
+    """A PostgreSQL database of its own where `make test` provides PostgreSQL (the executor, an API
+    server and the run share it: SQLite locks under them on a loaded machine), else SQLite."""
+    from scripts import services
+
+    server = os.environ.get(services.PREFIX + "POSTGRESQL")
+    if not server:
+        return f"sqlite:///{home / 'airflow.db'}"
+    name = "kandji_oomnitza_reliability_" + home.name
+    services.create_database(server, name)
+    return services.database_url(server, name)
 
 
 # -- permanent faults end a run at once; records are isolated; nothing vanishes ----------------------

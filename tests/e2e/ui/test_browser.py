@@ -140,9 +140,10 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     frame = page.frame_locator("iframe").first  # Airflow shows the plugin page inside its own layout
     tiles = frame.get_by_test_id("tile")
     tiles.first.wait_for(timeout=30_000)
-    assert tiles.count() == 2
+    # The shipped files, and the tests' own (tests/fixtures/integrations, the sandbox fixture adds it).
+    assert tiles.count() == 3
     names = frame.locator("[data-testid=tile] h2").all_inner_texts()
-    assert sorted(names) == ["Kandji Devices and Software", "Kandji Users"]
+    assert sorted(names) == ["Kandji Devices and Software", "Kandji Users", "Kandji Users (watched)"]
     page.screenshot(path=str(shots / "06-integrations-tiles.png"))
 
     frame.locator("[data-testid=tile][data-id=kandji_devices_and_software]").click()
