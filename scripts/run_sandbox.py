@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -214,18 +214,50 @@ def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subproc
         users = requests.get(f"{kandji_url}/_emulator/users", timeout=30).json()
         known = [{"email": u["email"], "full_name": u["name"]} for u in users[::2]]
         requests.post(f"{oomnitza_url}/_emulator/records/users", json=known, timeout=30).raise_for_status()
-    env["AIRFLOW_CONN_KANDJI_DEFAULT"] = json.dumps(
-        {"conn_type": "kandji", "host": kandji_url, "password": KANDJI_TOKEN}
-    )
-    env["AIRFLOW_CONN_OOMNITZA_DEFAULT"] = json.dumps(
-        {
+    return procs
+
+
+def emulator_connections() -> dict[str, dict[str, str]]:
+    """The sandbox's two connections: to the emulators, with the emulators' tokens (never a real one)."""
+    return {
+        "kandji_default": {
+            "conn_type": "kandji",
+            "host": f"http://{LOOPBACK}:{KANDJI_PORT}",
+            "password": KANDJI_TOKEN,
+        },
+        "oomnitza_default": {
             "conn_type": "oomnitza",
-            "host": oomnitza_url,
+            "host": f"http://{LOOPBACK}:{OOMNITZA_PORT}",
             "login": "kandji-integration",
             "password": OOMNITZA_TOKEN,
-        }
+        },
+    }
+
+
+# Run with the sandbox's Airflow environment; the connections arrive on stdin (never in argv).
+STORE_CONNECTIONS = """
+import json, sys
+from sqlalchemy import delete
+from airflow.models import Connection
+from airflow.utils.session import create_session
+with create_session() as session:
+    for conn_id, fields in json.load(sys.stdin).items():
+        session.execute(delete(Connection).where(Connection.conn_id == conn_id))
+        session.add(Connection(conn_id=conn_id, **fields))
+"""
+
+
+def store_connections(env: dict[str, str], connections: dict[str, dict[str, str]]) -> None:
+    """The sandbox's connections as rows of the metadata DB (Admin → Connections lists them, to open, edit
+    and Test), written afresh at every start: the emulators' ports may have changed."""
+    subprocess.run(
+        [sys.executable, "-c", STORE_CONNECTIONS],
+        input=json.dumps(connections),
+        env=env,
+        check=True,
+        text=True,
+        stdout=subprocess.DEVNULL,
     )
-    return procs
 
 
 def sandbox_workflows(env: dict[str, str], home: Path) -> None:
@@ -306,16 +338,14 @@ def write_private(path: Path, text: str) -> None:
 def write_cli_env(env: dict[str, str], home: Path, real: bool) -> Path:
     """A file to source for the airflow CLI on this sandbox (same home, folders and DB), readable by its
     owner only. It holds what the CLI needs (the metadata DB's address, the Fernet key that decrypts
-    what the DB stores) and no other secret; in sandbox mode also the emulators' connections, never
-    real tokens."""
+    what the DB stores) and no other secret. Connections are not in it: the sandbox's are rows of the
+    metadata DB, and real tenants' stay in the environment they came from."""
     keys = [
         k
         for k in env
         if (k.startswith("AIRFLOW__") and not CLI_NEEDS_NOT.search(k))
         or k in ("AIRFLOW_HOME", "PYTHONPATH", "KANDJI_OOMNITZA_WORKFLOWS_DIR")
     ]
-    if not real:
-        keys += ["AIRFLOW_CONN_KANDJI_DEFAULT", "AIRFLOW_CONN_OOMNITZA_DEFAULT"]
     path = home / "airflow-env.sh"
     lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(keys)]
     lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
@@ -323,6 +353,11 @@ def write_cli_env(env: dict[str, str], home: Path, real: bool) -> Path:
         path, "# source this file to use the airflow CLI on the make-run sandbox\n" + "\n".join(lines) + "\n"
     )
     return path
+
+
+def next_midnight() -> str:
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    return f"{tomorrow.isoformat()} 00:00 UTC"
 
 
 def print_welcome(real: bool, home: Path, logs: Path) -> None:
@@ -335,15 +370,26 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
     )
     if real:
         body = f"""
- Tenants:         your real Kandji and Oomnitza (from the environment)
- The integration DAGs start PAUSED: nothing is sent to your Oomnitza until you unpause one.
-  1. Integrations (left-hand navigation, or {ui}/plugin/integrations): open an integration,
-     keep Dry run ticked, press Run now; read its report (what would be sent, the error log).
-  2. When the dry run looks right, unpause the DAG in Airflow: it then runs on its schedule."""
+ Tenants:         your real Kandji and Oomnitza
+ Connections:     kandji_default, oomnitza_default from the environment (AIRFLOW_CONN_* or the
+                  shorthand variables): Airflow reads them there, so Admin > Connections does not list
+                  them and no token is stored in its database.
+ The integration DAGs start PAUSED: nothing is sent to your Oomnitza until you unpause one, and
+ Airflow starts no run of a paused DAG, a dry run included.
+  1. Unpause "Kandji Devices and Software" in Airflow. Nothing runs at once: its first scheduled run
+     comes at its next scheduled time (the shipped files: daily, {next_midnight()}).
+  2. Integrations (left-hand navigation, or {ui}/plugin/integrations): open it, keep Dry run ticked,
+     press Run now; read its report (what would be sent, every record that would be refused, the error log).
+  3. If the dry run is not right, pause the DAG again before its scheduled time."""
     else:
         body = f"""
  Kandji emulator: http://{LOOPBACK}:{KANDJI_PORT} ({DEVICES} devices)
  Oomnitza:        http://{LOOPBACK}:{OOMNITZA_PORT}/  (what landed: assets, software, users, runs)
+
+ Connections:     kandji_default and oomnitza_default (the emulators) in Admin > Connections: open
+                  one and press Test. They are written again at every start.
+ Nothing has run yet: the integrations' first scheduled runs come at their next scheduled time
+ (daily, {next_midnight()}); until then only what you start runs.
 
  Four things to try:
   1. Integrations (left-hand navigation, or {ui}/plugin/integrations): open
@@ -355,8 +401,9 @@ def print_welcome(real: bool, home: Path, logs: Path) -> None:
   4. Workflow "Lost device → Lock Device" (kandji_workflow_lost_device_lock), after step 1 put assets
      in Oomnitza: on http://{LOOPBACK}:{OOMNITZA_PORT}/assets change an asset's status to Lost. Within
      {os.environ.get("SANDBOX_WORKFLOW_POLL", "15s")} a run starts and waits for you: Airflow > Browse > Required Actions
-     (or the run's Lock Device task) > Approve. The lock then shows in the Kandji emulator's request log
-     (http://{LOOPBACK}:{KANDJI_PORT}/_emulator/requests) and the asset's kandji_last_action says so.
+     (or the run's Lock Device task) > Approve. The lock then shows on the device's page in the
+     Kandji emulator ("Commands sent: DeviceLock"; the Lock Device task's "Device in Kandji" link, or
+     http://{LOOPBACK}:{KANDJI_PORT}/devices/<device id>) and the asset's kandji_last_action says so.
      The sandbox runs switched-on copies of include/workflows/ made at start: restart it after an edit."""
     print(
         f"""
@@ -409,6 +456,8 @@ def main() -> int:
             sandbox_integrations(env, home)
         print(f"Starting Airflow in {home} (component logs in {logs}) ...", flush=True)
         subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        if not real:
+            store_connections(env, emulator_connections())
         subprocess.run(
             ["airflow", "pools", "set", "kandji_api", "4", "Tasks that call the Kandji API (one tenant rate limit)"],
             env=env, check=True, stdout=subprocess.DEVNULL,

@@ -75,6 +75,28 @@ def test_an_unreachable_host_a_name_that_does_not_resolve_and_a_tls_failure_say_
         ok, message = _connect(service, conn_type, airflow_connections, url, token).test_connection()
         assert not ok and expected in message, (url, message)
         assert token not in message
+        # One sentence of ours: no HTTP library's words (the Test makes no retries, whatever urllib3 says).
+        assert "Max retries" not in message and "HTTPConnectionPool" not in message, message
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_the_test_names_the_connection_or_this_connection_under_airflows_made_up_id(
+    service, airflow_connections, kandji_emulator, oomnitza_emulator, monkeypatch
+):
+    """`airflow connections test <id>` names the id; Airflow's Test button tests a copy under a made-up
+    id of eight letters and digits (an AIRFLOW_CONN_ variable of the API server), which would mean
+    nothing to the person: the message says "this connection" there."""
+    hook_class, conn_id, token, _ = SERVICES[service]
+    admin = kandji_emulator if service == "kandji" else oomnitza_emulator
+    airflow_connections(conn_id, conn_type=service, host=admin.url, password="wrong-token")
+    ok, message = hook_class(conn_id, max_attempts=1).test_connection()
+    assert not ok and f"'{conn_id}'" in message, message
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_QX7LM2ZA",
+        json.dumps({"conn_type": service, "host": admin.url, "password": "wrong-token"}),
+    )
+    ok, message = hook_class("qX7lM2za", max_attempts=1).test_connection()
+    assert not ok and "this connection" in message and "qX7lM2za" not in message, message
 
 
 def test_the_project_is_an_airflow_provider_with_both_connection_types():

@@ -23,6 +23,7 @@ import functools
 import html
 import ipaddress
 import json
+import os
 import re
 import threading
 import time
@@ -101,9 +102,14 @@ class TransportError(ApiError):
     acted on the request (decided from urllib3's exception types).
     """
 
-    def __init__(self, message: str, *, endpoint: str = "", certainly_unsent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, endpoint: str = "", certainly_unsent: bool = False, plain: str = ""
+    ) -> None:
         super().__init__(message, endpoint=endpoint)
         self.certainly_unsent = certainly_unsent
+        # The message without the HTTP library's own words (its "Max retries exceeded" counts urllib3's
+        # attempts, not ours): what the connection Test says.
+        self.plain = redact(plain or message)
 
 
 class MalformedResponseError(ApiError):
@@ -454,9 +460,12 @@ class RestApiHook(HttpHook):
         """Our own error for a failure below HTTP, redacted, classified from urllib3's exception types."""
         where = f"{self.service_name} API {label}"
         if isinstance(exc, requests.exceptions.SSLError):
+            reason = re.search(r"\[SSL[^\]]*\][^'\"()]*", str(exc))
+            said = f" ({reason[0].strip()})" if reason else ""
             return PermanentApiError(
-                f"{where}: the TLS handshake with {self.root_url()} failed ({shorten(exc, 200)}). Check the "
-                f"host of connection '{self.http_conn_id}' and the server's certificate.",
+                f"{where}: the TLS handshake with {self.root_url()} failed{said}. Check the host of "
+                f"connection '{self.http_conn_id}' (https:// where the server speaks TLS) and the server's "
+                "certificate.",
                 endpoint=label,
             )
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
@@ -480,6 +489,7 @@ class RestApiHook(HttpHook):
             f"{where}: {what} ({type(exc).__name__}: {shorten(exc, 300)})",
             endpoint=label,
             certainly_unsent=unsent,
+            plain=f"{where}: {what}.",
         )
 
     # -- the connection test (Admin → Connections → Test; `airflow connections test`) ------------------
@@ -509,8 +519,7 @@ class RestApiHook(HttpHook):
                     else "(an HTML or text page, not shown)"
                 )
                 exc = api_error(self.describe_error(exc.status, exc.endpoint, said), status=exc.status)
-            # Airflow tests a connection under a made-up id: name it as the person sees it.
-            return False, str(exc).replace(f"'{self.http_conn_id}'", "(this one)")
+            return False, self._as_tested(exc.plain if isinstance(exc, TransportError) else str(exc))
         except Exception as exc:  # a test must answer, whatever went wrong
             return False, f"{self.service_name}: {shorten(exc, 300)}"
         try:
@@ -525,6 +534,18 @@ class RestApiHook(HttpHook):
                 "of this connection."
             )
         return True, f"Connected to {root}: {self.probe_success}"
+
+    def _as_tested(self, message: str) -> str:
+        """Airflow's Test button tests a copy under a made-up id (eight random letters and digits, as an
+        environment variable of the API server) and never tells the hook the real one: there the message
+        says "this connection"; `airflow connections test <id>` keeps the id."""
+        conn_id = self.http_conn_id
+        made_up = re.fullmatch(r"[A-Za-z0-9]{8}", conn_id) and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
+        if not made_up:
+            return message
+        return message.replace(f"connection '{conn_id}'", "this connection").replace(
+            f"'{conn_id}'", "this connection"
+        )
 
     def _probe(self) -> requests.Response:
         """The Test's one read; after a 429, once more when its Retry-After (bounded) has passed."""

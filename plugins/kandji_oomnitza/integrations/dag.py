@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
 from kandji_oomnitza import names
-from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
+from kandji_oomnitza.common.dag_defaults import default_args
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.integrations.newest_run import NewestRunOnly
@@ -40,11 +40,18 @@ TIMEOUTS = {
 
 
 def _timetable(integration: Integration):
+    """The schedule's first run is its next time after the DAG appears (or is unpaused), never a run of
+    the last time at once: a new or unpaused integration loads nothing before its schedule says so or
+    someone presses Run now (a dry run can come first). Airflow honours ``run_immediately`` only for a
+    DAG without a start date, and its ``False`` still runs the last time when that was within a tenth of
+    the interval: ``timedelta(0)`` means "never"."""
     from airflow.sdk import CronTriggerTimetable
 
     if integration.schedule.cron is None:
         return None
-    return CronTriggerTimetable(integration.schedule.cron, timezone=integration.schedule.timezone)
+    return CronTriggerTimetable(
+        integration.schedule.cron, timezone=integration.schedule.timezone, run_immediately=timedelta(0)
+    )
 
 
 def _doc(dag_id: str, integration: Integration, source: Path) -> str:
@@ -323,7 +330,6 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         dag_display_name=integration.name,
         description=integration.description or integration.name,
         schedule=_timetable(integration),
-        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         tags=list(dict.fromkeys(tags)),

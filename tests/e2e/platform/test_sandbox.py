@@ -115,10 +115,22 @@ def test_the_sandbox_listens_on_loopback_only(sandbox):
         )
 
 
-def test_no_task_starts_before_the_api_server_is_healthy(sandbox):
+def test_nothing_runs_until_someone_starts_it_and_no_task_before_the_api_server_is_healthy(sandbox):
+    """The tour is not front-run: the integrations are unpaused but their first scheduled run is their
+    next scheduled time (shown), not a run at once; whatever runs later started after the API server
+    was healthy."""
     healthy = re.search(r"API server healthy at (\S+);", sandbox.output())
     assert healthy, sandbox.output()[-2000:]
-    wait_for_runs(sandbox, USERS, 1, run_type="scheduled")
+    wait_for_scheduler_heartbeats(sandbox, 2)  # a run due at once would have been created by now
+    started = datetime.fromisoformat(healthy[1])
+    for dag_id in (USERS, "kandji_devices_and_software"):
+        dag = sandbox.get(f"dags/{dag_id}")
+        assert not dag["is_paused"]
+        assert (
+            datetime.fromisoformat(dag["next_dagrun_run_after"]) > started
+        )  # the next midnight, not the last
+        assert sandbox.get(f"dags/{dag_id}/dagRuns", run_type="scheduled")["total_entries"] == 0
+    assert "first scheduled run" in sandbox.output()  # the welcome text says when
     starts = [
         ti["start_date"]
         for dag in (USERS, "kandji_devices_and_software")
@@ -126,29 +138,33 @@ def test_no_task_starts_before_the_api_server_is_healthy(sandbox):
         for ti in task_instances(sandbox, dag, run["dag_run_id"]).values()
         if ti["start_date"]
     ]
-    assert starts and min(datetime.fromisoformat(s) for s in starts) >= datetime.fromisoformat(healthy[1])
+    assert all(datetime.fromisoformat(s) >= started for s in starts)
     assert "Component logs:" in sandbox.output() and "[info" not in sandbox.output()  # Airflow logs to files
 
 
-def test_a_backfill_of_a_snapshot_sync_reads_kandji_once_and_never_moves_data_backwards(sandbox):
-    (scheduled,) = wait_for_runs(sandbox, USERS, 1, run_type="scheduled")
-    assert scheduled["state"] == "success"
-    today = datetime.fromisoformat(scheduled["logical_date"])
-    first_read = xcom(sandbox, USERS, scheduled["dag_run_id"], "extract", "stats")["read_at"]
+def test_a_cli_backfill_of_a_snapshot_sync_reads_kandji_once_and_never_moves_data_backwards(sandbox):
+    """The README's `airflow backfill create` against the running sandbox (PostgreSQL, so no "database is
+    locked"), first time: three dates, one real sync (the newest), the others skipped with their reason."""
+    import subprocess
 
-    # Three days up to and including today's scheduled run, which the backfill runs again.
-    answer = sandbox.api.post(
-        f"{sandbox.base}/api/v2/backfills",
-        json={
-            "dag_id": USERS,
-            "from_date": (today - timedelta(days=2)).isoformat(),
-            "to_date": today.isoformat(),
-            "max_active_runs": 3,
-            "reprocess_behavior": "completed",
-        },
-        timeout=30,
+    today = datetime.fromisoformat(sandbox.get(f"dags/{USERS}")["next_dagrun_logical_date"]) - timedelta(
+        days=1
     )
-    assert answer.status_code == 200, answer.text
+    env_file = sandbox.home / "airflow-env.sh"
+    command = (
+        f"source {env_file} && airflow backfill create --dag-id {USERS} "
+        f"--from-date {(today - timedelta(days=2)).isoformat()} --to-date {today.isoformat()} "
+        "--max-active-runs 3 --reprocess-behavior completed"
+    )
+    created = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+    )
+    assert created.returncode == 0, (created.stdout[-2000:], created.stderr[-3000:])
+    assert "Traceback" not in created.stderr and "database is locked" not in created.stderr
     runs = wait_for_runs(sandbox, USERS, 3, run_type="backfill", timeout=600)
     assert len(runs) == 3 and all(r["state"] == "success" for r in runs), runs
 
@@ -163,9 +179,10 @@ def test_a_backfill_of_a_snapshot_sync_reads_kandji_once_and_never_moves_data_ba
         synced.append(run)
         worked = [ti for ti in tis.values() if ti["state"] in ("success", "failed") and ti["start_date"]]
         windows.append((min(t["start_date"] for t in worked), max(t["end_date"] for t in worked)))
-    assert len(synced) == 1 and synced[0]["logical_date"] == scheduled["logical_date"]  # the newest date only
+    assert (
+        len(synced) == 1 and datetime.fromisoformat(synced[0]["logical_date"]) == today
+    )  # the newest date only
     newest_read = xcom(sandbox, USERS, synced[0]["dag_run_id"], "extract", "stats")["read_at"]
-    assert newest_read >= first_read
     # Every user Oomnitza knows carries the newest read, never an older date.
     users = (
         requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["users"].values()

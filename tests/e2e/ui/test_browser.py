@@ -254,7 +254,7 @@ def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth
     page.get_by_role("row").filter(has_text="kandji_wrong_token").wait_for()
     result = run_connection_test(page, "kandji_wrong_token")
     assert result["status"] is False
-    assert "Kandji rejected the API token of connection (this one) (HTTP 401" in result["message"]
+    assert "Kandji rejected the API token of this connection (HTTP 401" in result["message"]
     assert "not-the-token" not in result["message"]
 
 
