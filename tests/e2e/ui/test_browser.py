@@ -258,6 +258,23 @@ def test_kandji_connection_form_relabels_its_fields_and_its_test_tells_the_truth
     assert "not-the-token" not in result["message"]
 
 
+def test_the_sandboxs_connections_are_listed_and_test_from_the_ui(browser_sandbox, browser_page):
+    """Admin > Connections holds the sandbox's two connections (rows of the metadata DB, not environment
+    variables), and each row's Test button connects to its emulator."""
+    sandbox = browser_sandbox
+    page, shots = browser_page
+    page.goto(sandbox["base"] + "/connections", wait_until="networkidle")
+    for conn_id, url, what in (
+        ("kandji_default", sandbox["kandji"], "the API token is valid and may list devices."),
+        ("oomnitza_default", sandbox["oomnitza"], "the API token is valid"),
+    ):
+        page.get_by_role("row").filter(has_text=conn_id).first.wait_for()
+        result = run_connection_test(page, conn_id)
+        assert result["status"] is True and result["message"].startswith(f"Connected to {url}"), result
+        assert what in result["message"], result
+    page.screenshot(path=str(shots / "12-sandbox-connections-tested.png"))
+
+
 def test_mark_an_asset_lost_then_approve_the_lock_in_airflow(browser_sandbox, browser_page, fleet):
     """The workflow as a person meets it: the asset's status changed on the Oomnitza page, the approval in
     Airflow's UI, the lock in the Kandji emulator's request log."""
