@@ -86,7 +86,7 @@ def test_the_test_names_the_connection_or_this_connection_under_airflows_made_up
     """`airflow connections test <id>` names the id; Airflow's Test button tests a copy under a made-up
     id of eight letters and digits (an AIRFLOW_CONN_ variable of the API server), which would mean
     nothing to the person: the message says "this connection" there."""
-    hook_class, conn_id, token, _ = SERVICES[service]
+    hook_class, conn_id, _, _ = SERVICES[service]
     admin = kandji_emulator if service == "kandji" else oomnitza_emulator
     airflow_connections(conn_id, conn_type=service, host=admin.url, password="wrong-token")
     ok, message = hook_class(conn_id, max_attempts=1).test_connection()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -236,6 +237,11 @@ def percent_of(value: str) -> float:
     return float(match[1])
 
 
+def _assignments(values: dict[str, Any]) -> str:
+    """Field values as a person reads them: status = "Not in Kandji", kandji_missing = true."""
+    return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items())
+
+
 class WhenMissing(Strict):
     """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
     them once (never delete), and optionally set others when the record shows up in Kandji again.
@@ -427,9 +433,10 @@ class Integration(Strict):
         option = self.when_missing
         if option is None:
             return "left as they are (when_missing is off)"
-        words = f"after {option.after_days:g} day(s) unseen, set {option.set} once (never deleted)"
+        days = f"{option.after_days:g} day{'' if option.after_days == 1 else 's'}"
+        words = f"after {days} unseen, set {_assignments(option.set)} once (never deleted)"
         if option.clear_when_seen:
-            words += f"; back in Kandji, set {option.clear_when_seen}"
+            words += f"; back in Kandji, set {_assignments(option.clear_when_seen)}"
         return words + "; only after a complete Kandji listing"
 
     @property

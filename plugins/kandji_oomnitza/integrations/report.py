@@ -328,6 +328,10 @@ def summarise(
             "kandji_records": extracted.count if extracted else None,
             "records_sent": loaded.sent if loaded else 0,
             "would_send": loaded.would_send if loaded else None,
+            # A dry run's first records as they would be sent (a few mapped fields, app counts), and the
+            # file with every payload: the Integrations page shows both.
+            "preview": loaded.sample if loaded and loaded.dry_run else None,
+            "dry_run_payloads": loaded.payloads if loaded and loaded.dry_run else None,
             "rejected_before_load": stages.get(REJECTED, 0),
             **{k: counts.get(k, 0) for k in ("added", "updated", "unchanged", "skipped", "failed")},
             "unconfirmed": stages.get(UNCONFIRMED, 0),
@@ -531,11 +535,12 @@ def log_report(integration: Integration, report: Report, loaded: LoadResult | No
     )
     if loaded is not None and loaded.dry_run:
         log.info(
-            "Dry run: nothing was sent. %d record(s) would be sent; the first ones: %s. Every payload: %s",
+            "Dry run: nothing was sent. %d record(s) would be sent (every payload: %s); the first ones:",
             loaded.would_send or 0,
-            loaded.sample,
             loaded.payloads,
         )
+        for number, record in enumerate(loaded.sample, 1):
+            log.info("  %d. %s", number, "; ".join(f"{field}: {value}" for field, value in record.items()))
     skipped = sum(1 for r in report.rows if r["stage"].startswith("skipped"))
     if skipped:
         log.info(

@@ -167,7 +167,8 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     frame.locator(f'tr[data-run-id="{run_id}"] td.num').first.wait_for()
     cells = row.locator("td").all_inner_texts()
     assert cells[3] == "yes"  # dry run
-    assert cells[4] == "40" and cells[5] == "40"  # Kandji records, would send
+    assert cells[4] == "full"  # the mode: delta loads are off in the shipped file
+    assert cells[5] == "40" and cells[6] == "40"  # Kandji records, would send
     run = (
         sandbox["api"]
         .get(f"{sandbox['base']}/api/v2/dags/kandji_devices_and_software/dagRuns/{run_id}", timeout=10)
@@ -179,6 +180,67 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     assert "would send 40 of 40" in frame.get_by_test_id("run-message").inner_text()
     row.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "08-integration-dry-run-finished.png"))
+    # The dry run's preview opens by itself when the followed run ends: the first records as they would
+    # be sent (mapped fields, app counts), what would be refused, and where every payload is.
+    preview = frame.get_by_test_id("preview-table")
+    preview.wait_for(timeout=30_000)
+    headers = preview.locator("th").all_inner_texts()
+    assert "serial_number" in headers and "APPLICATIONS" in headers, headers
+    assert preview.locator("tbody tr").count() == 5
+    column = headers.index("APPLICATIONS") + 1
+    apps = preview.locator(f"tbody td:nth-child({column})").all_inner_texts()
+    assert len(apps) == 5 and all(text.endswith(" apps") for text in apps), apps
+    assert (
+        frame.get_by_test_id("preview-rejected").inner_text() == "No record would be refused before loading."
+    )
+    assert "dry_run_payloads.jsonl" in frame.locator("#error-log").inner_text()
+    frame.locator("#error-log").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "08b-integration-dry-run-preview.png"))
+
+
+def test_a_skipped_backfill_run_says_why_on_the_integrations_page(browser_sandbox, browser_page):
+    """A backfill over two dates: the older run skips itself (a newer one exists); its row says so in
+    words instead of a green row of dashes."""
+    from datetime import datetime, timedelta
+
+    from helpers.workflow_runs import wait_until
+
+    sandbox = browser_sandbox
+    page, shots = browser_page
+    dag = sandbox.get("dags/kandji_users")
+    newest = datetime.fromisoformat(dag["next_dagrun_logical_date"]) - timedelta(days=3)
+    created = sandbox.api.post(
+        f"{sandbox.base}/api/v2/backfills",
+        json={"dag_id": "kandji_users", "from_date": (newest - timedelta(days=1)).isoformat(),
+              "to_date": newest.isoformat(), "max_active_runs": 2, "reprocess_behavior": "completed"},
+        timeout=30,
+    )  # fmt: skip
+    assert created.status_code == 200, created.text
+    older = (newest - timedelta(days=1)).isoformat()
+
+    def skipped_run():
+        runs = sandbox.get("dags/kandji_users/dagRuns", run_type="backfill", limit=100)["dag_runs"]
+        return next(
+            (
+                r
+                for r in runs
+                if datetime.fromisoformat(r["logical_date"]).isoformat() == older and r["state"] == "success"
+            ),
+            None,
+        )
+
+    run = wait_until("the older backfill run", skipped_run, 300)
+    page.goto(sandbox["base"] + "/plugin/integrations", wait_until="networkidle")
+    frame = page.frame_locator("iframe").first
+    frame.locator("[data-testid=tile][data-id=kandji_users]").click()
+    reason = frame.locator(f'tr[data-run-id="{run["dag_run_id"]}"] [data-testid=skipped-reason]')
+    reason.wait_for(timeout=30_000)
+    assert reason.inner_text().startswith("Skipped: a newer run of this integration exists"), (
+        reason.inner_text()
+    )
+    assert "To sync now, trigger the DAG." in reason.inner_text()
+    reason.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "08c-skipped-backfill-run.png"))
 
 
 def test_a_preset_failure_reads_as_one_sentence_in_the_log_panel(browser_sandbox, browser_page):

@@ -61,7 +61,17 @@ def test_dag_docs_and_tiles_say_what_happens_to_records_gone_from_kandji():
     )
     assert ASSETS.when_missing_words == "left as they are (when_missing is off)"
     assert on.when_missing_words == (
-        "after 7 day(s) unseen, set {'status': 'Not in Kandji'} once (never deleted); only after a complete Kandji listing"
+        'after 7 days unseen, set status = "Not in Kandji" once (never deleted); only after a complete Kandji listing'
+    )
+    half = ASSETS.model_copy(
+        update={
+            "when_missing": WhenMissing(
+                after_days=1, set={"kandji_missing": True}, clear_when_seen={"status": None}
+            )
+        }
+    )
+    assert half.when_missing_words.startswith(
+        "after 1 day unseen, set kandji_missing = true once (never deleted); back in Kandji, set status = null"
     )
 
 

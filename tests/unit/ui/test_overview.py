@@ -41,3 +41,30 @@ def test_a_tripped_safeguard_and_who_lifted_it_reach_the_page():
     lifted = run_summary("d", run, {"kandji_records": 64, "safeguard_confirmed_by": "admin"}, True)
     assert lifted.safeguard is None and lifted.safeguard_confirmed_by == "admin"
     assert run_summary("d", run, {"kandji_records": 64}, True).safeguard is None
+
+
+def test_a_skipped_run_says_why_and_a_dry_run_carries_its_preview():
+    from types import SimpleNamespace
+
+    from kandji_oomnitza.ui.page.overview import run_summary
+
+    run = SimpleNamespace(
+        run_id="backfill__1", state="success", run_type="backfill", conf={}, queued_at=None,
+        start_date=None, end_date=None,
+    )  # fmt: skip
+    skipped = run_summary(
+        "d", run, None, False, skipped_reason="Skipped: a newer run of this integration exists"
+    )
+    assert skipped.skipped_reason.startswith("Skipped: a newer run") and not skipped.has_summary
+    preview = [{"serial_number": "C02X", "APPLICATIONS": "12 apps", "n": 3}] * 12
+    dry = run_summary(
+        "d", run, {"dry_run": True, "would_send": 12, "preview": preview, "dry_run_payloads": "file:///x.jsonl",
+                   "rejected_before_load": 2}, True,
+    )  # fmt: skip
+    assert len(dry.preview) == 10 and dry.preview[0] == {
+        "serial_number": "C02X",
+        "APPLICATIONS": "12 apps",
+        "n": "3",
+    }
+    assert dry.dry_run_payloads == "file:///x.jsonl" and dry.rejected_before_load == 2
+    assert run_summary("d", run, {"preview": "not a list"}, True).preview is None

@@ -40,6 +40,7 @@ from kandji_oomnitza.ui.page.overview import (
     read_integration_files,
     run_summaries,
     run_summary,
+    skip_reasons,
     tile,
 )
 from kandji_oomnitza.ui.page.workflows import WorkflowCard, read_workflow_files
@@ -148,6 +149,7 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
     if not access.can_read_xcom(dag_id):
         return [run_summary(dag_id, run, None, False, summary_hidden=True) for run in runs]
     summaries = run_summaries(session, dag_id, [r.run_id for r in runs], REPORT_TASK_ID)
+    skipped = skip_reasons(session, dag_id, [r.run_id for r in runs])
     logs = access.can_read_logs(dag_id)
     return [
         run_summary(
@@ -155,6 +157,7 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
             run,
             summaries.get(run.run_id),
             logs and bool((summaries.get(run.run_id) or {}).get("error_log")),
+            skipped_reason=skipped.get(run.run_id),
         )
         for run in runs
     ]

@@ -62,6 +62,10 @@ class RunSummary(BaseModel):
     flagged_as_missing: int | None = None  # a dry run: how many would be
     back_in_kandji: int | None = None
     when_missing: str | None = None
+    skipped_reason: str | None = None  # the run skipped itself (newest_run_only): why, in words
+    preview: list[dict[str, str]] | None = None  # a dry run: its first records as they would be sent
+    dry_run_payloads: str | None = None  # a dry run: where every payload it would have sent is
+    rejected_before_load: int | None = None
     safeguard: str | None = None  # a safeguard stopped the flagging: its sentence
     safeguard_confirmed_by: str | None = None  # who lifted the safeguards for this run
     delta: str | None = None  # "delta", "full: <why>" or "off"
@@ -243,7 +247,13 @@ def _iso(value: Any) -> str | None:
 
 
 def run_summary(
-    dag_id: str, run: Any, summary: Any, error_log_exists: bool, *, summary_hidden: bool = False
+    dag_id: str,
+    run: Any,
+    summary: Any,
+    error_log_exists: bool,
+    *,
+    summary_hidden: bool = False,
+    skipped_reason: Any = None,
 ) -> RunSummary:
     """A DAG run as the page shows it; ``summary`` is the report task's XCom (absent while running)."""
     conf = run.conf or {}
@@ -265,6 +275,10 @@ def run_summary(
         back_in_kandji=summary.get("back_in_kandji") if usable else None,
         when_missing=summary.get("when_missing") if usable else None,
         safeguard=_text(summary.get("safeguard")) if usable else None,
+        skipped_reason=_text(skipped_reason),
+        preview=_preview(summary.get("preview")) if usable else None,
+        dry_run_payloads=_text(summary.get("dry_run_payloads")) if usable else None,
+        rejected_before_load=summary.get("rejected_before_load") if usable else None,
         safeguard_confirmed_by=_text(summary.get("safeguard_confirmed_by")) if usable else None,
         delta=summary.get("delta") if usable else None,
         skipped_unchanged=summary.get("skipped_unchanged") if usable else None,
@@ -274,6 +288,36 @@ def run_summary(
         has_error_log=error_log_exists,
         airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
     )
+
+
+def _preview(value: Any) -> list[dict[str, str]] | None:
+    """A dry run's preview as text cells (at most 10 records of 20 fields: a glance, not the payloads)."""
+    if not isinstance(value, list):
+        return None
+    return [
+        {str(k)[:100]: str(v)[:300] for k, v in list(record.items())[:20]}
+        for record in value[:10]
+        if isinstance(record, dict)
+    ]
+
+
+def skip_reasons(session: Any, dag_id: str, run_ids: list[str]) -> dict[str, Any]:
+    """Why each run skipped itself, by run id: the reason its first task pushed (newest_run_only)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    from kandji_oomnitza import names
+
+    rows = session.scalars(
+        select(XComModel).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id.in_(run_ids),
+            XComModel.task_id == names.NEWEST_RUN_ONLY,
+            XComModel.key == names.SKIPPED,
+            XComModel.map_index == -1,
+        )
+    ).all()
+    return {row.run_id: XComModel.deserialize_value(row) for row in rows}
 
 
 def _text(value: Any) -> str | None:

@@ -58,12 +58,14 @@ function endpointText(endpoint) {
 
 function countsText(run) {
   if (run && run.summary_hidden) return "counts hidden: you may not read this DAG's XComs";
+  if (run && run.skipped_reason) return run.skipped_reason;
   if (!run || !run.counts) return run && ["running", "queued"].includes(run.state) ? "in progress…" : "no summary";
-  const unchanged = run.skipped_unchanged ? ` · ${run.skipped_unchanged} unchanged, not sent (${run.delta})` : "";
-  const gone = run.flagged_as_missing ? ` · ${run.flagged_as_missing} ${run.dry_run ? "would be " : ""}flagged gone from Kandji` : "";
+  const unchanged = run.skipped_unchanged ? ` · ${run.skipped_unchanged} not sent: unchanged since Oomnitza confirmed them (${run.delta})` : "";
+  const gone = (run.flagged_as_missing ? ` · ${run.flagged_as_missing} ${run.dry_run ? "would be " : ""}flagged gone from Kandji` : "") +
+    (run.back_in_kandji ? ` · ${run.back_in_kandji} back in Kandji` : "");
   if (run.dry_run) return `dry run · would send ${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records${unchanged}${gone}`;
   const c = run.counts;
-  return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged · ${c.skipped} skipped · ` +
+  return `${c.added} added · ${c.updated} updated · ${c.unchanged} unchanged in Oomnitza · ${c.skipped} skipped · ` +
     `${c.failed} failed in Oomnitza · ${run.not_loaded ?? 0} not loaded${unchanged}${gone}`;
 }
 
@@ -226,26 +228,60 @@ function mappingTable(item) {
 function runsTable(item) {
   if (!item.runs.length) return el("p", { class: "muted" }, "No runs yet.");
   // Skipped (by the preference) and failed stay apart: "Not loaded" counts failures only.
-  const headings = ["Run", "State", "Started", "Dry run", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged", "Skipped", "Failed in Oomnitza", "Not loaded (failures)", "Flagged gone (dry run: would flag)", ""];
+  const headings = ["Run", "State", "Started", "Dry run", "Mode", "Kandji records", "Sent (dry run: would send)", "Added", "Updated", "Unchanged in Oomnitza", "Unchanged, not sent (delta)", "Skipped", "Failed in Oomnitza", "Not loaded (failures)", "Flagged gone (dry run: would flag)", "Back in Kandji", ""];
   return el("table", { "data-testid": "runs-table" },
     el("thead", {}, el("tr", {}, headings.map(h => el("th", {}, h)))),
     el("tbody", {}, item.runs.map(run => {
       const c = run.counts || {};
       const num = v => el("td", { class: "num" }, v ?? "—");
-      return el("tr", { "data-run-id": run.run_id },
+      const first = [
         el("td", {}, el("a", { href: AIRFLOW + run.airflow_url, target: "_top" }, run.run_id)),
-        el("td", {}, stateBadge(run.state)),
+        el("td", {}, run.skipped_reason ? el("span", { class: "badge" }, "skipped") : stateBadge(run.state)),
         el("td", {}, when(run.started_at || run.queued_at)),
-        el("td", {}, run.dry_run ? "yes" : "no"),
-        num(run.kandji_records), num(run.dry_run ? run.would_send : run.records_sent), num(c.added), num(c.updated), num(c.unchanged), num(c.skipped), num(c.failed),
+        el("td", {}, run.dry_run ? "yes" : "no")];
+      if (run.skipped_reason) {  // the run did nothing on purpose: say why instead of a row of dashes
+        return el("tr", { "data-run-id": run.run_id }, first,
+          el("td", { colspan: headings.length - first.length, "data-testid": "skipped-reason" }, run.skipped_reason));
+      }
+      return el("tr", { "data-run-id": run.run_id }, first,
+        el("td", { "data-testid": "run-mode" }, modeText(run)),
+        num(run.kandji_records), num(run.dry_run ? run.would_send : run.records_sent), num(c.added), num(c.updated), num(c.unchanged),
+        num(run.skipped_unchanged), num(c.skipped), num(c.failed),
         num(run.not_loaded),
         run.safeguard
           ? el("td", { class: "num warning", title: run.safeguard, "data-testid": "safeguard-cell" }, "stopped by the safeguard")
           : el("td", { class: "num", title: run.when_missing || "" }, run.flagged_as_missing ?? "—"),
-        el("td", {}, run.has_error_log
-          ? el("button", { class: "link", "data-testid": "show-error-log", onclick: () => showErrorLog(item.id, run.run_id) }, "Error log")
-          : ""));
+        num(run.back_in_kandji),
+        el("td", {},
+          run.preview ? el("button", { class: "link", "data-testid": "show-preview", onclick: () => showPreview(run) }, "Preview") : null,
+          run.preview && run.has_error_log ? " · " : null,
+          run.has_error_log
+            ? el("button", { class: "link", "data-testid": "show-error-log", onclick: () => showErrorLog(item.id, run.run_id) }, "Error log")
+            : null));
     })));
+}
+
+// "delta" or "full: <why>" (delta loads on), "full" (off), "—" (the load did not run).
+function modeText(run) {
+  if (!run.delta || run.delta === "did not run") return "—";
+  return run.delta === "off" ? "full" : run.delta;
+}
+
+// A dry run's first records as they would be sent, what would be refused, and where every payload is.
+function showPreview(run) {
+  const target = document.getElementById("error-log");
+  const fields = [...new Set(run.preview.flatMap(record => Object.keys(record)))];
+  const rejected = run.rejected_before_load || 0;
+  target.replaceChildren(
+    el("h3", {}, `Dry run ${run.run_id}: what would be sent`),
+    el("p", { class: "muted" }, `${run.would_send ?? 0} of ${run.kandji_records ?? 0} Kandji records would be sent; the first ${run.preview.length}:`),
+    el("table", { "data-testid": "preview-table" },
+      el("thead", {}, el("tr", {}, fields.map(f => el("th", {}, f)))),
+      el("tbody", {}, run.preview.map(record => el("tr", {}, fields.map(f => el("td", {}, record[f] ?? "")))))),
+    el("p", { "data-testid": "preview-rejected" }, rejected
+      ? `${rejected} record(s) would be refused before loading: the Error log lists each with why.`
+      : "No record would be refused before loading."),
+    run.dry_run_payloads ? el("p", { class: "muted" }, "Every payload that would have been sent: ", el("code", {}, run.dry_run_payloads)) : null);
 }
 
 async function showErrorLog(id, runId) {
@@ -275,8 +311,15 @@ function showFollowed(run) {
   const finished = ["success", "failed"].includes(state);
   const outcome = finished && run.has_summary ? ` · ${countsText(run)}` : "";
   const dry = followed.dryRun ? " (dry run: nothing is sent to Oomnitza)" : "";
+  const paused = followed.paused && !finished
+    ? ` ${followed.name} is paused: Airflow starts none of its runs, this one included, until you unpause it (unpausing starts no scheduled run at once; the first comes at its next scheduled time).`
+    : "";
   message.replaceChildren(el("div", { class: `message ${state === "failed" ? "bad" : "good"}`, "data-testid": "run-message",
-    "data-state": state }, `Run ${followed.runId} ${state}${dry}${outcome}.`));
+    "data-state": state }, `Run ${followed.runId} ${state}${dry}${outcome}.${paused}`));
+  if (finished && run.preview && !followed.previewShown) {  // a finished dry run: show what it would send
+    followed.previewShown = true;
+    showPreview(run);
+  }
 }
 
 async function runNow(item, dryRun, button) {
@@ -286,7 +329,7 @@ async function runNow(item, dryRun, button) {
     const run = await request(`${AIRFLOW}api/v2/dags/${encodeURIComponent(item.id)}/dagRuns`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ logical_date: null, conf: { dry_run: dryRun } }) });
-    followed = { runId: run.dag_run_id, dryRun };
+    followed = { runId: run.dag_run_id, dryRun, name: item.name, paused: Boolean(item.schedule && item.schedule.paused) };
     showFollowed(null);
     await refreshRuns(item.id);
   } catch (error) {
