@@ -74,6 +74,18 @@ def parse_duration(value: Any) -> float:
     return float(match[1]) * UNIT_SECONDS[match[2]]
 
 
+def duration_words(seconds: float) -> str:
+    """A duration as a person reads it: "15 seconds", "1 day", "1 hour 30 minutes" (never 0:00:15)."""
+    import pendulum
+
+    return pendulum.duration(seconds=seconds).in_words(locale="en") if seconds > 0 else "0 seconds"
+
+
+def days_words(days: float) -> str:
+    """A number of days as written in a settings file: "7 days", "1 day", "0.5 days"."""
+    return f"{days:g} day{'' if days == 1 else 's'}"
+
+
 def short(text: Any, limit: int) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

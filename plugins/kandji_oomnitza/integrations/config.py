@@ -25,7 +25,13 @@ from kandji_oomnitza.common.notify import IntegrationNotify
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
-from kandji_oomnitza.settings_files import INTEGRATIONS, Strict, parse_duration, validated_file
+from kandji_oomnitza.settings_files import (
+    INTEGRATIONS,
+    Strict,
+    days_words,
+    parse_duration,
+    validated_file,
+)
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
@@ -237,7 +243,7 @@ def percent_of(value: str) -> float:
     return float(match[1])
 
 
-def _assignments(values: dict[str, Any]) -> str:
+def assignments_words(values: dict[str, Any]) -> str:
     """Field values as a person reads them: status = "Not in Kandji", kandji_missing = true."""
     return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in values.items())
 
@@ -433,10 +439,9 @@ class Integration(Strict):
         option = self.when_missing
         if option is None:
             return "left as they are (when_missing is off)"
-        days = f"{option.after_days:g} day{'' if option.after_days == 1 else 's'}"
-        words = f"after {days} unseen, set {_assignments(option.set)} once (never deleted)"
+        words = f"after {days_words(option.after_days)} unseen, set {assignments_words(option.set)} once (never deleted)"
         if option.clear_when_seen:
-            words += f"; back in Kandji, set {_assignments(option.clear_when_seen)}"
+            words += f"; back in Kandji, set {assignments_words(option.clear_when_seen)}"
         return words + "; only after a complete Kandji listing"
 
     @property

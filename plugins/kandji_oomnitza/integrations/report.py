@@ -29,7 +29,7 @@ from kandji_oomnitza.common.kandji_values import is_empty
 from kandji_oomnitza.common.redaction import redact, redact_value, shorten
 from kandji_oomnitza.hooks.oomnitza import REFUSED, UNCONFIRMED, UNSENT
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_in
-from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.config import Integration, assignments_words
 from kandji_oomnitza.integrations.handover import (
     ExtractStats,
     LoadResult,
@@ -39,6 +39,7 @@ from kandji_oomnitza.integrations.handover import (
 )
 from kandji_oomnitza.integrations.mapping import ID, LABEL, plain
 from kandji_oomnitza.integrations.safeguard import MAX_FLAGGED
+from kandji_oomnitza.settings_files import days_words
 
 REPORTS_VARIABLE = "kandji_oomnitza_reports_path"
 ERROR_LOG = "errors.csv"
@@ -272,16 +273,20 @@ def missing_rows(integration: Integration, missing: MissingResult | None) -> lis
             "reason": reason,
         }
 
-    gone = f"not seen in Kandji for over {missing.after_days} day(s) (last seen {{}}); "
+    gone = f"not seen in Kandji for over {days_words(missing.after_days)} (last seen {{}}); "
     rows = [
-        row(WOULD_FLAG if missing.dry_run else FLAGGED, e, gone.format(e.last_seen) + f"set {option.set}")
+        row(
+            WOULD_FLAG if missing.dry_run else FLAGGED,
+            e,
+            gone.format(e.last_seen) + f"set {assignments_words(option.set)}",
+        )
         for e in missing.flagged
     ]
     rows += [
         row(
             WOULD_CLEAR if missing.dry_run else BACK,
             e,
-            f"flagged before and listed by Kandji again; set {option.clear_when_seen}",
+            f"flagged before and listed by Kandji again; set {assignments_words(option.clear_when_seen)}",
         )
         for e in missing.cleared
     ]

@@ -9,9 +9,9 @@ from an XCom.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
+from kandji_oomnitza.settings_files import duration_words
 from kandji_oomnitza.workflows.config import Workflow
 
 APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"
@@ -70,7 +70,7 @@ def approval_decision(
         return None, {"outcome": "Airflow holds no answer to the approval: nothing sent", "failure": True}
     who = answer.get("responded_by_user")
     if not isinstance(who, dict) or not who.get("id"):  # the timeout applied the default answer
-        timeout = timedelta(seconds=workflow.approval.timeout)
+        timeout = duration_words(workflow.approval.timeout)
         return None, {"outcome": f"no answer within {timeout}: nothing sent", "failure": False}
     name = who.get("name") or who["id"]
     if list(answer.get("chosen_options") or []) != [APPROVE_OPTION]:

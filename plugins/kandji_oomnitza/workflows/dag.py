@@ -23,7 +23,7 @@ from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_g
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.notify import notify_words
-from kandji_oomnitza.settings_files import WORKFLOWS, scan
+from kandji_oomnitza.settings_files import WORKFLOWS, duration_words, scan
 from kandji_oomnitza.workflows import tasks
 from kandji_oomnitza.workflows.config import Workflow
 from kandji_oomnitza.workflows.operator import ApprovedWorkflowActionOperator, WorkflowActionOperator
@@ -147,7 +147,7 @@ def _doc(dag_id: str, workflow: Workflow, source: Path) -> str:
     preset = workflow.action.definition
     approval = (
         f"required ({', '.join(workflow.approval.approvers) or 'anyone allowed to act on this DAG'}; "
-        f"no answer within {timedelta(seconds=workflow.approval.timeout)} sends nothing)"
+        f"no answer within {duration_words(workflow.approval.timeout)} sends nothing)"
         if workflow.approval_required
         else "none: the action is sent as soon as a record matches"
     )
@@ -165,7 +165,7 @@ def _doc(dag_id: str, workflow: Workflow, source: Path) -> str:
 Defined by `{source.name}`. **{"Enabled" if workflow.enabled else "Disabled (enabled: false): Oomnitza is not polled"}.**
 
 - When an Oomnitza asset starts matching `{workflow.trigger.describe()}` (polled every
-  {timedelta(seconds=workflow.trigger.poll_interval)} through `{workflow.trigger.connection}`), one run starts for it.
+  {duration_words(workflow.trigger.poll_interval)} through `{workflow.trigger.connection}`), one run starts for it.
 - Action: **{preset.title}** on the device whose serial number is in `{workflow.action.serial_field}`; inputs:
 {inputs}
 - Approval: {approval}

@@ -3,7 +3,6 @@ waiting. Read from the workflow files, the metadata DB (runs, their summary XCom
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -11,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kandji_oomnitza.settings_files import WORKFLOWS, SettingsFile, scan
+from kandji_oomnitza.settings_files import WORKFLOWS, SettingsFile, duration_words, scan
 from kandji_oomnitza.ui.page.overview import run_summaries
 
 RUNS_SHOWN = 5
@@ -158,7 +157,7 @@ def card(
     if workflow is None:
         return WorkflowCard(**base, valid=False, error=entry.error)
     preset = workflow.action.definition
-    timeout = timedelta(seconds=workflow.approval.timeout)
+    timeout = duration_words(workflow.approval.timeout)
     approval = (
         f"required: {', '.join(workflow.approval.approvers) or 'anyone allowed to act on this DAG'}; "
         f"no answer within {timeout} sends nothing"
@@ -176,7 +175,7 @@ def card(
         in_airflow=dag_model is not None,
         trigger=(
             f"Oomnitza {workflow.trigger.object} where {workflow.trigger.describe()} "
-            f"(every {timedelta(seconds=workflow.trigger.poll_interval)}, {workflow.trigger.connection})"
+            f"(every {duration_words(workflow.trigger.poll_interval)}, {workflow.trigger.connection})"
         ),
         action=f"{preset.title} on the device in {workflow.action.serial_field}",
         inputs=dict(workflow.action.inputs),
