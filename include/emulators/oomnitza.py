@@ -651,12 +651,14 @@ class OomnitzaEmulator(Emulator):
             if kind != "assets":
                 return ""
             ident = html.escape(str(record.get("equipment_id", "")), quote=True)
-            options = "".join(
-                f"<option{' selected' if v == record.get('status') else ''}>{html.escape(v)}</option>"
-                for v in statuses
+            current = record.get("status")
+            # The record's own status, selected; none yet: an empty choice (the first status would look
+            # like the asset's). autocomplete=off: a browser must not restore an earlier choice.
+            options = ("" if current in statuses else '<option value="" selected>(none)</option>') + "".join(
+                f"<option{' selected' if v == current else ''}>{html.escape(v)}</option>" for v in statuses
             )
             return (
-                f'<td><form method="post" action="/_emulator/assets/{ident}" class="status">'
+                f'<td><form method="post" action="/_emulator/assets/{ident}" class="status" autocomplete="off">'
                 f'<input type="hidden" name="_back" value="{back}">'
                 f'<select name="status" aria-label="status">{options}</select> <button type="submit">Set status</button>'
                 "</form></td>"

@@ -14,14 +14,17 @@ from kandji_oomnitza.presets.registry import CONNECTION_PARAMS, Preset
 
 COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
 FINAL_STATUSES = ("completed", "failed", "not now")
+SERIALS = ("serial_number", "confirm_serial_number")
 
 
 def validate_inputs(preset: Preset, params: dict[str, Any]) -> dict[str, Any]:
     """The checks Airflow's param schemas cannot express (Airflow has already checked each input's type,
-    pattern and length when the run was triggered): the erase confirmation, and no stray whitespace."""
+    pattern and length when the run was triggered): the erase confirmation, no stray whitespace in the
+    other inputs, and a serial number pasted with spaces around it trimmed (the form lets it through)."""
+    params = {k: v.strip() if k in SERIALS and isinstance(v, str) else v for k, v in params.items()}
     serial = params.get("serial_number")
     for name, value in params.items():
-        if isinstance(value, str) and value != value.strip() and name in (*preset.params, "serial_number"):
+        if isinstance(value, str) and value != value.strip() and name in preset.params:
             raise PresetInputError(f"{name} has spaces at its start or end; remove them and trigger again.")
     if "confirm_serial_number" in preset.params and params.get("confirm_serial_number") != serial:
         raise PresetInputError(

@@ -15,6 +15,9 @@ from kandji_oomnitza import names
 
 APPLE = ("Mac", "iPhone", "iPad", "AppleTV")
 SERIAL_PATTERN = r"^[A-Za-z0-9]{4,32}$"
+# The trigger form's: a serial pasted with a space around it is accepted and trimmed by the task (the
+# form's own refusal would be a JSON-schema dump); anything else is refused by the form.
+SERIAL_FORM_PATTERN = r"^\s*[A-Za-z0-9]{4,32}\s*$"
 
 
 def _param(default: Any, type_: Any, title: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -23,9 +26,9 @@ def _param(default: Any, type_: Any, title: str, description: str, **schema: Any
 
 SERIAL_PARAM = {
     "type": "string",
-    "pattern": SERIAL_PATTERN,
+    "pattern": SERIAL_FORM_PATTERN,
     "minLength": 4,
-    "maxLength": 32,
+    "maxLength": 40,
     "title": "Serial number",
     "description": "The device's serial number as Kandji shows it: letters and digits only (e.g. C02ABC123XYZ).",
 }
@@ -166,8 +169,8 @@ PRESETS: tuple[Preset, ...] = (
                 ["null", "string"],
                 "Confirm serial number",
                 "Type the serial number again: the device is erased only when both match.",
-                pattern=SERIAL_PATTERN,
-                maxLength=32,
+                pattern=SERIAL_FORM_PATTERN,
+                maxLength=40,
             ),
             "pin": _param(
                 None,

@@ -127,7 +127,7 @@ function pollText(item) {
   if (item.last_poll_hidden) return "hidden: you may not read assets in Airflow";
   if (!poll) return "not yet (the triggerer starts the watcher)";
   if (!poll.ok) return `${when(poll.at)}: failed: ${poll.error}`;
-  return `${when(poll.at)}: ${poll.matching} matching, ${poll.started} started` + (poll.warnings && poll.warnings.length ? ` (${poll.warnings.join("; ")})` : "");
+  return `${when(poll.at)}: ${poll.matching} matching, ${poll.started ? `${poll.started} new (a run started)` : "none new (a record starts one run per entry into the condition)"}` + (poll.warnings && poll.warnings.length ? ` (${poll.warnings.join("; ")})` : "");
 }
 
 function renderWorkflow(item) {
