@@ -272,6 +272,8 @@ def sandbox_workflows(env: dict[str, str], home: Path) -> None:
     for source in sorted(p for folder in sources for p in folder.glob("*.yaml")):
         text = re.sub(r"(?m)^enabled:\s*false\b", "enabled: true", source.read_text())
         text = re.sub(r"(?m)^(\s+poll_interval:)\s*\S+", rf"\1 {poll}", text)
+        # Last, so the copy keeps the source's line numbers: errors then name the source (settings_files).
+        text = text.rstrip("\n") + f"\n# kandji-oomnitza sandbox copy of: {source.resolve()}\n"
         (folder / source.name).write_text(text)
     env["KANDJI_OOMNITZA_WORKFLOWS_DIR"] = str(folder)
 
@@ -285,7 +287,8 @@ def sandbox_integrations(env: dict[str, str], home: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for source in [ROOT / "include" / "integrations", Path(env["SANDBOX_EXTRA_INTEGRATIONS"])]:
         for path in sorted(source.glob("*.yaml")):
-            (folder / path.name).write_text(path.read_text())
+            text = path.read_text().rstrip("\n") + f"\n# kandji-oomnitza sandbox copy of: {path.resolve()}\n"
+            (folder / path.name).write_text(text)
     env["KANDJI_OOMNITZA_INTEGRATIONS_DIR"] = str(folder)
 
 

@@ -132,16 +132,32 @@ def read_bounded(path: Path, what: str, error: type[SettingsFileError] = Setting
     return data
 
 
+# `make run` runs switched-on copies of the shipped workflow files; each ends with this line, so an error
+# names the file the person edits (the copy keeps the source's line numbers: the mark is the last line).
+COPY_MARK = re.compile(rb"\n# kandji-oomnitza sandbox copy of: ([^\n]{1,500})\n?\Z")
+
+
+def edited_file(path: Path, data: bytes) -> str:
+    """How an error names a settings file: the file itself, or, for a sandbox copy, the file it copies."""
+    mark = COPY_MARK.search(data[-600:])
+    if mark is None:
+        return str(path)
+    return f"{mark[1].decode(errors='replace')} (the sandbox runs its copy {path}: restart make run after editing)"
+
+
 def read_yaml_file(path: Path, what: str, error: type[SettingsFileError] = SettingsFileError) -> Any:
     """A small YAML file, safely: no code runs from it, no alias expands, and its size is bounded."""
-    data = read_bounded(path, what, error)
+    return _parsed(path, read_bounded(path, what, error), what, error)
+
+
+def _parsed(path: Path, data: bytes, what: str, error: type[SettingsFileError]) -> Any:
     try:
         return _load_without_aliases(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise error(f"Invalid {what} {path}: not valid YAML: {short(exc, 400)}") from None
+        raise error(f"Invalid {what} {edited_file(path, data)}: not valid YAML: {short(exc, 400)}") from None
 
 
-def _format_validation_error(path: Path, exc: ValidationError, what: str) -> str:
+def _format_validation_error(path: Path | str, exc: ValidationError, what: str) -> str:
     """One line per problem: where, what, and the fix. Values are quoted short, never whole."""
     lines = [f"Invalid {what} {path}:"]
     for problem in exc.errors(include_url=False)[:20]:
@@ -162,15 +178,16 @@ def validated_file(
 ) -> ModelT:
     """One settings file read safely and validated as ``model``; ``error`` names the file, each field
     and the fix."""
-    data = read_yaml_file(path, what, error)
+    raw = read_bounded(path, what, error)
+    data, shown = _parsed(path, raw, what, error), edited_file(path, raw)
     if not isinstance(data, dict):
-        raise error(f"Invalid {what} {path}: expected a mapping of settings at the top level")
+        raise error(f"Invalid {what} {shown}: expected a mapping of settings at the top level")
     try:
         return model.model_validate(data)
     except (ValidationError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
-            raise error(f"Invalid {what} {path}: nested too deeply") from None
-        raise error(_format_validation_error(path, exc, what)) from None
+            raise error(f"Invalid {what} {shown}: nested too deeply") from None
+        raise error(_format_validation_error(shown, exc, what)) from None
 
 
 # -- kinds of settings file ----------------------------------------------------------------------------

@@ -159,3 +159,32 @@ def test_get_asset_details_mapping_comes_from_its_variable_else_airflows_option(
     assert mapping_file() == tmp_path / "laptops.yaml"
     monkeypatch.setenv(SETTING, "/elsewhere/desktops.yaml")
     assert mapping_file() == Path("/elsewhere/desktops.yaml")
+
+
+def test_an_error_in_a_sandbox_copy_names_the_file_the_person_edits(tmp_path):
+    """`make run` runs switched-on copies of the shipped workflow files, marked on their last line: an
+    error names the source (with its line numbers unchanged) and says the copy is what runs."""
+    from kandji_oomnitza.exceptions import WorkflowFileError
+    from kandji_oomnitza.workflows.config import load_workflow
+
+    source = tmp_path / "include" / "lost.yaml"
+    source.parent.mkdir()
+    source.write_text("name: x\nenabled: true\n  bad: indentation\n")
+    copy = tmp_path / "sandbox" / "lost.yaml"
+    copy.parent.mkdir()
+    copy.write_text(source.read_text() + f"# kandji-oomnitza sandbox copy of: {source}\n")
+    with pytest.raises(WorkflowFileError) as broken:
+        load_workflow(copy)
+    message = str(broken.value)
+    assert message.startswith(f"Invalid workflow file {source} (the sandbox runs its copy {copy}")
+    assert "line 3" in message, message  # the source's own line
+    copy.write_text(
+        "name: x\nenabled: true\nunknown_key: 1\n" + f"# kandji-oomnitza sandbox copy of: {source}\n"
+    )
+    with pytest.raises(WorkflowFileError, match=f"Invalid workflow file {source} ") as invalid:
+        load_workflow(copy)
+    assert "unknown_key: unknown key" in str(invalid.value)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: x\n")
+    with pytest.raises(WorkflowFileError, match=f"Invalid workflow file {plain}:"):
+        load_workflow(plain)
