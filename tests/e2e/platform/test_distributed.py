@@ -52,6 +52,9 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process, postgres_ser
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": redis,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database_url(postgres_server, database),
+        # Sending a task to the broker may take longer than the default 1 s while make test's other
+        # workers install whole Airflows beside it: the scheduler then failed the task before it ran.
+        "AIRFLOW__CELERY__OPERATION_TIMEOUT": "15",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,

@@ -37,7 +37,7 @@ def test_registry_matches_the_design_contract(dag_bag):
     for preset in PRESETS:
         dag = dag_bag.dags[preset.dag_id]
         assert dag.timetable is None or type(dag.timetable).__name__ == "NullTimetable"
-        assert dag.params.get_param("serial_number").schema["pattern"] == "^[A-Za-z0-9]{4,32}$"
+        assert dag.params.get_param("serial_number").schema["pattern"] == r"^\s*[A-Za-z0-9]{4,32}\s*$"
         for name in ("serial_number", *preset.params):
             assert dag.params.get_param(name).schema.get("title") and dag.params.get_param(name).description
         assert dag.get_task("run_action").retries == 0
