@@ -145,17 +145,17 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process, postgres_ser
 
 def trigger_and_wait(cluster, dag_id: str, conf: dict, timeout: float = 300) -> dict:
     client, api = cluster["client"], cluster["api"]
-    client.patch(f"{api}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=10).raise_for_status()
+    client.patch(f"{api}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=60).raise_for_status()
     response = client.post(
-        f"{api}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
+        f"{api}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}, timeout=60
     )
     response.raise_for_status()
     run_id = response.json()["dag_run_id"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=10).json()
+        run = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=60).json()
         if run["state"] in ("success", "failed"):
-            tis = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=10).json()
+            tis = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=60).json()
             return {"run": run, "tis": tis["task_instances"]}
         time.sleep(2)
     pytest.fail(f"{dag_id} run {run_id} did not finish within {timeout}s")
