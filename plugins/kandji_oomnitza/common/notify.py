@@ -181,6 +181,18 @@ def _notify_type(notice: Notice) -> Any:
     return NotifyType.FAILURE if notice.failure else NotifyType.WARNING
 
 
+REFUSED = "the service did not accept it (see Apprise's warning above)"
+
+
+def _reached(target: str, notice: Notice, delivered: bool, why: str) -> bool:
+    """Log one target's outcome (by connection id, or a URL's scheme and host only)."""
+    if delivered:
+        log.info("Notified %s: %s", target_label(target), notice.title)
+    else:
+        log.warning("Could not notify %s (%s): %s", target_label(target), notice.title, why)
+    return delivered
+
+
 def deliver(targets: Sequence[str], notice: Notice) -> list[str]:
     """Send ``notice`` to each target; returns those it could not reach (each logged). Never raises."""
     from airflow.sdk import BaseHook
@@ -189,19 +201,14 @@ def deliver(targets: Sequence[str], notice: Notice) -> list[str]:
     for target in targets:
         try:
             connection = None if "://" in target else BaseHook.get_connection(target)
-            delivered = bool(
-                _service(target, connection).notify(
-                    title=notice.title, body=notice.body, notify_type=_notify_type(notice)
-                )
+            sent = _service(target, connection).notify(
+                title=notice.title, body=notice.body, notify_type=_notify_type(notice)
             )
-            why = "the service did not accept it (see Apprise's warning above)"
+            delivered, why = bool(sent), REFUSED
         except Exception as exc:  # a notification must never fail the run it reports on
             delivered, why = False, shorten(redact(str(exc)), 200)
-        if delivered:
-            log.info("Notified %s: %s", target_label(target), notice.title)
-        else:
+        if not _reached(target, notice, delivered, why):
             missed.append(target)
-            log.warning("Could not notify %s (%s): %s", target_label(target), notice.title, why)
     return missed
 
 
@@ -213,19 +220,14 @@ async def deliver_async(targets: Sequence[str], notice: Notice) -> list[str]:
     for target in targets:
         try:
             connection = None if "://" in target else await get_async_connection(target)
-            delivered = bool(
-                await _service(target, connection).async_notify(
-                    title=notice.title, body=notice.body, notify_type=_notify_type(notice)
-                )
+            sent = await _service(target, connection).async_notify(
+                title=notice.title, body=notice.body, notify_type=_notify_type(notice)
             )
-            why = "the service did not accept it"
+            delivered, why = bool(sent), REFUSED
         except Exception as exc:
             delivered, why = False, shorten(redact(str(exc)), 200)
-        if delivered:
-            log.info("Notified %s: %s", target_label(target), notice.title)
-        else:
+        if not _reached(target, notice, delivered, why):
             missed.append(target)
-            log.warning("Could not notify %s (%s): %s", target_label(target), notice.title, why)
     return missed
 
 
