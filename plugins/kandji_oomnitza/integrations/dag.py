@@ -399,6 +399,9 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
             trigger_rule=TriggerRule.ALL_DONE,
             retries=0,
             execution_timeout=TIMEOUTS[names.REPORT],
+            # The report logs its summary line by line; Airflow's "Returned value was: {...}" would repeat
+            # it as one Python dict, None fields included.
+            show_return_value_in_logs=False,
         )
         def report(**context) -> dict[str, Any]:
             return report_task(integration, dag_id, context)

@@ -257,6 +257,7 @@ def build_workflow_dag(
             retries=0,
             inlets=[asset],
             execution_timeout=SUMMARY_TIMEOUT,
+            show_return_value_in_logs=False,  # each record's line is logged already
         )
         def summary(items: list[tasks.Item] | None, **context: Any) -> dict[str, Any]:
             return summary_task(workflow, asset, items, context)
