@@ -122,7 +122,8 @@ class OomnitzaHook(RestApiHook):
         conn = f"connection '{self.oomnitza_conn_id}'"
         if status == 401:
             return (
-                f"Oomnitza rejected the API token of {conn} (HTTP 401 on {endpoint}). Create a token under "
+                f"Oomnitza rejected the API token of {conn} (HTTP 401 on {endpoint}): it is wrong, revoked or "
+                "expired. Create a token under "
                 "Configuration > Security > API tokens (ideally for the integration user) and put it in the "
                 "connection's password."
             )

@@ -370,6 +370,7 @@ def summarise(
             "failures": failures,
             "warnings": warnings,
             "error_log": error_log,
+            "error_log_rows": len(rows),
         }
     )
 
@@ -527,8 +528,11 @@ def log_report(integration: Integration, report: Report, loaded: LoadResult | No
     """The summary, its warnings and where the error log is, in the report task's log."""
     print("::group::Run summary")
     for key, value in report.summary.items():
-        if value is not None:
-            log.info("%-24s %s", key, value)
+        if value is None or value == [] or key in ("preview", "warnings"):  # warnings: logged below
+            continue
+        if isinstance(value, dict):  # e.g. calls: kandji 24, oomnitza 5
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        log.info("%-24s %s", key, value)
     print("::endgroup::")
     for warning in report.warnings:
         log.warning("%s", warning)

@@ -242,7 +242,8 @@ def load(
     own_reasons = {reason for _, reason in rejects}
     sent_view = records if delta is None or delta.full else records.iloc[delta.sent_positions]
     if finished.outcome is not None:
-        log.info("Oomnitza run %s: %s %s", portion, finished.outcome.status, finished.outcome.counts)
+        counts = ", ".join(f"{n} {k}" for k, n in finished.outcome.counts.items())
+        log.info("Oomnitza run %s: %s (%s)", portion, finished.outcome.status, counts)
         pinned = _pinpoint_unaccounted(integration, sent_view, finished, own_reasons)
     result = load_result(finished, total_records=len(records), total_rejects=len(rejected))
     result.silent_failures_named = pinned

@@ -194,6 +194,7 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
         frame.get_by_test_id("preview-rejected").inner_text() == "No record would be refused before loading."
     )
     assert "dry_run_payloads.jsonl" in frame.locator("#error-log").inner_text()
+    assert row.get_by_test_id("show-error-log").count() == 0  # a clean run's error log lists nothing
     frame.locator("#error-log").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "08b-integration-dry-run-preview.png"))
 

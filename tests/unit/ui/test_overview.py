@@ -68,3 +68,12 @@ def test_a_skipped_run_says_why_and_a_dry_run_carries_its_preview():
     }
     assert dry.dry_run_payloads == "file:///x.jsonl" and dry.rejected_before_load == 2
     assert run_summary("d", run, {"preview": "not a list"}, True).preview is None
+
+
+def test_the_error_log_is_offered_only_when_it_lists_a_record():
+    from kandji_oomnitza.ui.page.app import _lists_records
+
+    assert _lists_records({"error_log": "file:///r/errors.csv", "error_log_rows": 2})
+    assert not _lists_records({"error_log": "file:///r/errors.csv", "error_log_rows": 0})  # a header only
+    assert _lists_records({"error_log": "file:///r/errors.csv"})  # a summary from before the count
+    assert not _lists_records({"error_log": None}) and not _lists_records(None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.common.db.common import SessionDep
@@ -156,11 +156,20 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
             dag_id,
             run,
             summaries.get(run.run_id),
-            logs and bool((summaries.get(run.run_id) or {}).get("error_log")),
+            logs and _lists_records(summaries.get(run.run_id)),
             skipped_reason=skipped.get(run.run_id),
         )
         for run in runs
     ]
+
+
+def _lists_records(summary: Any) -> bool:
+    """Whether a run's error log lists any record (an empty one is a header only: no button for it). A
+    summary from before the count was kept: whether it names an error log at all."""
+    if not isinstance(summary, dict) or not summary.get("error_log"):
+        return False
+    rows = summary.get("error_log_rows")
+    return rows is None or (isinstance(rows, int) and rows > 0)
 
 
 def _dag_model(session: Session, dag_id: str) -> DagModel | None:
