@@ -261,6 +261,35 @@ def test_run_now_is_offered_to_who_may_trigger_and_airflow_enforces_it(
         page_server["as"]("admin").delete(f"{trigger}/{run_id}", timeout=30).raise_for_status()
 
 
+def test_a_delta_run_shows_its_mode_and_what_it_did_not_send(
+    page_server, run_dag, integration_dag_from, kandji_emulator, oomnitza_emulator
+):
+    """Delta loads on: the first run is full (and says why), the second sends nothing unchanged; the page
+    shows each run's mode and the unchanged-not-sent count, and no error log for a run that listed none."""
+    from pathlib import Path
+
+    from kandji_oomnitza.integrations.delta import store_path
+    from kandji_oomnitza.integrations.report import default_reports_root
+
+    store = Path(str(store_path(default_reports_root(), DEVICES)).removeprefix("file://"))
+    store.unlink(missing_ok=True)
+    try:
+        dag = integration_dag_from(DEVICES, delta={"enabled": True, "full_sync_every": "7d"})
+        first, second = run_dag(dag), run_dag(dag)
+        assert first.state == second.state == "success", (first.task_states, second.task_states)
+        summary = second.xcom("report")
+        runs = {
+            r["run_id"]: r for r in get(page_server, "admin", f"/api/integrations/{DEVICES}").json()["runs"]
+        }
+    finally:
+        store.unlink(missing_ok=True)
+    assert runs[first.run_id]["delta"].startswith("full: no fingerprints yet")
+    late = runs[second.run_id]
+    assert late["delta"] == "delta" and late["records_sent"] == 0
+    assert late["skipped_unchanged"] == summary["skipped_unchanged"] == summary["kandji_records"] > 0
+    assert late["has_error_log"] is False  # its error log is a header only
+
+
 def test_summaries_need_xcom_access_and_error_logs_need_task_log_access(
     page_server, run_dag, kandji_emulator, oomnitza_emulator
 ):
