@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
-from helpers.harness import ROOT
+from helpers.kandji_examples import example
 
 from kandji_oomnitza.common.kandji_values import is_empty, parse_bool, software_entry, to_int, valid_id
 from kandji_oomnitza.integrations.fields import CONVERTERS
 from kandji_oomnitza.integrations.mapping import dig
-
-# Kandji's official example payloads (see the folder's README for their source), kept with the tests.
-EXAMPLES = ROOT / "tests" / "fixtures" / "kandji_examples"
-
-
-def example(name: str):
-    path = EXAMPLES / f"{name}.json"
-    body = json.loads(path.read_text())["body"]
-    if not isinstance(body, str):
-        return body
-    # Kandji hand-edited some examples, eliding list items as "..." or "{...}".
-    return json.loads(re.sub(r",\s*(\{\.\.\.\}|\.\.\.)\s*,?(\s*[\]}])", r"\2", body))
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
-from helpers.harness import ROOT
+from helpers.kandji_examples import example
 
 from kandji_oomnitza.hooks.pagination import (
     LimitSkipPaginator,
@@ -17,18 +14,6 @@ from kandji_oomnitza.hooks.pagination import (
     UnexpectedPageError,
     paginate,
 )
-
-# Kandji's official example payloads (see the folder's README for their source), kept with the tests.
-EXAMPLES = ROOT / "tests" / "fixtures" / "kandji_examples"
-
-
-def example(name: str):
-    path = EXAMPLES / f"{name}.json"
-    body = json.loads(path.read_text())["body"]
-    if not isinstance(body, str):
-        return body
-    # Kandji hand-edited some examples, eliding list items as "..." or "{...}".
-    return json.loads(re.sub(r",\s*(\{\.\.\.\}|\.\.\.)\s*,?(\s*[\]}])", r"\2", body))
 
 
 def test_paginators_on_official_envelopes():

@@ -6,17 +6,12 @@ import re
 
 import pytest
 import yaml
-from helpers.harness import ROOT
+from helpers.integration_files import DEFAULT_ASSETS, FOLDER, changed, write
 
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.config import load_integration
 from kandji_oomnitza.settings_files import INTEGRATIONS, scan
-
-FOLDER = ROOT / "include" / "integrations"
-
-
-DEFAULT_ASSETS = yaml.safe_load((FOLDER / "kandji_devices_and_software.yaml").read_text())
 
 
 def test_shipped_files_follow_the_design_contract():
@@ -48,22 +43,6 @@ def test_shipped_files_follow_the_design_contract():
         "kandji_connector_sync_time": "Connector Sync Time",
     }
     assert assets.schedule.cron == users.schedule.cron == "@daily"
-
-
-def write(tmp_path, data, name="my_integration.yaml"):
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
-
-
-def changed(**changes):
-    data = {**DEFAULT_ASSETS}
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
 
 
 INVALID = [

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import yaml
 from helpers.harness import ROOT
+from helpers.integration_files import DEFAULT_ASSETS, changed, write
 
 from kandji_oomnitza.integrations.config import load_integration
-
-FOLDER = ROOT / "include" / "integrations"
-
-
-DEFAULT_ASSETS = yaml.safe_load((FOLDER / "kandji_devices_and_software.yaml").read_text())
-
-
-def write(tmp_path, data, name="my_integration.yaml"):
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
-
-
-def changed(**changes):
-    data = {**DEFAULT_ASSETS}
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
 
 
 def test_a_bad_file_breaks_only_its_own_dag_and_is_an_import_error_naming_file_field_and_fix(
