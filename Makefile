@@ -8,13 +8,17 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-# Re-installs only when a requirements file changed, so repeated `make test` runs start at once.
+# Re-installs only when a requirements file changed, so repeated `make test` runs start at once. uv (its
+# pin in requirements-dev.txt) installs the pinned sets in seconds from its package cache (~/.cache/uv, shared
+# with the wheel-deploy tests' fresh Airflow installs); pip only bootstraps uv into the new venv.
+UV := $(BIN)/uv
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (the HTTP provider 6.3.0 requires it); set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep -E '^uv==' requirements-dev.txt | cut -d' ' -f1)"
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
 	# This project itself, editable (the package under plugins/, registered as an Airflow provider).
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	# setuptools leaves plugins/*.egg-info behind; on the plugins folder's path it is a second copy of the
 	# package's metadata, and Airflow would register the UI plugin twice (an import error on every page).
 	rm -rf plugins/*.egg-info
