@@ -8,11 +8,9 @@ never registered twice.
 
 from airflow.plugins_manager import AirflowPlugin
 
-from kandji_oomnitza.common.airflow_backports import backport_test_connection_port_fix
+from kandji_oomnitza.common.airflow_backports import BackportsMiddleware
 from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink, OomnitzaRecordsLink
 from kandji_oomnitza.ui.page import URL_PREFIX, IntegrationsPageApp
-
-backport_test_connection_port_fix()  # a no-op outside the API server and on a fixed Airflow
 
 
 class KandjiOomnitzaPlugin(AirflowPlugin):
@@ -21,6 +19,10 @@ class KandjiOomnitzaPlugin(AirflowPlugin):
     operator_extra_links = [OomnitzaRecordsLink(), KandjiDeviceLink(), OomnitzaAssetLink()]  # noqa: RUF012
     fastapi_apps = [  # noqa: RUF012
         {"app": IntegrationsPageApp(), "url_prefix": URL_PREFIX, "name": "Kandji → Oomnitza integrations"}
+    ]
+    # Built by the API server only, when it starts: applies common/airflow_backports.py there.
+    fastapi_root_middlewares = [  # noqa: RUF012
+        {"middleware": BackportsMiddleware, "args": [], "kwargs": {}, "name": "kandji_oomnitza backports"}
     ]
     external_views = [  # noqa: RUF012
         {
