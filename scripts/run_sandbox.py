@@ -189,6 +189,25 @@ def wait_for(
     raise SystemExit(f"{url} did not come up within {seconds:.0f}s" + (f"; its log: {log}" if log else ""))
 
 
+def require_free_ports(real: bool) -> None:
+    """Stop before starting anything when a port the sandbox listens on is taken: a second `make run`, or
+    another server, would otherwise answer the health checks in the sandbox's place."""
+    import socket
+
+    wanted = [("AIRFLOW_PORT", PORT)]
+    if not real:
+        wanted += [("KANDJI_EMULATOR_PORT", KANDJI_PORT), ("OOMNITZA_EMULATOR_PORT", OOMNITZA_PORT)]
+    for knob, port in wanted:
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError as exc:
+                raise SystemExit(
+                    f"Port {port} on {HOST} is in use ({exc.strerror}): another `make run`, or another server, "
+                    f"listens there. Stop it, or start the sandbox on another port: {knob}=<port> make run"
+                ) from None
+
+
 def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subprocess.Popen]:
     kandji_url, oomnitza_url = f"http://{LOOPBACK}:{KANDJI_PORT}", f"http://{LOOPBACK}:{OOMNITZA_PORT}"
     state = home / "oomnitza-state.json"
@@ -446,6 +465,7 @@ def main() -> int:
     logs = home / "logs" / "components"
     logs.mkdir(parents=True, exist_ok=True)
     env = airflow_env(env, home, real)
+    require_free_ports(real)
     children: list[subprocess.Popen] = []
     names: dict[int, str] = {}
     database = None

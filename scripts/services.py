@@ -68,10 +68,26 @@ def _answers(host: str, port: int) -> bool:
     return False
 
 
+# Listening ports for the servers the tests and `make test` start: below Linux's ephemeral range (32768 and
+# up), where every outgoing connection takes its local port, so a port chosen here cannot be taken by one
+# of those between the choice and the server's bind; drawn at random, so workers rarely draw the same one.
+LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on right now, for a server started next. A race with another
+    process drawing the same port stays possible: whoever starts a server on it retries on a bind error."""
+    import random
+
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1}")
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------

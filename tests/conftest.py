@@ -50,7 +50,8 @@ from helpers.harness import (  # noqa: E402 - after the environment Airflow read
     service,
 )
 from helpers.sandbox import Sandbox  # noqa: E402
-from helpers.workflow_runs import runs_of, triggerer_log, wait_until  # noqa: E402
+from helpers.waiting import wait_until  # noqa: E402
+from helpers.workflow_runs import runs_of, triggerer_log  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -313,18 +314,19 @@ def integration_dag_from(tmp_path):
 # -- the `make run` sandbox, with the real scheduler --------------------------------------------------
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    """One `make run` sandbox for the session's end-to-end tests that need the real scheduler. Under
-    pytest-xdist every test using it runs on one worker (``pytest_collection_modifyitems``): a second
-    worker starting one means that grouping broke, and fails loudly instead of starting two."""
+    """One `make run` sandbox for this worker's end-to-end tests that need the real scheduler. The tests
+    using it form ``SANDBOX_GROUPS`` groups (``pytest_collection_modifyitems``), each on one worker under
+    pytest-xdist, so at most that many sandboxes start, side by side; a worker starting one more means the
+    grouping broke, and fails loudly instead."""
     if worker := os.environ.get("PYTEST_XDIST_WORKER"):
-        claim = tmp_path_factory.getbasetemp().parent / "sandbox-started-by"
-        try:
-            with open(claim, "x") as first:
-                first.write(worker)
-        except FileExistsError:
+        claims = tmp_path_factory.getbasetemp().parent / "sandboxes-started"
+        claims.mkdir(exist_ok=True)
+        (claims / worker).touch()
+        started = sorted(p.name for p in claims.iterdir())
+        if len(started) > len(SANDBOX_GROUPS):
             pytest.fail(
-                f"the sandbox was already started by worker {claim.read_text()}, and {worker} would start "
-                "another: the tests using it are no longer grouped on one worker (--dist loadgroup)"
+                f"sandboxes were started by workers {', '.join(started)}: more than the {len(SANDBOX_GROUPS)} "
+                "groups of tests using one; the tests are no longer grouped by sandbox (--dist loadgroup)"
             )
     # Besides the admin: alice and bob (role user: may trigger and answer approvals assigned to them) and
     # otto (role op: may also post asset events), for the workflows' forgery tests.
@@ -356,13 +358,45 @@ def sandbox(tmp_path_factory):
     slow_kandji.stop()
 
 
+# The tests using the sandbox, in groups of about equal length, each group on one worker with a sandbox of
+# its own (the groups share nothing): the first holds the workflows and the deadline test, the second the
+# browser and the sandbox's own tests.
+SANDBOX_GROUPS = {"sandbox-workflows": ("tests/e2e/workflows/", "tests/e2e/integrations/"), "sandbox-ui": ()}
+# Longest first, so no long test starts last and holds up the end of the run (xdist hands each worker the
+# next unit in collection order): the sandbox groups, then the other long groups and modules.
+SLOW_FIRST = (
+    "sandbox-workflows",
+    "sandbox-ui",
+    "tests/e2e/integrations/test_reliability.py",
+    "tests/e2e/platform/test_wheel_deploy.py",
+    "tests/e2e/platform/test_distributed.py",
+    "tests/e2e/integrations/test_delta.py",
+    "tests/e2e/platform/",
+    "tests/e2e/",
+    "tests/emulated/",
+)
+
+
+def sandbox_group(item) -> str:
+    path = item.nodeid.split("::", 1)[0]
+    return next((g for g, folders in SANDBOX_GROUPS.items() if path.startswith(folders)), "sandbox-ui")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the marks
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``), every test that uses the `make run` sandbox runs on one
-    worker, so the sandbox starts once."""
+    """Under pytest-xdist (``--dist loadgroup``), the tests that use the `make run` sandbox run in
+    ``SANDBOX_GROUPS``, each group on one worker; and the longest work is handed out first."""
+    rank: dict[Any, int] = {}
     for item in items:
+        group = None
         if "sandbox" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("sandbox"))
+            group = sandbox_group(item)
+            item.add_marker(pytest.mark.xdist_group(group))
+        key = group or item.nodeid
+        rank[item] = next(
+            (i for i, prefix in enumerate(SLOW_FIRST) if key.startswith(prefix)), len(SLOW_FIRST)
+        )
+    items.sort(key=rank.__getitem__)  # stable: within a rank, the collection's own order
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import time
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
 from helpers.harness import free_port
 from helpers.hostile import CaptureServer
+from helpers.waiting import wait_until
 
 
 class AlertSink:
@@ -55,13 +55,13 @@ class AlertSink:
         self.webhook.received.clear()
 
     def wait_for(self, mails: int = 0, hooks: int = 0, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.mails) < mails or len(self.hooks) < hooks:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"expected {mails} mail(s) and {hooks} webhook call(s), got {self.mails} {self.hooks}"
-                )
-            time.sleep(0.1)
+        wait_until(
+            f"{mails} mail(s) and {hooks} webhook call(s)",
+            lambda: len(self.mails) >= mails and len(self.hooks) >= hooks,
+            timeout,
+            every=0.1,
+            seen=lambda: f"mails {self.mails}, webhook calls {self.hooks}",
+        )
 
     def everything(self) -> str:
         return json.dumps([self.mails, self.hooks])

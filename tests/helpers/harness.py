@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from scripts.services import free_port  # noqa: F401 - the ports of servers a test starts
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 AIRFLOW_HOME = Path(os.environ["AIRFLOW_HOME"])  # the session's own, made by conftest before Airflow loads
@@ -32,15 +34,6 @@ def service(name: str) -> str:
     if found.value:
         return found.value
     pytest.skip(f"{name} is not available: {found.missing}; `make test` provides it")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for servers a test starts)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

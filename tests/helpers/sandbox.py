@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,48 @@ import pytest
 import requests
 
 from helpers.harness import ROOT, free_port
+from helpers.waiting import wait_until
 
 
 class Sandbox:
     """``scripts/run_sandbox.py`` in a process of its own, on free loopback ports, with a small fleet;
     an admin API session on its Airflow."""
 
+    # What a sandbox says when a port it was given was taken between the draw and its start (another
+    # test's server drew it too): it is started again on other ports.
+    PORT_TAKEN = ("is in use", "address already in use")
+    STARTS = 3
+
     def __init__(self, home: Path, **env: str) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
+        self.extra_env = env
+        from scripts import services
+
+        self.postgres = os.environ.get(services.PREFIX + "POSTGRESQL")  # `make test`'s, else its own
+        self.log_path = home / "sandbox.log"
+        for attempt in range(1, self.STARTS + 1):
+            if self._start():
+                break
+            taken = any(words in self.output().lower() for words in self.PORT_TAKEN)
+            self.stop()
+            if not taken or attempt == self.STARTS:
+                pytest.fail("the sandbox did not start:\n" + self.output()[-3000:])
+        self.password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())[
+            "admin"
+        ]
+        self.api = requests.Session()
+        token = self.api.post(
+            f"{self.base}/auth/token", json={"username": "admin", "password": self.password}, timeout=10
+        ).json()["access_token"]
+        self.api.headers["Authorization"] = f"Bearer {token}"
+
+    def _start(self) -> bool:
+        """Start ``scripts/run_sandbox.py`` on newly drawn ports; whether it came up ("Airflow is up")."""
         ports = {name: free_port() for name in ("airflow", "kandji", "oomnitza")}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-            "SANDBOX_HOME": str(home),
+            "SANDBOX_HOME": str(self.home),
             "SANDBOX_DEVICES": "40",
             # Workflows poll every 5 seconds (the shortest a workflow file allows), the tests' extra workflow files run too, and a triggerer the
             # tests kill comes back (tests/e2e/workflows/test_workflows.py).
@@ -38,18 +66,14 @@ class Sandbox:
             "AIRFLOW_PORT": str(ports["airflow"]),
             "KANDJI_EMULATOR_PORT": str(ports["kandji"]),
             "OOMNITZA_EMULATOR_PORT": str(ports["oomnitza"]),
-            **env,
+            **self.extra_env,
         }
-        from scripts import services
-
-        self.postgres = os.environ.get(services.PREFIX + "POSTGRESQL")  # `make test`'s, else its own
         if self.postgres:
             self.env["SANDBOX_POSTGRES"] = self.postgres
         self.ports = ports
         self.base = f"http://127.0.0.1:{ports['airflow']}"
         self.kandji = f"http://127.0.0.1:{ports['kandji']}"
         self.oomnitza = f"http://127.0.0.1:{ports['oomnitza']}"
-        self.log_path = home / "sandbox.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "run_sandbox.py")],
@@ -58,20 +82,16 @@ class Sandbox:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 240
-        while "Airflow is up" not in self.output():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                pytest.fail("the sandbox did not start:\n" + self.output()[-3000:])
-            time.sleep(1)
-        self.password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())[
-            "admin"
-        ]
-        self.api = requests.Session()
-        token = self.api.post(
-            f"{self.base}/auth/token", json={"username": "admin", "password": self.password}, timeout=10
-        ).json()["access_token"]
-        self.api.headers["Authorization"] = f"Bearer {token}"
+        # Up, or given up: "Airflow is up" is printed once every component is started and the DAGs are
+        # parsed; a sandbox that exits first did not start.
+        wait_until(
+            "the sandbox to say 'Airflow is up'",
+            lambda: "Airflow is up" in self.output() or self.process.poll() is not None,
+            timeout=240,
+            every=1,
+            seen=lambda: self.output()[-2000:],
+        )
+        return self.process.poll() is None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

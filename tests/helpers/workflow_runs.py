@@ -7,10 +7,10 @@ import time
 from datetime import datetime
 from urllib.parse import quote
 
-import pytest
 import requests
 
 from helpers.sandbox import Sandbox
+from helpers.waiting import wait_until
 
 LOCK = "kandji_workflow_lost_device_lock"
 
@@ -32,15 +32,6 @@ def runs_of(sandbox: Sandbox, dag_id: str) -> list[dict]:
         if exc.response.status_code == 404:
             return []
         raise
-
-
-def wait_until(what: str, check, timeout: float = 90, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def new_run(sandbox: Sandbox, dag_id: str, before: int, timeout: float = 90) -> dict:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.exceptions import IntegrationFileError
-from kandji_oomnitza.integrations.config import Integration, load_integration
 from kandji_oomnitza.settings_files import INTEGRATIONS, setting
+
+if TYPE_CHECKING:  # a workflow DAG holds an AssetRecord without reading any integration file at parse time
+    from kandji_oomnitza.integrations.config import Integration
 
 SETTING = "KANDJI_OOMNITZA_ASSET_DETAILS_MAPPING"
 DEFAULT_FILE = "kandji_devices_and_software.yaml"
@@ -32,6 +34,8 @@ def mapping_file() -> Path:
 
 def asset_details_mapping() -> Integration:
     """The assets integration Get Asset Details maps with; an error naming the setting and the fix."""
+    from kandji_oomnitza.integrations.config import load_integration
+
     path = mapping_file()
     fix = f"set {SETTING} to an assets integration file (a name in {INTEGRATIONS.folder()} or a path)"
     if not path.exists():

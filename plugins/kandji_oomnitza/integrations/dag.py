@@ -342,8 +342,11 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         deadline=_deadline(integration, dag_id),
     )
     def integration_dag() -> None:
+        # Every task hands over one value (multiple_outputs=False): a dict return annotation would have
+        # Airflow push each key as an XCom of its own as well.
         @task(
             task_id=names.CHECK_FIELDS,
+            multiple_outputs=False,
             task_display_name="Check Oomnitza fields",
             execution_timeout=TIMEOUTS[names.CHECK_FIELDS],
         )
@@ -358,6 +361,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         # "index"), so the report never loads a fleet's worth of data again.
         @task(
             task_id=names.EXTRACT,
+            multiple_outputs=False,
             pool=names.KANDJI_POOL,
             task_display_name="Extract from Kandji",
             show_return_value_in_logs=False,
@@ -368,6 +372,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
 
         @task(
             task_id=names.TRANSFORM,
+            multiple_outputs=False,
             task_display_name="Transform",
             show_return_value_in_logs=False,
             execution_timeout=TIMEOUTS[names.TRANSFORM],
@@ -384,6 +389,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
 
         @task(
             task_id=names.FLAG_MISSING,
+            multiple_outputs=False,
             task_display_name="Flag records gone from Kandji",
             execution_timeout=TIMEOUTS[names.FLAG_MISSING],
         )
@@ -395,6 +401,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
         # load broke part-way, and it fails the run when anything was not loaded.
         @task(
             task_id=names.REPORT,
+            multiple_outputs=False,
             task_display_name="Report",
             trigger_rule=TriggerRule.ALL_DONE,
             retries=0,

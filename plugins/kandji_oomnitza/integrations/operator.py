@@ -12,7 +12,6 @@ from airflow.sdk import BaseOperator
 from kandji_oomnitza import names
 from kandji_oomnitza.hooks.links import OomnitzaRecordsLink
 from kandji_oomnitza.integrations.config import Integration
-from kandji_oomnitza.integrations.handover import ExtractStats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +85,7 @@ class OomnitzaLoadOperator(BaseOperator):
 
     def execute(self, context) -> None:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.integrations.handover import ExtractStats
         from kandji_oomnitza.integrations.report import DRY_RUN_PAYLOADS, write_artifact
         from kandji_oomnitza.integrations.steps import dry_run, load
 

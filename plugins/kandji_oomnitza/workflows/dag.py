@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_group
 
@@ -24,11 +24,13 @@ from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.notify import notify_words
 from kandji_oomnitza.settings_files import WORKFLOWS, duration_words, scan
-from kandji_oomnitza.workflows import tasks
 from kandji_oomnitza.workflows.config import Workflow
 from kandji_oomnitza.workflows.operator import ApprovedWorkflowActionOperator, WorkflowActionOperator
 from kandji_oomnitza.workflows.state import CLAIM_PREFIX, SENT_PREFIX, STATE_KEY
 from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
+
+if TYPE_CHECKING:  # the steps are imported when a task runs, not when the DAG file is parsed
+    from kandji_oomnitza.workflows import tasks
 
 DUPLICATE_WINDOW = timedelta(days=7)  # how far back a repeated event's first sending is looked for
 # prepare resolves each record's device in Kandji (a lookup each) and reads Oomnitza's field metadata;
@@ -57,6 +59,8 @@ def workflow_asset(stem: str, workflow: Workflow) -> Asset:
 def _events(events: Any) -> list[tasks.EventView]:
     """Asset events as plain values; one that triggered this run has no ``created_dagruns`` of its own
     to read: it started this run."""
+    from kandji_oomnitza.workflows import tasks
+
     return sorted(
         (
             tasks.EventView(e.timestamp, dict(e.extra or {}), bool(getattr(e, "created_dagruns", True)))
@@ -71,6 +75,7 @@ def prepare_task(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> l
 
     from kandji_oomnitza.hooks.kandji import KandjiHook
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+    from kandji_oomnitza.workflows import tasks
 
     triggering = context.get("triggering_asset_events") or {}
     events = _events(triggering.get(asset, []))
@@ -108,6 +113,8 @@ def prepare_task(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> l
 def summary_task(workflow: Workflow, asset: Asset, items: list[tasks.Item] | None, context) -> dict[str, Any]:
     """Fails the run when a record could not be acted on, so it shows red in the grid."""
     from airflow.sdk.exceptions import AirflowFailException
+
+    from kandji_oomnitza.workflows import tasks
 
     ti = context["ti"]
     if items is None:  # prepare always returns a list: None means it failed
@@ -226,7 +233,9 @@ def build_workflow_dag(
         on_failure_callback=_failure_notifier(workflow, dag_id),
     )
     def workflow_dag() -> None:
-        @task(task_id=names.PREPARE, inlets=[asset], execution_timeout=PREPARE_TIMEOUT)
+        @task(
+            task_id=names.PREPARE, multiple_outputs=False, inlets=[asset], execution_timeout=PREPARE_TIMEOUT
+        )
         def prepare(**context: Any) -> list[tasks.Item]:
             return prepare_task(workflow, asset, context)
 
@@ -253,6 +262,7 @@ def build_workflow_dag(
 
         @task(
             task_id=names.WORKFLOW_SUMMARY,
+            multiple_outputs=False,
             trigger_rule=TriggerRule.ALL_DONE,
             retries=0,
             inlets=[asset],

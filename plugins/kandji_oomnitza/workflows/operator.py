@@ -11,7 +11,7 @@ editing an XCom therefore never sends anything here.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.providers.standard.operators.hitl import HITLOperator
@@ -22,7 +22,9 @@ from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
 from kandji_oomnitza.workflows.approval import APPROVE_OPTION, REJECT_OPTION, approval_decision
 from kandji_oomnitza.workflows.config import Workflow
 from kandji_oomnitza.workflows.state import SENT_PREFIX
-from kandji_oomnitza.workflows.tasks import Request, write_back_changes
+
+if TYPE_CHECKING:  # the steps are imported when the task runs, not when the DAG file is parsed
+    from kandji_oomnitza.workflows.tasks import Request
 
 
 class WorkflowActionOperator(KandjiDeviceActionOperator):
@@ -63,6 +65,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         from kandji_oomnitza.common.redaction import shorten
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.workflows.tasks import write_back_changes
 
         changes = write_back_changes(self.workflow, self.request, sent, self.approved_by)
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from helpers.alerts import AlertSink
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, days_ago, oomnitza_assets, patch_record
-from helpers.workflow_runs import finished, wait_until
+from helpers.waiting import wait_until
+from helpers.workflow_runs import finished
 
 pytestmark = pytest.mark.e2e
 GONE = {"after_days": 1, "set": {"status": "Not in Kandji"}}

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 import requests
 import yaml
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port, service
+from helpers.waiting import wait_until
 
 from scripts.services import create_database, database_url, drop_database
 
@@ -112,22 +112,28 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process, postgres_ser
         )
     api = f"http://127.0.0.1:{port}"
     client = requests.Session()
-    deadline = time.monotonic() + 180
-    while True:
+
+    def up() -> bool:
+        if stopped := [n for n, p in processes.items() if p.poll() is not None]:
+            tails = {n: (work / f"{n}.log").read_text()[-1500:] for n in stopped}
+            pytest.fail(f"distributed Airflow: {', '.join(stopped)} stopped: {json.dumps(tails, indent=1)}")
         try:
-            token = client.get(f"{api}/auth/token", timeout=5).json()["access_token"]
+            token = client.get(f"{api}/auth/token", timeout=30).json()["access_token"]
             client.headers["Authorization"] = f"Bearer {token}"
-            if (
-                client.get(f"{api}/api/v2/dags/kandji_preset_lock_device", timeout=5).status_code == 200
-                and client.get(f"{api}/api/v2/dags/kandji_devices_and_software", timeout=5).status_code == 200
-            ):
-                break
+            return all(
+                client.get(f"{api}/api/v2/dags/{dag_id}", timeout=30).status_code == 200
+                for dag_id in ("kandji_preset_lock_device", "kandji_devices_and_software")
+            )
         except (requests.RequestException, KeyError, ValueError):
-            pass
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes.values()):
-            tails = {n: (work / f"{n}.log").read_text()[-1500:] for n in processes}
-            pytest.fail(f"distributed Airflow did not come up: {json.dumps(tails, indent=1)}")
-        time.sleep(2)
+            return False
+
+    wait_until(
+        "distributed Airflow to come up (both DAGs listed by its API server)",
+        up,
+        180,
+        every=2,
+        seen=lambda: json.dumps({n: (work / f"{n}.log").read_text()[-1500:] for n in processes}, indent=1),
+    )
     yield {"api": api, "client": client, "work": work, "processes": processes,
            "database": database_url(postgres_server, database).replace("+psycopg2", "")}  # fmt: skip
     for process in processes.values():
@@ -151,14 +157,14 @@ def trigger_and_wait(cluster, dag_id: str, conf: dict, timeout: float = 300) -> 
     )
     response.raise_for_status()
     run_id = response.json()["dag_run_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         run = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=60).json()
-        if run["state"] in ("success", "failed"):
-            tis = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=60).json()
-            return {"run": run, "tis": tis["task_instances"]}
-        time.sleep(2)
-    pytest.fail(f"{dag_id} run {run_id} did not finish within {timeout}s")
+        return run if run["state"] in ("success", "failed") else None
+
+    run = wait_until(f"{dag_id} run {run_id} to finish", finished, timeout, every=2)
+    tis = client.get(f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=60).json()
+    return {"run": run, "tis": tis["task_instances"]}
 
 
 def test_devices_integration_and_a_preset_through_the_rest_api(

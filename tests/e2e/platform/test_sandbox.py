@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import requests
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN
 from helpers.sandbox import Sandbox
+from helpers.waiting import deadline_seconds, wait_until
 
 pytestmark = pytest.mark.e2e
 USERS = "kandji_users"
@@ -21,19 +21,27 @@ USERS = "kandji_users"
 
 def wait_for_runs(sandbox: Sandbox, dag_id: str, count: int, timeout: float = 420, **filters) -> list[dict]:
     """At least ``count`` finished runs of ``dag_id`` matching ``filters`` (run_type=...)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def listed() -> list[dict]:
         try:
-            runs = sandbox.get(f"dags/{dag_id}/dagRuns", limit=100, **filters)["dag_runs"]
+            return sandbox.get(f"dags/{dag_id}/dagRuns", limit=100, **filters)["dag_runs"]
         except requests.HTTPError as exc:  # 404 until the DAG processor has parsed the DAG
             if exc.response.status_code != 404:
                 raise
-            runs = []
-        finished = [r for r in runs if r["state"] in ("success", "failed")]
-        if runs and len(finished) >= count and len(finished) == len(runs):
-            return finished
-        time.sleep(3)
-    pytest.fail(f"{dag_id}: fewer than {count} runs finished in {timeout}s: {sandbox.output()[-2000:]}")
+            return []
+
+    def finished() -> list[dict] | None:
+        runs = listed()
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        return done if runs and len(done) >= count and len(done) == len(runs) else None
+
+    return wait_until(
+        f"{count} finished run(s) of {dag_id}",
+        finished,
+        timeout,
+        every=3,
+        seen=lambda: [(r["run_id"], r["state"]) for r in listed()],
+    )
 
 
 def wait_for_scheduler_heartbeats(sandbox: Sandbox, count: int, timeout: float = 120) -> None:
@@ -42,14 +50,14 @@ def wait_for_scheduler_heartbeats(sandbox: Sandbox, count: int, timeout: float =
     def heartbeat() -> str:
         return sandbox.get("monitor/health")["scheduler"].get("latest_scheduler_heartbeat") or ""
 
-    deadline = time.monotonic() + timeout
     seen = heartbeat()
-    for _ in range(count):
-        while (now := heartbeat()) <= seen:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the scheduler did not heartbeat {count} times in {timeout}s")
-            time.sleep(0.5)
-        seen = now
+    for number in range(1, count + 1):
+        seen = wait_until(
+            f"scheduler heartbeat {number} of {count} after {seen}",
+            lambda since=seen: (now := heartbeat()) > since and now,
+            timeout,
+            every=0.5,
+        )
 
 
 def task_instances(sandbox: Sandbox, dag_id: str, run_id: str) -> dict[str, dict]:
@@ -208,12 +216,16 @@ def test_real_tenants_start_paused_and_nothing_runs(tmp_path, kandji_process, oo
     try:
         assert "The integration DAGs start PAUSED" in real.output()
         assert "Kandji emulator:" not in real.output()  # no emulator starts for real tenants
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            dags = {d["dag_id"]: d for d in real.get("dags", limit=100)["dags"]}
-            if {"kandji_devices_and_software", USERS} <= set(dags):
-                break
-            time.sleep(2)
+        dags = wait_until(
+            "the DAG processor to list both integrations",
+            lambda: (
+                (listed := {d["dag_id"]: d for d in real.get("dags", limit=100)["dags"]})
+                and {"kandji_devices_and_software", USERS} <= set(listed)
+                and listed
+            ),
+            120,
+            every=2,
+        )
         assert dags["kandji_devices_and_software"]["is_paused"] and dags[USERS]["is_paused"]
         wait_for_scheduler_heartbeats(real, 2)  # an unpaused daily DAG would have queued its run by now
         assert real.get("dags/~/dagRuns")["total_entries"] == 0
@@ -235,17 +247,24 @@ def test_the_welcome_text_gives_an_airflow_cli_on_the_sandbox(sandbox):
 
     env_file = sandbox.home / "airflow-env.sh"
     assert f"source {env_file}" in sandbox.output()
-    dag_ids: set[str] = set()
-    deadline = time.monotonic() + 120
-    while USERS not in dag_ids and time.monotonic() < deadline:  # until the DAG processor has run
+
+    def listed_dag_ids() -> set[str]:
         listed = subprocess.run(
             ["bash", "-c", f"source {env_file} && airflow dags list -o json"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=deadline_seconds(120),
             env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         )
         assert listed.returncode == 0, listed.stderr[-2000:]
         listing = [line for line in listed.stdout.splitlines() if line.startswith("[{")]  # past any warning
-        dag_ids = {d["dag_id"] for d in json.loads(listing[0])} if listing else set()
+        return {d["dag_id"] for d in json.loads(listing[0])} if listing else set()
+
+    # until the DAG processor has run
+    dag_ids = wait_until(
+        "airflow dags list to list the users integration",
+        lambda: ids if USERS in (ids := listed_dag_ids()) else None,
+        120,
+        every=2,
+    )
     assert {"kandji_devices_and_software", USERS, "kandji_preset_lock_device"} <= dag_ids

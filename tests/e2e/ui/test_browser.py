@@ -7,12 +7,12 @@ tests are skipped with the reason and the command that fixes it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from helpers.harness import ARTIFACTS
+from helpers.waiting import ms, wait_until
 
 pytestmark = pytest.mark.e2e
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,29 +34,30 @@ def browser_page(browser_sandbox, chromium):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        # Every wait of the page (navigations, clicks, locators) sized for a loaded machine.
+        page.set_default_timeout(ms(30))
+        page.set_default_navigation_timeout(ms(60))
         page.goto(sandbox["base"] + "/", wait_until="networkidle")
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill(sandbox["password"])
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=ms(30))
         page.screenshot(path=str(shots / "01-logged-in.png"))
         yield page, shots
         browser.close()
 
 
 def wait_for_manual_run(sandbox, dag_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict | None:
         runs = (
             sandbox["api"]
-            .get(f"{sandbox['base']}/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "manual"}, timeout=10)
+            .get(f"{sandbox['base']}/api/v2/dags/{dag_id}/dagRuns", params={"run_type": "manual"}, timeout=30)
             .json()["dag_runs"]
         )
-        finished = [r for r in runs if r["run_type"] == "manual" and r["state"] in ("success", "failed")]
-        if finished:
-            return finished[-1]
-        time.sleep(2)
-    pytest.fail(f"no manual run of {dag_id} finished within {timeout}s")
+        done = [r for r in runs if r["run_type"] == "manual" and r["state"] in ("success", "failed")]
+        return done[-1] if done else None
+
+    return wait_until(f"a manual run of {dag_id} to finish", finished, timeout, every=2)
 
 
 def open_trigger_form(page, sandbox, dag_id: str) -> None:
@@ -67,7 +68,7 @@ def open_trigger_form(page, sandbox, dag_id: str) -> None:
 
 def show_finished_run(page, sandbox, dag_id: str, run: dict, screenshot: Path) -> None:
     page.goto(sandbox["base"] + f"/dags/{dag_id}/runs/{run['dag_run_id']}", wait_until="networkidle")
-    page.get_by_text("success").first.wait_for(timeout=30_000)
+    page.get_by_text("success").first.wait_for(timeout=ms(30))
     page.screenshot(path=str(screenshot))
 
 
@@ -81,9 +82,9 @@ def trigger_from_form(page, serial: str | None = None) -> None:
     # The form re-validates after an edit, and under load a click landing meanwhile was dropped (the run
     # then never came): wait for the request the click sends, and click again only if none went out.
     for _ in range(3):
-        expect(submit).to_be_enabled(timeout=15_000)
+        expect(submit).to_be_enabled(timeout=ms(15))
         try:
-            with page.expect_request(lambda r: r.method == "POST" and "/dagRuns" in r.url, timeout=10_000):
+            with page.expect_request(lambda r: r.method == "POST" and "/dagRuns" in r.url, timeout=ms(10)):
                 # force: an error toast from an earlier attempt may still float over the button
                 submit.click(force=True)
             return
@@ -110,7 +111,7 @@ def test_preset_form_rejects_a_bad_serial_then_runs_a_good_one(sandbox, browser_
     page, shots = browser_page
     open_trigger_form(page, sandbox, "kandji_preset_lock_device")
     trigger_from_form(page, "bad sn!")
-    page.get_by_text("does not match").first.wait_for(timeout=15_000)
+    page.get_by_text("does not match").first.wait_for(timeout=ms(15))
     assert "Invalid input for param serial_number" in page.get_by_role("dialog").inner_text()
     page.screenshot(path=str(shots / "04-preset-invalid-serial.png"))
     recorded = requests.get(sandbox["kandji"] + "/_emulator/requests", timeout=10).json()
@@ -139,7 +140,7 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     page.wait_for_url("**/plugin/integrations**")
     frame = page.frame_locator("iframe").first  # Airflow shows the plugin page inside its own layout
     tiles = frame.get_by_test_id("tile")
-    tiles.first.wait_for(timeout=30_000)
+    tiles.first.wait_for(timeout=ms(30))
     # The shipped files, and the tests' own (tests/fixtures/integrations, the sandbox fixture adds it).
     assert tiles.count() == 3
     names = frame.locator("[data-testid=tile] h2").all_inner_texts()
@@ -161,9 +162,9 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     assert "queued" in message.inner_text() or "running" in message.inner_text(), message.inner_text()
     run_id = message.inner_text().split()[1]
     row = frame.locator(f'tr[data-run-id="{run_id}"]')
-    row.wait_for(timeout=30_000)
+    row.wait_for(timeout=ms(30))
     # The page polls until the run has finished and its summary is published.
-    row.locator("[data-testid=run-state]", has_text="success").wait_for(timeout=300_000)
+    row.locator("[data-testid=run-state]", has_text="success").wait_for(timeout=ms(300))
     frame.locator(f'tr[data-run-id="{run_id}"] td.num').first.wait_for()
     cells = row.locator("td").all_inner_texts()
     assert cells[3] == "yes"  # dry run
@@ -176,14 +177,14 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     )
     assert run["conf"] == {"dry_run": True} and run["state"] == "success"
     # The Run-now banner followed the run to its end, with its counts.
-    frame.locator("[data-testid=run-message][data-state=success]").wait_for(timeout=60_000)
+    frame.locator("[data-testid=run-message][data-state=success]").wait_for(timeout=ms(60))
     assert "would send 40 of 40" in frame.get_by_test_id("run-message").inner_text()
     row.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "08-integration-dry-run-finished.png"))
     # The dry run's preview opens by itself when the followed run ends: the first records as they would
     # be sent (mapped fields, app counts), what would be refused, and where every payload is.
     preview = frame.get_by_test_id("preview-table")
-    preview.wait_for(timeout=30_000)
+    preview.wait_for(timeout=ms(30))
     headers = preview.locator("th").all_inner_texts()
     assert "serial_number" in headers and "APPLICATIONS" in headers, headers
     assert preview.locator("tbody tr").count() == 5
@@ -204,8 +205,6 @@ def test_a_skipped_backfill_run_says_why_on_the_integrations_page(browser_sandbo
     catch up afterwards): the older run skips itself (a newer one exists); its row says so in words
     instead of a green row of dashes."""
     from datetime import datetime, timedelta
-
-    from helpers.workflow_runs import wait_until
 
     sandbox = browser_sandbox
     page, shots = browser_page
@@ -236,7 +235,7 @@ def test_a_skipped_backfill_run_says_why_on_the_integrations_page(browser_sandbo
     frame = page.frame_locator("iframe").first
     frame.locator("[data-testid=tile][data-id=kandji_users]").click()
     reason = frame.locator(f'tr[data-run-id="{run["dag_run_id"]}"] [data-testid=skipped-reason]')
-    reason.wait_for(timeout=30_000)
+    reason.wait_for(timeout=ms(30))
     assert reason.inner_text().startswith("Skipped: a newer run of this integration exists"), (
         reason.inner_text()
     )
@@ -257,7 +256,7 @@ def test_a_preset_failure_reads_as_one_sentence_in_the_log_panel(browser_sandbox
         wait_until="networkidle",
     )
     sentence = "No Kandji device has serial number 'NOSUCHSERIAL1'"
-    page.get_by_text(sentence).first.wait_for(timeout=60_000)
+    page.get_by_text(sentence).first.wait_for(timeout=ms(60))
     page.screenshot(path=str(shots / "09-preset-failure-log.png"))
     line = page.get_by_text(sentence).first.inner_text()
     assert "check the serial number" in line and "Traceback" not in line
@@ -367,8 +366,8 @@ def test_mark_an_asset_lost_then_approve_the_lock_in_airflow(browser_sandbox, br
         + f"/dags/{LOCK}/runs/{run['dag_run_id']}/tasks/per_device.run_action/mapped/0/required_actions",
         wait_until="networkidle",
     )
-    page.get_by_text(f"Kandji Lock Device on {mac['serial_number']}").first.wait_for(timeout=60_000)
-    page.get_by_text(device["device_id"]).first.wait_for(timeout=30_000)
+    page.get_by_text(f"Kandji Lock Device on {mac['serial_number']}").first.wait_for(timeout=ms(60))
+    page.get_by_text(device["device_id"]).first.wait_for(timeout=ms(30))
     page.screenshot(path=str(shots / "11-approval-in-airflow.png"))
     assert kandji_actions(sandbox, device["device_id"]) == []
     page.get_by_role("button", name="Approve").click()

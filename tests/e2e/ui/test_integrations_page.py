@@ -12,12 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 import yaml
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT, free_port
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("integrations_page")]
 PAGE = "/kandji-oomnitza"
@@ -89,16 +89,21 @@ def page_server(airflow_db, tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            pytest.fail("the API server stopped:\n" + (work / "api-server.log").read_text()[-3000:])
         try:
-            if requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                break
+            return requests.get(f"{base}/api/v2/monitor/health", timeout=10).status_code == 200
         except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            pytest.fail("the API server did not start:\n" + (work / "api-server.log").read_text()[-3000:])
-        time.sleep(1)
+            return False
+
+    wait_until(
+        "the API server to answer its health check",
+        healthy,
+        timeout=120,
+        seen=lambda: (work / "api-server.log").read_text()[-3000:],
+    )
 
     def session_of(user: str) -> requests.Session:
         session = requests.Session()
