@@ -95,7 +95,9 @@ def use_executor() -> int:
 def start_api_server(port: int) -> subprocess.Popen:
     log = open(Path(os.environ["AIRFLOW_HOME"]) / "api-server.log", "w")  # noqa: SIM115 - lives as long as the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "api-server", "--port", str(port)],
+        # Loopback only: the bench's API server signs task tokens with a throwaway secret, and nothing else
+        # needs to reach it.
+        [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

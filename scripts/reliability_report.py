@@ -1,4 +1,5 @@
-"""Print the reliability table that tests/e2e/integrations/test_reliability.py wrote to artifacts/reliability.json."""
+"""Print the reliability table that tests/e2e/integrations/test_reliability.py wrote to artifacts/reliability/
+(a JSON file per fault scenario)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-REPORT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability.json"
+REPORTS = Path(__file__).resolve().parents[1] / "artifacts" / "reliability"
 COLUMNS = ["fault", "state", "kandji_calls", "kandji_faulted", "oomnitza_calls", "oomnitza_faulted",
            "devices", "loaded", "reported", "lost", "duplicates", "seconds"]  # fmt: skip
 
 
 def main() -> int:
-    if not REPORT.exists():
-        print(f"{REPORT} does not exist: run `make reliability` (or the reliability tests) first")
+    rows = sorted((json.loads(p.read_text()) for p in REPORTS.glob("*.json")), key=lambda r: r["fault"])
+    if not rows:
+        print(f"{REPORTS} holds no results: run `make reliability` (or the reliability tests) first")
         return 1
-    rows = json.loads(REPORT.read_text())
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for row in rows:

@@ -7,6 +7,7 @@ own test configuration and make the tests diverge from production.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -54,6 +55,27 @@ from helpers.waiting import wait_until  # noqa: E402
 from helpers.workflow_runs import runs_of, triggerer_log  # noqa: E402
 
 
+def freeze_what_is_loaded() -> None:
+    """Move every object alive now out of the garbage collector's sight, as Airflow's own DAG processor and
+    LocalExecutor do before they fork: a test worker holds Airflow, its in-process API and pandas (about a
+    million objects), and every full collection would walk them all again. Freezing is for what lives as
+    long as the worker (modules, classes); collected first, so no garbage is frozen."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionstart(session) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # once per test session, before any worker starts
+        import shutil
+
+        shutil.rmtree(ARTIFACTS / "reliability", ignore_errors=True)
+    import pandas  # noqa: F401 - what every DAG run imports, loaded once before the freeze
+    from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+    from airflow.models.xcom import XComModel  # noqa: F401
+
+    freeze_what_is_loaded()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """A PostgreSQL server (JSON, see ``scripts/services.py``) the tests may create databases on."""
@@ -97,6 +119,9 @@ def airflow_connections(monkeypatch):
     return set_connection
 
 
+frozen_after_first_run: list[bool] = []
+
+
 @pytest.fixture
 def run_dag(airflow_db, dag_bag, capfd, caplog):
     """Run a DAG with ``dag.test(run_conf=...)`` and read back states, XComs and the logs it printed.
@@ -128,6 +153,10 @@ def run_dag(airflow_db, dag_bag, capfd, caplog):
         capfd.readouterr()
         caplog.clear()
         dag_run = dag.test(run_conf=conf, **test_kwargs)
+        if not frozen_after_first_run:
+            # The first run loaded the in-process execution API (Cadwyn's routes, schemas): freeze those too.
+            frozen_after_first_run.append(True)
+            freeze_what_is_loaded()
         captured = capfd.readouterr()
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)

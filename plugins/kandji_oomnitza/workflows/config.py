@@ -164,6 +164,48 @@ class Trigger(Strict):
         joiner = " and " if self.match is Match.ALL else " or "
         return joiner.join(c.describe() for c in self.conditions)
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(sorted({c.field for c in self.conditions}))
+
+    def read_group(self) -> tuple[str, str, float, str, tuple[str, ...]]:
+        """Triggers with the same read group share one read per poll (``shared_filters``): the same
+        connection, object, interval and kind of match, over the same fields."""
+        return (self.connection, self.object, self.poll_interval, str(self.match), self.fields)
+
+
+MAX_SHARED_VALUES = 200  # values in one shared IN [...] filter; beyond it the field is read as IS NOT NULL
+
+
+def shared_filters(triggers: list[Trigger]) -> list[str | None]:
+    """The reads one poll makes for every trigger of one read group (``Trigger.read_group``), whatever
+    values each compares with: what any of them matches is in what these filters return, and each trigger
+    checks its own conditions on the records. So 100 workflows that watch ``status`` for 100 values cost
+    one read per poll, not 100. Per field: ``IN [...]`` every value any condition compares with; ``IS NOT
+    NULL`` when one asks for any value (or too many values to list); no filter on the field when a value
+    cannot be quoted safely or is empty (an empty value also matches a record without the field). With
+    ``all``, one read of every field's filter joined by AND; with ``any``, one read per field."""
+    by_field: dict[str, list[Condition]] = {}
+    for trigger in triggers:
+        for condition in trigger.conditions:
+            by_field.setdefault(condition.field, []).append(condition)
+    clauses: list[str | None] = []
+    for name in sorted(by_field):
+        conditions = by_field[name]
+        if any(c.not_empty for c in conditions):
+            clauses.append(f"{name} IS NOT NULL")
+            continue
+        values = sorted({_text(v) for c in conditions for v in (c.in_ if c.in_ is not None else [c.equals])})
+        if any(v == "" or "'" in v or '"' in v for v in values):
+            clauses.append(None)
+        elif len(values) > MAX_SHARED_VALUES:
+            clauses.append(f"{name} IS NOT NULL")
+        else:
+            clauses.append(f"{name} IN [{','.join(repr(v) for v in values)}]")
+    if triggers[0].match is Match.ALL:
+        return [" AND ".join(c for c in clauses if c) or None]
+    return [None] if None in clauses else clauses
+
 
 class ApprovalMode(enum.StrEnum):
     REQUIRED = "required"

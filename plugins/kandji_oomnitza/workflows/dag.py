@@ -41,7 +41,8 @@ ACTION_TIMEOUT = timedelta(minutes=10)
 SUMMARY_TIMEOUT = timedelta(minutes=10)
 
 
-def workflow_asset(stem: str, workflow: Workflow) -> Asset:
+def workflow_asset(stem: str, workflow: Workflow, shared_filters: list[str | None] | None = None) -> Asset:
+    """The workflow's asset and its watcher; ``shared_filters``: the reads its read group shares."""
     dag_id = names.workflow_dag_id(stem)
     watchers = []
     if workflow.enabled:
@@ -50,6 +51,7 @@ def workflow_asset(stem: str, workflow: Workflow) -> Asset:
             trigger=workflow.trigger.model_dump(mode="json", by_alias=True, exclude_none=True),
             serial_field=workflow.action.serial_field,
             record_fields=workflow.record_fields,
+            shared_filters=shared_filters,
         )
         watchers.append(AssetWatcher(name=f"oomnitza_{stem}", trigger=trigger))
     return Asset(name=dag_id, uri=f"kandji-workflow://{stem}", watchers=watchers)
@@ -213,10 +215,12 @@ def build_workflow_dag(
     workflow: Workflow,
     source: Path,
     asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    shared_filters: list[str | None] | None = None,
 ) -> DAG:
-    """``asset_record``: how Get Asset Details maps a device (given by the DAG file; see presets)."""
+    """``asset_record``: how Get Asset Details maps a device (given by the DAG file; see presets);
+    ``shared_filters``: the reads the workflow's watcher shares with the others of its read group."""
     dag_id = names.workflow_dag_id(stem)
-    asset = workflow_asset(stem, workflow)
+    asset = workflow_asset(stem, workflow, shared_filters)
     preset = workflow.action.definition
 
     @dag(
@@ -281,9 +285,23 @@ def build_workflow_dag(
 def build_all(
     folder: Path | None = None, asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 ) -> dict[str, DAG]:
-    """A DAG per valid workflow file; invalid ones are reported by ``dags/kandji_workflow_file_errors.py``."""
+    """A DAG per valid workflow file; invalid ones are reported by ``dags/kandji_workflow_file_errors.py``.
+    The enabled workflows that watch the same fields the same way share one read per poll."""
+    from kandji_oomnitza.workflows.config import shared_filters
+
+    entries = [entry for entry in scan(WORKFLOWS, folder) if entry.model is not None]
+    groups: dict[Any, list[Any]] = {}
+    for entry in entries:
+        if entry.model.enabled:
+            groups.setdefault(entry.model.trigger.read_group(), []).append(entry.model.trigger)
+    reads = {group: shared_filters(triggers) for group, triggers in groups.items()}
     return {
-        entry.dag_id: build_workflow_dag(entry.path.stem, entry.model, entry.path, asset_record)
-        for entry in scan(WORKFLOWS, folder)
-        if entry.model is not None
+        entry.dag_id: build_workflow_dag(
+            entry.path.stem,
+            entry.model,
+            entry.path,
+            asset_record,
+            reads.get(entry.model.trigger.read_group()),
+        )
+        for entry in entries
     }

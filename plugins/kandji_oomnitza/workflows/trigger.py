@@ -4,9 +4,10 @@ One ``OomnitzaRecordsTrigger`` watches one workflow's asset (``AssetWatcher``). 
 start matching the workflow's conditions fires **one** event carrying all of them (``entries``):
 Airflow turns it into one asset event, and the asset schedules one run of the workflow DAG for them
 (several events in one scheduler loop could leave all but the first waiting for a re-send). Workflows
-whose polls read the same thing from the same Oomnitza (same connection, filter and interval) share one
-poll through the triggerer's shared-stream support; each applies its own conditions and keeps its own
-state (``workflow_state.py``).
+that watch the same fields of the same Oomnitza the same way (connection, object, interval, all/any),
+whatever values they compare with, share one read per poll through the triggerer's shared-stream
+support: the DAG factory gives each the group's reads (``config.shared_filters``); each applies its own
+conditions to what comes back and keeps its own state (``state.py``).
 
 A record that matched and is missing from a poll is read again by id before it counts as gone: an
 empty or shortened answer (a hiccup, a permission change) is a warning, never a departure, so it can
@@ -119,7 +120,10 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         serial_field: str,
         record_fields: list[str],
         reemit_after: float = 900.0,
+        shared_filters: list[str | None] | None = None,
     ) -> None:
+        """``shared_filters``: the reads of this trigger's read group (``config.shared_filters``), the same
+        for every workflow watching the same fields the same way; None: this trigger's own filters."""
         super().__init__()
         from kandji_oomnitza.workflows.config import Trigger
 
@@ -129,6 +133,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         self.record_fields = record_fields
         self.reemit_after = reemit_after
         self.spec = Trigger.model_validate(trigger)
+        self.shared_filters = shared_filters if shared_filters is not None else self.spec.server_filters()
         self._memory = _MemoryStore()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -140,16 +145,19 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
                 "serial_field": self.serial_field,
                 "record_fields": self.record_fields,
                 "reemit_after": self.reemit_after,
+                "shared_filters": self.shared_filters,
             },
         )
 
     # -- the shared poll -------------------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
+        """One poll loop per read: the workflows of one read group share it (each checks its own
+        conditions on what it returns), so Oomnitza's reads per poll do not grow with them."""
         return (
             "oomnitza-records",
             self.spec.connection,
             self.spec.object,
-            tuple(self.spec.server_filters()),
+            tuple(self.shared_filters),
             self.spec.poll_interval,
         )
 
@@ -161,11 +169,13 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         from kandji_oomnitza.workflows.config import Trigger
 
         spec = Trigger.model_validate(kwargs["trigger"])
+        filters = kwargs.get("shared_filters")
+        filters = filters if filters is not None else spec.server_filters()
         while True:
             started = time.time()
             try:
                 records, warnings = await asyncio.to_thread(
-                    read_records, spec.connection, spec.object, spec.server_filters()
+                    read_records, spec.connection, spec.object, filters
                 )
                 yield {"ok": True, "records": records, "warnings": warnings, "at": started}
             except Exception as exc:

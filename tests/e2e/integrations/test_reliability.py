@@ -19,14 +19,16 @@ from pathlib import Path
 import pytest
 from helpers.harness import ARTIFACTS, KANDJI_TOKEN, OOMNITZA_TOKEN, oomnitza_assets
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability")]
-REPORT = ARTIFACTS / "reliability.json"
+pytestmark = pytest.mark.e2e
+# One row per fault, a file each (the tests run on any worker); scripts/reliability_report.py reads them all.
+# tests/conftest.py empties the folder when a test session starts.
+REPORTS = ARTIFACTS / "reliability"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_report():
-    ARTIFACTS.mkdir(exist_ok=True)
-    REPORT.write_text("[]")
+def write_row(row: dict) -> None:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9]+", "_", row["fault"]).strip("_")[:120]
+    (REPORTS / f"{name}.json").write_text(json.dumps(row, indent=1))
 
 
 def account(kandji_emulator, oomnitza_emulator, summary: dict | None, before: set[str] | None = None) -> dict:
@@ -87,9 +89,7 @@ def record(fault: str, result, accounting: dict, kandji_emulator, oomnitza_emula
         "seconds": round(seconds, 1),
         **accounting,
     }
-    rows = json.loads(REPORT.read_text())
-    rows.append(row)
-    REPORT.write_text(json.dumps(rows, indent=1))
+    write_row(row)
 
 
 def run_with_fault(
@@ -326,11 +326,9 @@ def test_two_integrations_at_once_share_one_tenant(
     assert max(per_second.values()) <= 10, "the tenant's per-second limit held"
     accounting = account(kandji_emulator, oomnitza_emulator, results[0]["summary"])
     assert accounting["lost"] == 0
-    rows = json.loads(REPORT.read_text())
-    rows.append({"fault": "two integrations at once, one tenant at 10 req/s", "state": "success", "kandji_calls": len(calls),
-                 "kandji_faulted": sum(1 for c in calls if c["status"] == 429), "oomnitza_calls": None, "oomnitza_faulted": None,
-                 "seconds": round(time.monotonic() - started, 1), **accounting})  # fmt: skip
-    REPORT.write_text(json.dumps(rows, indent=1))
+    write_row({"fault": "two integrations at once, one tenant at 10 req/s", "state": "success", "kandji_calls": len(calls),
+               "kandji_faulted": sum(1 for c in calls if c["status"] == 429), "oomnitza_calls": None, "oomnitza_faulted": None,
+               "seconds": round(time.monotonic() - started, 1), **accounting})  # fmt: skip
 
 
 def metadata_db(home) -> str:

@@ -112,3 +112,28 @@ def test_an_erase_workflow_without_approval_is_refused_unless_it_says_so(tmp_pat
         assert "unattended_erase is only for erase_device with approval mode none" in problems_of(
             tmp_path, text
         )
+
+
+def test_one_read_covers_every_trigger_of_a_read_group():
+    from kandji_oomnitza.workflows.config import MAX_SHARED_VALUES, Trigger, shared_filters
+
+    def trigger(*conditions: dict, match: str = "all") -> Trigger:
+        return Trigger.model_validate({"conditions": list(conditions), "match": match})
+
+    lost = trigger({"field": "status", "equals": "Lost"})
+    stolen = trigger({"field": "status", "in": ["Stolen", "Lost"]})
+    assert lost.read_group() == stolen.read_group()
+    assert shared_filters([lost, stolen]) == ["status IN ['Lost','Stolen']"]
+    # Any value asked for anywhere in the group reads the field as IS NOT NULL; so do too many values.
+    assert shared_filters([lost, trigger({"field": "status", "not_empty": True})]) == ["status IS NOT NULL"]
+    many = [trigger({"field": "status", "equals": f"s{i}"}) for i in range(MAX_SHARED_VALUES + 1)]
+    assert shared_filters(many) == ["status IS NOT NULL"]
+    # A value that cannot be quoted, or an empty one (it matches a record without the field), reads all.
+    assert shared_filters([lost, trigger({"field": "status", "equals": "O'Neil"})]) == [None]
+    assert shared_filters([lost, trigger({"field": "status", "equals": ""})]) == [None]
+    # all: one read, the fields joined by AND; any: one read per field.
+    both = trigger({"field": "status", "equals": "Lost"}, {"field": "notes", "equals": "x"})
+    assert shared_filters([both]) == ["notes IN ['x'] AND status IN ['Lost']"]
+    either = trigger({"field": "status", "equals": "Lost"}, {"field": "notes", "equals": "x"}, match="any")
+    assert shared_filters([either]) == ["notes IN ['x']", "status IN ['Lost']"]
+    assert either.read_group() != both.read_group()
