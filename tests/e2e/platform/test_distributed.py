@@ -95,7 +95,11 @@ def distributed(tmp_path_factory, kandji_process, oomnitza_process, postgres_ser
     processes = {}
     logs = {}
     commands = {
-        "api-server": ([*airflow, "api-server", "--port", str(port)], core_env, homes["core"]),
+        "api-server": (
+            [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            core_env,
+            homes["core"],
+        ),
         "scheduler": ([*airflow, "scheduler"], core_env, homes["core"]),
         "dag-processor": ([*airflow, "dag-processor"], core_env, homes["core"]),
         "triggerer": ([*airflow, "triggerer"], core_env, homes["core"]),

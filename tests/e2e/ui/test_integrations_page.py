@@ -83,7 +83,7 @@ def page_server(airflow_db, tmp_path_factory):
     }
     log = open(work / "api-server.log", "w")  # noqa: SIM115 - closed in teardown
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "api-server", "--port", str(port)],
+        [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
