@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
 import time
@@ -17,10 +16,14 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
 
 ADMIN_PREFIX = "/_emulator/"
 SECRET_HEADERS = {"authorization", "authorization2", "cookie"}
+# The request's body, parsed once by the recorder for the handlers too (``NOT_JSON`` when it is not JSON).
+BODY_JSON = "kandji_oomnitza.body_json"
+NOT_JSON = object()
 
 
 @dataclass
@@ -140,6 +143,9 @@ class Emulator:
         self.requests: deque[dict[str, Any]] = deque(maxlen=500_000)
         self.denied: dict[str, list[str]] = {}  # token -> permissions it lacks (see ``permission``)
         self.request_count = 0
+        # Whether the request log keeps each body (tests read them; a benchmark's millions of app rows
+        # would only fill the memory): PUT /_emulator/recording {"bodies": false}.
+        self.record_bodies = True
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024**2)
         self.app.router.add_get(ADMIN_PREFIX + "requests", self._admin_requests)
         self.app.router.add_delete(ADMIN_PREFIX + "requests", self._admin_clear_requests)
@@ -149,6 +155,7 @@ class Emulator:
         self.app.router.add_put(ADMIN_PREFIX + "tokens", self._admin_set_tokens)
         self.app.router.add_get(ADMIN_PREFIX + "permissions", self._admin_get_permissions)
         self.app.router.add_put(ADMIN_PREFIX + "permissions", self._admin_set_permissions)
+        self.app.router.add_put(ADMIN_PREFIX + "recording", self._admin_set_recording)
         self.add_routes(self.app.router)
 
     # -- to implement -------------------------------------------------------------------------
@@ -258,9 +265,14 @@ class Emulator:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read() if request.can_read_body else b""
         try:
-            body: Any = json.loads(raw) if raw else None
+            # pydantic's JSON parser (installed with Airflow): a fleet's bulk bodies are gigabytes
+            body: Any = pydantic_core.from_json(raw) if raw else None
+            request[BODY_JSON] = body if raw else NOT_JSON
         except ValueError:
             body = raw.decode("utf-8", "replace")
+            request[BODY_JSON] = NOT_JSON
+        if not self.record_bodies:
+            body = {"_not_recorded": len(raw)} if raw else None
         auth_value = request.headers.get(self.auth_header, "")
         self.request_count += 1
         entry = {
@@ -388,6 +400,11 @@ class Emulator:
         """``{"<token>": ["devices.apps", "prism", ...]}``: what each token lacks (replaces the model)."""
         self.denied = {str(token): list(perms) for token, perms in (await request.json()).items()}
         return web.json_response(self.denied)
+
+    async def _admin_set_recording(self, request: web.Request) -> web.Response:
+        """``{"bodies": false}``: the request log keeps each request's size, not its body."""
+        self.record_bodies = bool((await request.json()).get("bodies", True))
+        return web.json_response({"bodies": self.record_bodies})
 
 
 def serve(emulator: Emulator, host: str, port: int) -> None:

@@ -68,6 +68,9 @@ COMMAND_TYPES = {
     "blankpush": "BlankPush",
 }
 # INFERRED: the export CSV's headings are undocumented; these are human-style, as Kandji's UI shows them.
+# Export files larger than this are streamed (a 100,000-device export is 1.8 GB); the ``truncate`` fault
+# cuts the smaller ones, which is what the tests download.
+STREAM_EXPORTS_ABOVE = 64 * 1024 * 1024
 EXPORT_COLUMNS = [
     ("Device ID", "device_id"),
     ("Device Name", "device__name"),
@@ -562,7 +565,9 @@ class KandjiEmulator(Emulator):
         )
         return web.json_response(_public(self.exports[export_id]))
 
-    def _export_csv(self, category: str, families: Any, mode: str) -> bytes:
+    def _export_csv(self, category: str, families: Any, mode: str) -> list[bytes]:
+        """The export's file, in blocks of about a megabyte (a large fleet's is gigabytes; the download
+        streams the blocks)."""
         columns = EXPORT_COLUMNS
         if mode == "bad_columns":
             columns = [("Application", "name"), ("Computer", "device__name")]
@@ -570,15 +575,19 @@ class KandjiEmulator(Emulator):
         writer = csv.writer(buffer)
         writer.writerow([heading for heading, _ in columns])
         if category == "apps" and columns is EXPORT_COLUMNS:
-            writer.writerows(
-                ("" if v is None else v for v in row) for row in self.fleet.prism_app_export_rows(families)
-            )
-            return buffer.getvalue().encode()
+            blocks, pending = [buffer.getvalue().encode()], []
+            for text in self.fleet.prism_app_export_csv(families):
+                pending.append(text)
+                if len(pending) >= 500:
+                    blocks.append("".join(pending).encode())
+                    pending = []
+            blocks.append("".join(pending).encode())
+            return blocks
         total = self._prism_total(category, families)
         for start in range(0, total, 5000):
             for row in self._prism_rows(category, start, start + 5000, families):
                 writer.writerow(["" if row.get(key) is None else row.get(key) for _, key in columns])
-        return buffer.getvalue().encode()
+        return [buffer.getvalue().encode()]
 
     async def prism_export_status(self, request: web.Request) -> web.Response:
         export = self.exports.get(request.match_info["export_id"])
@@ -610,7 +619,18 @@ class KandjiEmulator(Emulator):
             return web.Response(
                 status=403, text="<Error><Code>AccessDenied</Code></Error>", content_type="text/xml"
             )
-        return web.Response(body=await export["_csv"], content_type="text/csv")
+        blocks = await export["_csv"]
+        size = sum(len(block) for block in blocks)
+        if size <= STREAM_EXPORTS_ABOVE:  # one body, which the truncate fault can cut
+            return web.Response(body=b"".join(blocks), content_type="text/csv")
+        # A large file is streamed a block at a time with its length up front, as S3 serves one.
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.content_length = size
+        await response.prepare(request)
+        for block in blocks:
+            await response.write(block)
+        await response.write_eof()
+        return response
 
     # -- users --------------------------------------------------------------------------------
     def _filtered_users(self, q: Any) -> list[dict[str, Any]]:

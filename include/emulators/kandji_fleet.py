@@ -8,6 +8,8 @@ million app rows) costs only the device and user records in memory.
 from __future__ import annotations
 
 import bisect
+import csv
+import io
 import random
 import uuid
 from collections.abc import Iterator
@@ -106,6 +108,13 @@ def _catalogue(size: int = 600) -> list[dict[str, str]]:
 
 
 CATALOGUE = _catalogue()
+
+
+def _csv_row(values: list[Any]) -> str:
+    """One CSV row as ``csv.writer`` writes it (quoted where needed), without its line ending."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(["" if v is None else v for v in values])
+    return buffer.getvalue().removesuffix("\r\n")
 
 
 def _serial(rng: random.Random) -> str:
@@ -328,6 +337,27 @@ class Fleet:
             for app in self.apps(device_id):
                 yield (*head, app["name"], app["version"], app["version"].replace(".", ""), app["bundle_id"],
                        self.app_path(device, app), app["source"], collected)  # fmt: skip
+
+    def prism_app_export_csv(self, families: set[str] | None = None) -> Iterator[str]:
+        """The rows of ``prism_app_export_rows`` as CSV text, the same characters ``csv.writer`` writes for
+        them, one device's rows at a time: each device's columns and each catalogue app's are quoted once,
+        not ten million times (a 100,000-device export is about 9 million rows, 1.8 GB)."""
+        ids, _ = self.prism_index(families)
+        collected = (self.base_time - timedelta(hours=3)).isoformat()
+        fragments: dict[tuple[int, bool], str] = {}  # (catalogue entry by id, on a Mac) -> its columns as CSV
+        for device_id in ids:
+            device = self.device(device_id)
+            mac = device["platform"] == "Mac"
+            head = _csv_row([device["device_id"], device["device_name"], PRISM_FAMILY[device["platform"]],
+                             device["serial_number"]])  # fmt: skip
+            lines = []
+            for app in self.apps(device_id):
+                key = (id(app), mac)
+                if key not in fragments:
+                    fragments[key] = _csv_row([app["name"], app["version"], app["version"].replace(".", ""),
+                                               app["bundle_id"], self.app_path(device, app), app["source"], collected])  # fmt: skip
+                lines.append(f"{head},{fragments[key]}\r\n")
+            yield "".join(lines)
 
     def prism_app_row(self, device: dict[str, Any], app: dict[str, str]) -> dict[str, Any]:
         user = device["user"] if isinstance(device["user"], dict) else {}

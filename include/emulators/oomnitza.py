@@ -34,9 +34,28 @@ from typing import Any
 
 from aiohttp import web
 
-from include.emulators.common import Emulator, RateLimitConfig, serve
+from include.emulators.common import BODY_JSON, NOT_JSON, Emulator, RateLimitConfig, serve
 
 SPECIAL_FIELDS = {"APPLICATIONS", "SAAS"}
+
+
+APP_KEYS = {"name", "version", "path"}
+
+
+def _normal_apps(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's APPLICATIONS as Oomnitza keeps them: name, version and path of each (the list as sent
+    when that is what it holds already: a fleet's app lists are most of a bulk body)."""
+    apps = record["APPLICATIONS"]
+    if all(type(a) is dict and a.keys() == APP_KEYS for a in apps):
+        return apps
+    return [{"name": a.get("name"), "version": a.get("version"), "path": a.get("path")} for a in apps]
+
+
+def _fingerprint(record: dict[str, Any], apps: list[dict[str, Any]] | None) -> tuple[str, Any]:
+    """What tells a record sent again from another record with the same sync key: its fields, and its app
+    list (compared only when a sync key comes twice: serialising every app list again costs the most)."""
+    fields = {k: v for k, v in record.items() if k != "APPLICATIONS" or apps is None}
+    return json.dumps(fields, sort_keys=True, default=str), apps
 
 
 def _field(external_id: str, type_: str = "string", *, unique: bool = False, values=None) -> dict[str, Any]:
@@ -162,7 +181,8 @@ class OomnitzaEmulator(Emulator):
         self.store = Store()
         self.settings = OomnitzaSettings()
         self.state_file = state_file
-        self._seen: dict[str, dict[str, str]] = {}  # portion -> sync-key value -> the record it came with
+        # portion -> sync-key value -> the fingerprint of the record it came with
+        self._seen: dict[str, dict[str, tuple[str, Any]]] = {}
         self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
         if state_file and state_file.exists():
             self.store = Store(**json.loads(state_file.read_text()))
@@ -303,10 +323,11 @@ class OomnitzaEmulator(Emulator):
         return self.store.runs[portion]
 
     async def bulk(self, request: web.Request) -> web.Response:
-        try:
-            payload = await request.json()
-        except ValueError:
+        payload = request.get(BODY_JSON, NOT_JSON)  # parsed once, by the request log
+        if payload is NOT_JSON:
             return web.json_response({"errors": ["Request body is not valid JSON"]}, status=400)
+        if not isinstance(payload, dict):
+            return web.json_response({"errors": ["Request body must be a JSON object"]}, status=400)
         problems = []
         if payload.get("data_type") not in ("assets", "users"):
             problems.append("data_type must be 'assets' or 'users'")
@@ -362,7 +383,8 @@ class OomnitzaEmulator(Emulator):
         if all(record.get(f) in (None, "") for f in sync_fields):
             return "failed", f"[{key}] Sync key value is empty"
         seen = self._seen.setdefault(run["portion_correlation_id"], {})
-        fingerprint = json.dumps(record, sort_keys=True, default=str)
+        apps = _normal_apps(record) if kind == "assets" and "APPLICATIONS" in record else None
+        fingerprint = _fingerprint(record, apps)
         if key in seen:
             # INFERRED: the very same record sent again (a client's retry) changes nothing; another
             # record with the same sync-key value is the documented duplicate error.
@@ -386,7 +408,7 @@ class OomnitzaEmulator(Emulator):
             if kind == "users" and not stored.get("username"):
                 stored["username"] = stored.get("email") or ident
             self._put(kind, ident, stored)
-            self._attach(kind, ident, record)
+            self._attach(kind, ident, record, apps)
             return "added", f"[{key}] Created {self._id_field(kind)} {ident}"
         ident = match[self._id_field(kind)]
         if payload.get("insert_only"):
@@ -394,7 +416,7 @@ class OomnitzaEmulator(Emulator):
         changed = {
             k: v for k, v in fields.items() if match.get(k) != v and not (v is None and k not in match)
         }
-        attachments_changed = self._attach(kind, ident, record)
+        attachments_changed = self._attach(kind, ident, record, apps)
         if not changed and not attachments_changed:
             return "unchanged", f"[{key}] No changes"
         updated = {**match, **changed}
@@ -437,14 +459,14 @@ class OomnitzaEmulator(Emulator):
                 index.setdefault(_hashable(record[name]), set()).add(ident)
         self.store.records[kind][ident] = record
 
-    def _attach(self, kind: str, ident: str, record: dict[str, Any]) -> bool:
-        """Store APPLICATIONS/SAAS; return whether they changed."""
+    def _attach(
+        self, kind: str, ident: str, record: dict[str, Any], apps: list[dict[str, Any]] | None = None
+    ) -> bool:
+        """Store APPLICATIONS/SAAS (``apps``: the record's APPLICATIONS, normalised once); return whether
+        they changed."""
         changed = False
         if kind == "assets" and "APPLICATIONS" in record:
-            apps = [
-                {"name": a.get("name"), "version": a.get("version"), "path": a.get("path")}
-                for a in record["APPLICATIONS"]
-            ]
+            apps = apps if apps is not None else _normal_apps(record)
             changed = self.store.software.get(ident) != apps
             self.store.software[ident] = apps
         if kind == "users" and "SAAS" in record:

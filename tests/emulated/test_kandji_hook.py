@@ -102,7 +102,7 @@ def test_missing_permission_is_403_naming_the_endpoint(kandji_emulator):
 # -- listings -------------------------------------------------------------------------------------
 def test_devices_are_paged_300_at_a_time_in_a_stable_order(kandji_emulator):
     kandji_emulator.post("reset", {"devices": 700, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
-    pages = list(hook().iter_device_pages())
+    pages = list(hook().iter_device_pages(prefetch=1))
     assert [len(p) for p in pages] == [300, 299, 101]  # pages overlap by one; repeats are dropped
     ids = [d["device_id"] for p in pages for d in p]
     assert len(set(ids)) == 700
@@ -110,6 +110,20 @@ def test_devices_are_paged_300_at_a_time_in_a_stable_order(kandji_emulator):
     assert len(calls) == math.ceil(700 / 300) + 1  # the last page, holding only the overlap, ends it
     assert all(c["query"]["limit"] == "300" and c["query"]["ordering"] == "device_id" for c in calls)
     assert [int(c["query"]["offset"]) for c in calls] == [0, 299, 598, 699]  # pages overlap by one
+
+
+def test_device_pages_in_flight_give_the_same_listing_with_at_most_a_few_guesses_more(kandji_emulator):
+    kandji_emulator.post("reset", {"devices": 1300, "tokens": [KANDJI_TOKEN], "rate_limit": {}})
+    one_by_one = [d["device_id"] for p in hook().iter_device_pages(prefetch=1) for d in p]
+    needed = {int(c["query"]["offset"]) for c in kandji_emulator.requests("/api/v1/devices$")}
+    kandji_emulator.clear_requests()
+    ahead = [d["device_id"] for p in hook().iter_device_pages(prefetch=4) for d in p]
+    asked = [int(c["query"]["offset"]) for c in kandji_emulator.requests("/api/v1/devices$")]
+    assert ahead == one_by_one and len(set(ahead)) == 1300
+    # Only the first page is asked alone (a wrong token is refused once); then pages in flight, each used
+    # only where the walk asks for it, and at most three guesses past the end.
+    assert needed <= set(asked) and len(asked) - len(needed) <= 3
+    assert asked[0] == 0
 
 
 def test_device_added_mid_walk_is_yielded_once(kandji_emulator):

@@ -3,12 +3,17 @@
 links, and Oomnitza's limit/skip lists. A new paging style is one class here.
 
 Each strategy says what the first request sends, where a page's records are, and what the next
-request sends (``None`` when the listing is complete).
+request sends (``None`` when the listing is complete). A strategy whose next request can be guessed
+without the page (offset paging: the next offset, if the page is full) also says ``ahead``; ``paginate``
+then has up to ``prefetch`` pages in flight, and uses a guessed page only when the strategy's own next
+request is exactly the one guessed: the strategy still decides, page by page, in order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
@@ -66,6 +71,14 @@ class OffsetArrayPaginator:
         self.offset += len(body) - 1
         self.anchor = body[-1].get(self.key)
         return {"limit": self.limit, "offset": self.offset}
+
+    def ahead(self, params: dict[str, Any], pages: int) -> dict[str, Any]:
+        """The request ``pages`` pages after ``params``, if every page in between is full."""
+        return {"limit": self.limit, "offset": params["offset"] + pages * (self.limit - 1)}
+
+    def full(self, body: Any) -> bool:
+        """Whether more pages may follow at guessable offsets (after a short page, only the end's probe)."""
+        return isinstance(body, list) and len(body) >= self.limit
 
 
 class PrismCursorPaginator:
@@ -145,6 +158,12 @@ class LimitSkipPaginator:
         self.skip += len(records)
         return {"limit": self.limit, "skip": self.skip}
 
+    def ahead(self, params: dict[str, Any], pages: int) -> dict[str, Any]:
+        return {"limit": self.limit, "skip": params["skip"] + pages * self.limit}
+
+    def full(self, body: Any) -> bool:
+        return isinstance(body, list) and len(body) >= self.limit
+
 
 class CursorGuard:
     """A server that hands back a cursor it gave before would have us loop forever: stop instead."""
@@ -160,13 +179,42 @@ class CursorGuard:
 
 
 def paginate(
-    fetch, endpoint: str, paginator: Paginator, params: dict[str, Any] | None = None
+    fetch, endpoint: str, paginator: Paginator, params: dict[str, Any] | None = None, prefetch: int = 1
 ) -> Iterator[list]:
-    """Yield the records of each page. ``fetch(endpoint, params)`` returns a decoded page body."""
+    """Yield the records of each page. ``fetch(endpoint, params)`` returns a decoded page body; with
+    ``prefetch`` > 1 and a strategy that can guess ahead, that many pages are in flight at once (a guess
+    that turns out wrong, such as a page past the end, costs one request and is never used)."""
     base = dict(params or {})
     step: dict[str, Any] | None = paginator.first_params()
-    while step is not None:
-        body = fetch(endpoint, {**base, **step})
-        records = paginator.records(body)
-        yield records
-        step = paginator.next_params(body, records)
+    if prefetch <= 1 or not hasattr(paginator, "ahead"):
+        while step is not None:
+            body = fetch(endpoint, {**base, **step})
+            records = paginator.records(body)
+            yield records
+            step = paginator.next_params(body, records)
+        return
+    pool = ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="pages")
+    guessed: deque[tuple[dict[str, Any], Future]] = deque()
+    guessing = False  # from the first full page on; after a short page, only the strategy's own requests
+    try:
+        while step is not None:
+            if guessed and guessed[0][0] == step:
+                current = guessed.popleft()[1]
+            else:  # nothing guessed yet, or the guess was wrong: start again from the strategy's request
+                for _, stale in guessed:
+                    stale.cancel()
+                guessed.clear()
+                current = pool.submit(fetch, endpoint, {**base, **step})
+            last = guessed[-1][0] if guessed else step
+            while guessing and len(guessed) < prefetch - 1:
+                last = paginator.ahead(last, 1)
+                guessed.append((last, pool.submit(fetch, endpoint, {**base, **last})))
+            body = current.result()
+            records = paginator.records(body)
+            guessing = paginator.full(body)
+            yield records
+            step = paginator.next_params(body, records)
+    finally:
+        for _, pending in guessed:
+            pending.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)

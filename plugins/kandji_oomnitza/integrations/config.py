@@ -182,8 +182,8 @@ class Software(Strict):
     export_threshold_rows: Annotated[int, Field(ge=0)] = Field(
         50_000, description="with route auto, Prism app rows at or above which the CSV export is used"
     )
-    concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
-        8, description="per-device /apps calls in flight at once (the rate limiter still paces them)"
+    concurrency: Annotated[int, Field(ge=1, le=32)] = Field(
+        16, description="per-device /apps calls in flight at once (the rate limiter still paces them)"
     )
 
 

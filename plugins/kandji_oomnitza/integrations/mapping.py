@@ -38,19 +38,39 @@ def dig(record: Any, path: str) -> Any:
     return value
 
 
+class SourceColumns:
+    """The columns of a source frame, filled a page at a time: of each record only the values the
+    mappings read are kept, so a fleet's worth of whole Kandji records (a few KB each) is never held."""
+
+    def __init__(self, paths: Iterable[str], *, id_path: str, label_path: str) -> None:
+        self.paths = {ID: id_path, LABEL: label_path, **{p: p for p in dict.fromkeys(paths)}}
+        self.columns: dict[str, list[Any]] = {name: [] for name in (*self.paths, PROBLEM)}
+
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            for name, path in self.paths.items():
+                self.columns[name].append(dig(record, path))
+            self.columns[PROBLEM].append(record.get(PROBLEM))
+
+    def __len__(self) -> int:
+        return len(self.columns[ID])
+
+    def frame(self) -> pd.DataFrame:
+        """One column per path (plus the record's id, a human label and any problem met while reading
+        it), XCom-safe."""
+        columns = {ID: self.columns[ID], LABEL: self.columns[LABEL], PROBLEM: self.columns[PROBLEM]}
+        columns |= {p: v for p, v in self.columns.items() if p not in columns}
+        return xcom_safe(pd.DataFrame(columns))
+
+
 def source_frame(
     records: list[dict[str, Any]], paths: Iterable[str], *, id_path: str, label_path: str
 ) -> pd.DataFrame:
     """A frame with one column per path (plus the record's id, a human label and any problem met while
     reading it), XCom-safe."""
-    columns: dict[str, list[Any]] = {
-        ID: [dig(r, id_path) for r in records],
-        LABEL: [dig(r, label_path) for r in records],
-        PROBLEM: [r.get(PROBLEM) for r in records],
-    }
-    for path in dict.fromkeys(paths):
-        columns[path] = [dig(r, path) for r in records]
-    return xcom_safe(pd.DataFrame(columns))
+    columns = SourceColumns(paths, id_path=id_path, label_path=label_path)
+    columns.add(records)
+    return columns.frame()
 
 
 def xcom_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,11 +193,15 @@ def _render(template: str, paths: tuple[str, ...], columns: pd.DataFrame) -> pd.
 def _reject_bad_sync_keys(out: pd.DataFrame, integration: Integration, rejections: Rejections) -> pd.Series:
     """Reject records whose sync key is empty, or shared by another record; return each record's identity."""
     sync_key = integration.sync_key
-    key_values = out[sync_key]
-    key_empty = key_values.apply(lambda row: all(is_empty(v) for v in row), axis=1)
+    # Column by column (a fleet is 100,000 rows): each record's identity is its first non-empty key field.
+    identity = pd.Series([None] * len(out), index=out.index, dtype=object)
+    for name in reversed(sync_key):
+        values = out[name]
+        present = ~values.map(is_empty).astype(bool)
+        identity = identity.where(~present, values.map(lambda v, n=name: f"{n}={v!r}"))
+    key_empty = identity.isna()
     sources = ", ".join(integration.resolved(k).label for k in sync_key)
     rejections.add(key_empty, f"sync key {', '.join(sync_key)} is empty (Kandji {sources} has no value)")
-    identity = key_values.apply(lambda row: _identity(sync_key, row), axis=1)
     valid = ~rejections.mask
     duplicated = identity.where(valid).duplicated(keep=False) & valid & identity.notna()
     if duplicated.any():
@@ -193,14 +217,6 @@ def _reject_bad_sync_keys(out: pd.DataFrame, integration: Integration, rejection
     return identity
 
 
-def _identity(sync_key: list[str], row: Iterable[Any]) -> str | None:
-    """The value Oomnitza matches on: the first non-empty sync key field, in priority order."""
-    for name, value in zip(sync_key, row, strict=True):
-        if not is_empty(value):
-            return f"{name}={value!r}"
-    return None
-
-
 def to_oomnitza(
     records: pd.DataFrame, integration: Integration, extra_columns: Iterable[str] = ()
 ) -> Iterator[dict[str, Any]]:
@@ -209,13 +225,26 @@ def to_oomnitza(
     clears when empty."""
     clearing = {t for t in integration.mappings if integration.mappings[t].clear_when_empty}
     fields = [*integration.mappings, *extra_columns]
-    for row in records[fields].itertuples(index=False):
+    # Column by column into plain values (EMPTY where nothing is sent), then record by record.
+    columns = [[_sendable(v) for v in records[name].tolist()] for name in fields]
+    for row in zip(*columns, strict=True):
         record = {}
         for name, value in zip(fields, row, strict=True):
-            value = plain(value)
-            if value is None or (isinstance(value, str) and not value.strip()):
+            if value is EMPTY:
                 if name in clearing:
                     record[name] = None
                 continue
             record[name] = value
         yield record
+
+
+EMPTY = object()  # a value that is not sent (or sent as null, where the mapping clears)
+
+
+def _sendable(value: Any) -> Any:
+    if type(value) is str:  # the common case, first
+        return value if value.strip() else EMPTY
+    value = plain(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return EMPTY
+    return value

@@ -3,6 +3,7 @@ frame's way through XCom: in parts, each one request to the Execution API."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,15 @@ class OomnitzaLoadOperator(BaseOperator):
         from kandji_oomnitza.integrations.steps import dry_run, load
 
         ti = context["ti"]
+        started = time.monotonic()
         frame = ti.xcom_pull(task_ids=names.TRANSFORM)
         software = pull_software(ti) if self.integration.type == "assets" else None
+        self.log.info(
+            "Read %d transformed record(s)%s from XCom in %.1fs",
+            len(frame),
+            f" and {len(software)} software row(s)" if software is not None else "",
+            time.monotonic() - started,
+        )
         stats = ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
         delta, store_at = self._delta_plan(stats.read_at, bool(context["params"].get("full_sync")))
         if context["params"].get("dry_run"):

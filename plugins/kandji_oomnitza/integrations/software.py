@@ -44,8 +44,16 @@ PRISM_REFUSALS = (403, 404)  # the token lacks the Prism permission, or the tena
 
 
 def _pack(rows: pd.DataFrame) -> pd.DataFrame:
-    # Text first, so every part's categories share one dtype (a column of only None would not).
-    return rows.astype(dict.fromkeys(COLUMNS, "str")).astype(dict.fromkeys(COLUMNS, "category"))
+    """Rows as categorical columns of text (every part's categories then share one dtype: a column of only
+    None would not). A column that already holds categories (the export's) keeps them."""
+    packed = {}
+    for column in COLUMNS:
+        values = rows[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            packed[column] = values.cat.set_categories(values.cat.categories.astype("str"))
+        else:
+            packed[column] = values.astype("str").astype("category")
+    return pd.DataFrame(packed, index=rows.index)
 
 
 def empty_software() -> pd.DataFrame:
@@ -275,9 +283,19 @@ def _from_prism(kandji: KandjiHook, route: SoftwareRoute, count: PrismCount | No
 
 
 def _from_export(kandji: KandjiHook, found: SoftwareResult, count: PrismCount | None) -> None:
-    for chunk in kandji.export_prism("apps", required_columns=EXPORT_COLUMNS, expected=count):
+    for chunk in kandji.export_prism(
+        "apps", required_columns=EXPORT_COLUMNS, expected=count, dtype="category"
+    ):
         rows = chunk[(chunk["device_id"] != "") & (chunk["name"] != "")].rename(columns={"device_id": ID})
-        found.add_rows(rows[list(COLUMNS)].replace("", None))
+        # An empty cell is no value (None), not the text "".
+        found.add_rows(
+            pd.DataFrame(
+                {
+                    c: rows[c].cat.remove_categories([v for v in ("",) if v in rows[c].cat.categories])
+                    for c in COLUMNS
+                }
+            )
+        )
         found.prism_rows += len(chunk)
 
 
@@ -290,9 +308,13 @@ def fetch_apps(kandji: KandjiHook, device_ids: list[str], concurrency: int, resu
 
 class Applications:
     """Each device's Oomnitza ``APPLICATIONS`` list, built only as its record is sent, so a fleet's
-    app lists never sit in memory as Python objects at once."""
+    app lists never sit in memory as Python objects at once. A fleet installs a few thousand distinct
+    apps (name, version, path) millions of times: each distinct one is one dict, shared by every list
+    that holds it (the lists are only read, to be sent)."""
 
     def __init__(self, software: pd.DataFrame) -> None:
+        import numpy as np
+
         devices = software[ID].cat.codes.to_numpy()
         order = devices.argsort(kind="stable")
         devices = devices[order]
@@ -300,9 +322,29 @@ class Applications:
         ends = [*starts[1:], len(devices)]
         names = software[ID].cat.categories
         self._span = {names[devices[s]]: (s, e) for s, e in zip(starts, ends, strict=True) if e > s}
-        # Category codes per row; code -1 (no value) picks the None appended to each category list.
-        self._codes = [software[f].cat.codes.to_numpy()[order] for f in APP_FIELDS]
-        self._values = [[*software[f].cat.categories, None] for f in APP_FIELDS]
+        # Each row's app as one number (its three category codes; -1 is no value), numbered by distinct app.
+        # Built in place, one column at a time: a fleet's software is ten million rows.
+        sizes = [len(software[f].cat.categories) + 1 for f in APP_FIELDS]
+        combined = np.zeros(len(order), dtype=np.int64)
+        for field_name, size in zip(APP_FIELDS, sizes, strict=True):
+            combined *= size
+            combined += software[field_name].cat.codes.to_numpy()[order]
+            combined += 1
+        numbered, distinct = pd.factorize(combined)
+        del combined
+        self._app = numbered.astype(np.int32)
+        del numbered
+        values = [[None, *software[f].cat.categories] for f in APP_FIELDS]
+        names_, versions, paths = values
+        self._apps = [
+            {
+                "name": names_[int(c // (sizes[1] * sizes[2]))],
+                "version": versions[int(c // sizes[2] % sizes[1])],
+                "path": paths[int(c % sizes[2])],
+            }
+            for c in distinct
+        ]
+        self._named = np.array([app["name"] is not None for app in self._apps], dtype=bool)
 
     def __contains__(self, device_id: str) -> bool:
         return device_id in self._span
@@ -312,9 +354,9 @@ class Applications:
         span = self._span.get(device_id)
         if span is None:
             return None
-        rows = zip(*(codes[span[0] : span[1]].tolist() for codes in self._codes), strict=True)
-        names, versions, paths = self._values
-        return [{"name": names[n], "version": versions[v], "path": paths[p]} for n, v, p in rows if n >= 0]
+        apps = self._apps
+        row = self._app[span[0] : span[1]]
+        return [apps[i] for i in row[self._named[row]].tolist()]
 
 
 # A fleet's software travels between tasks in parts: each XCom read or write is one Execution API request,
@@ -327,10 +369,13 @@ def software_parts(software: pd.DataFrame, rows_per_part: int | None = None) -> 
     """The software frame in parts of at most ``rows_per_part`` rows, ordered by device (a part then names
     few devices), each with only its own devices' categories: each part is one XCom."""
     rows_per_part = rows_per_part or ROWS_PER_PART
-    ordered = software.sort_values(ID, kind="stable", ignore_index=True)
+    # The order by device, as positions: each part is taken from the frame as it is (no sorted copy of the
+    # whole fleet's software beside it).
+    order = software[ID].cat.codes.to_numpy().argsort(kind="stable")
     parts = []
-    for number in range(max(1, -(-len(ordered) // rows_per_part))):
-        part = ordered.iloc[number * rows_per_part : (number + 1) * rows_per_part].copy()
+    for number in range(max(1, -(-len(software) // rows_per_part))):
+        part = software.take(order[number * rows_per_part : (number + 1) * rows_per_part])
+        part = part.reset_index(drop=True)
         part[ID] = part[ID].cat.remove_unused_categories()
         parts.append(part)
     return parts

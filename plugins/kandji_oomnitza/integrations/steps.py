@@ -25,9 +25,9 @@ from kandji_oomnitza.integrations.mapping import (
     ID,
     LABEL,
     PROBLEM,
+    SourceColumns,
     apply_mappings,
     plain,
-    source_frame,
     to_oomnitza,
 )
 from kandji_oomnitza.integrations.report import FAILED_SILENTLY, silent_failures, split
@@ -85,10 +85,11 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
 
 # -- extract ------------------------------------------------------------------------------------
 def extract_devices(integration: Integration, kandji: KandjiHook, on_page=None) -> pd.DataFrame:
-    """Kandji devices, page by page, into a frame of the paths the mappings read; ``on_page`` sees each
-    page as it arrives. A device whose details vanished mid-run (404) is kept, marked with the problem,
-    and rejected by the transform; any other failure to read details stops the extract."""
-    records: list[dict[str, Any]] = []
+    """Kandji devices, page by page, into a frame of the paths the mappings read (a page's records are
+    dropped once their values are taken); ``on_page`` sees each page as it arrives. A device whose details
+    vanished mid-run (404) is kept, marked with the problem, and rejected by the transform; any other
+    failure to read details stops the extract."""
+    columns = SourceColumns(source_paths(integration), id_path="device_id", label_path="device_name")
     for page in kandji.iter_device_pages():
         if on_page is not None:
             on_page(page)
@@ -104,9 +105,9 @@ def extract_devices(integration: Integration, kandji: KandjiHook, on_page=None) 
                     device[PROBLEM] = (
                         "Kandji has no details for this device (HTTP 404): it probably left Kandji during the run"
                     )
-        records.extend(page)
-        log.info("Kandji devices so far: %d", len(records))
-    return source_frame(records, source_paths(integration), id_path="device_id", label_path="device_name")
+        columns.add(page)
+        log.info("Kandji devices so far: %d", len(columns))
+    return columns.frame()
 
 
 def extract_assets(
@@ -126,7 +127,7 @@ def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
     id cannot be told apart from another, so each is kept and rejected by the transform."""
     settings = integration.user_settings
     filters = {"archived": "false"} if settings.skip_archived else {}
-    records: list[dict[str, Any]] = []
+    columns = SourceColumns(source_paths(integration), id_path="id", label_path="name")
     seen: set[str] = set()
     for integration_id in settings.integration_ids or [None]:
         for page in kandji.iter_user_pages(integration_id=integration_id, **filters):
@@ -136,8 +137,8 @@ def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
                     if str(user_id) in seen:
                         continue
                     seen.add(str(user_id))
-                records.append(user)
-    return source_frame(records, source_paths(integration), id_path="id", label_path="name")
+                columns.add([user])
+    return columns.frame()
 
 
 # -- transform ----------------------------------------------------------------------------------

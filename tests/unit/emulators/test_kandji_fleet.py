@@ -45,3 +45,18 @@ def test_fleets_are_deterministic_and_large_ones_are_fast():
 
 def test_examples_folder_is_where_the_tests_expect_it():
     assert len(list(Path(EXAMPLES).glob("*.json"))) > 50
+
+
+def test_the_export_file_is_what_csv_writer_writes_for_its_rows():
+    import csv
+    import io
+
+    from include.emulators.kandji_fleet import Fleet
+
+    fleet = Fleet(seed=3, device_count=80)
+    expected = io.StringIO()
+    csv.writer(expected).writerows(("" if v is None else v for v in row) for row in fleet.prism_app_export_rows())
+    assert "".join(fleet.prism_app_export_csv()) == expected.getvalue()
+    assert "".join(fleet.prism_app_export_csv({"Mac"})).count("\r\n") == sum(
+        1 for _ in fleet.prism_app_export_rows({"Mac"})
+    )

@@ -79,3 +79,29 @@ def test_oomnitza_limit_skip_ends_on_a_short_page():
     assert records == [1, 2, 3, 4, 5] and [p["skip"] for p in sent] == [0, 2, 4]
     with pytest.raises(UnexpectedPageError):
         walk(LimitSkipPaginator(2), [{"not": "a list"}])
+
+
+def walk_ahead(paginator, pages_by_offset: dict[int, list], prefetch: int) -> tuple[list, list[int]]:
+    """``paginate`` with pages in flight, over canned pages by offset; the records, and every offset asked."""
+    asked: list[int] = []
+
+    def fetch(endpoint, params):
+        asked.append(params["offset"])
+        return pages_by_offset.get(params["offset"], [])
+
+    return [r["device_id"] for page in paginate(fetch, "x", paginator, prefetch=prefetch) for r in page], asked
+
+
+def test_offset_pages_in_flight_are_used_only_where_the_walk_itself_asks_for_them():
+    fleet = devices(*range(1, 12))  # 11 devices, pages of 3 overlapping by one: offsets 0, 2, 4, 6, 8, 10
+    pages = {offset: fleet[offset : offset + 3] for offset in range(0, 12, 2)}
+    one_by_one, asked_one_by_one = walk_ahead(OffsetArrayPaginator(3, key="device_id"), pages, prefetch=1)
+    ahead, asked_ahead = walk_ahead(OffsetArrayPaginator(3, key="device_id"), pages, prefetch=4)
+    assert ahead == one_by_one == list(range(1, 12))
+    # The same requests, plus at most prefetch - 1 guesses past the end that are never used.
+    assert set(asked_one_by_one) <= set(asked_ahead)
+    assert len(asked_ahead) - len(asked_one_by_one) <= 3
+    # A shift is noticed as when walking one page at a time.
+    shifted = {**pages, 4: devices(99, 6, 7)}
+    with pytest.raises(ListingShifted):
+        walk_ahead(OffsetArrayPaginator(3, key="device_id"), shifted, prefetch=4)
