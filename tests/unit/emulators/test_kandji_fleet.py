@@ -55,7 +55,9 @@ def test_the_export_file_is_what_csv_writer_writes_for_its_rows():
 
     fleet = Fleet(seed=3, device_count=80)
     expected = io.StringIO()
-    csv.writer(expected).writerows(("" if v is None else v for v in row) for row in fleet.prism_app_export_rows())
+    csv.writer(expected).writerows(
+        ("" if v is None else v for v in row) for row in fleet.prism_app_export_rows()
+    )
     assert "".join(fleet.prism_app_export_csv()) == expected.getvalue()
     assert "".join(fleet.prism_app_export_csv({"Mac"})).count("\r\n") == sum(
         1 for _ in fleet.prism_app_export_rows({"Mac"})

@@ -89,7 +89,9 @@ def walk_ahead(paginator, pages_by_offset: dict[int, list], prefetch: int) -> tu
         asked.append(params["offset"])
         return pages_by_offset.get(params["offset"], [])
 
-    return [r["device_id"] for page in paginate(fetch, "x", paginator, prefetch=prefetch) for r in page], asked
+    return [
+        r["device_id"] for page in paginate(fetch, "x", paginator, prefetch=prefetch) for r in page
+    ], asked
 
 
 def test_offset_pages_in_flight_are_used_only_where_the_walk_itself_asks_for_them():
