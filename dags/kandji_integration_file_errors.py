@@ -6,6 +6,8 @@ that does not validate (the file, the field and the fix), so the mistake shows i
 valid integration keeps running (see `kandji_integrations.py`).
 """
 
-from kandji_oomnitza.settings_files import INTEGRATIONS, raise_for_invalid_files
+from kandji_oomnitza.integrations.config import INTEGRATIONS
+from kandji_oomnitza.integrations.dag import build_entry
+from kandji_oomnitza.settings_files import raise_for_invalid_files
 
-raise_for_invalid_files(INTEGRATIONS)
+raise_for_invalid_files(INTEGRATIONS, build=build_entry)

@@ -6,6 +6,8 @@ does not validate (the file, the field and the fix), so the mistake shows in Air
 valid workflow keeps running (see `kandji_workflows.py`).
 """
 
-from kandji_oomnitza.settings_files import WORKFLOWS, raise_for_invalid_files
+from kandji_oomnitza.settings_files import raise_for_invalid_files
+from kandji_oomnitza.workflows.config import WORKFLOWS
+from kandji_oomnitza.workflows.dag import build_entry
 
-raise_for_invalid_files(WORKFLOWS)
+raise_for_invalid_files(WORKFLOWS, build=build_entry)

@@ -9,29 +9,32 @@ safely, validated completely, listed the same way, reported the same way, and ch
   so one broken file hides no other; ``raise_for_invalid_files`` is what the file-error DAG files call.
 - **One grammar**: durations read the same in every file (``30s``, ``5m``, ``12h``, ``7d``), and every
   Oomnitza field is named by its external id (``FIELD_PATTERN``).
-- **One command**: ``python -m kandji_oomnitza.settings_files FILE...`` checks any of them before deploying
-  (the kind is told by the folder a file is in, else by its content).
+- **One command**: ``python -m kandji_oomnitza.check FILE...`` checks any of them before deploying (the
+  kind is told by the folder a file is in, else by its content); ``python -m
+  kandji_oomnitza.settings_files`` and each feature's ``python -m kandji_oomnitza.<feature>.config`` are
+  the same check, by their older names.
 
-A kind names its loader by import path, so this module, below the features, imports none of them.
+Each feature declares its kind (a ``Kind`` with its loader) next to its model; this module, below the
+features, imports none of them. ``kandji_oomnitza.check`` is the all-kinds checker, above them.
 """
 
 from __future__ import annotations
 
-import importlib
+import math
 import os
 import re
 import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kandji_oomnitza import names
-from kandji_oomnitza.exceptions import IntegrationFileError, SettingsFileError, WorkflowFileError
+from kandji_oomnitza.exceptions import SettingsFileError
 
 MAX_FILE_BYTES = 256 * 1024  # a settings file is a page of settings; anything larger is a mistake
 MESSAGE_LIMIT = 300  # characters of any one validation message (they may quote the file's values)
@@ -64,25 +67,77 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30s``, ``5m``, ``12h``, ``7d`` (or a number of seconds)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = DURATION.fullmatch(str(value))
-    if not match:
-        raise ValueError(f"{short(repr(value), 40)} is not a duration like '30s', '5m', '12h' or '7d'")
-    return float(match[1]) * UNIT_SECONDS[match[2]]
+def parse_duration(value: Any, bare: str = "s") -> float:
+    """Seconds from ``30s``, ``5m``, ``12h``, ``7d``, or a bare number in the unit ``bare`` (seconds unless
+    the setting says otherwise). Never infinite or not a number (``1e400`` is infinite)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration like '30s', '5m', '12h' or '7d'")
+    if isinstance(value, (int, float)):
+        seconds = float(value) * UNIT_SECONDS[bare]
+    else:
+        match = DURATION.fullmatch(str(value))
+        if not match:
+            raise ValueError(f"{short(repr(value), 40)} is not a duration like '30s', '5m', '12h' or '7d'")
+        seconds = float(match[1]) * UNIT_SECONDS[match[2]]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{short(repr(value), 40)} is not a finite duration")
+    return seconds
 
 
-def duration_words(seconds: float) -> str:
+def duration_text(value: timedelta) -> str:
+    """A duration as a settings file writes it, in its largest whole unit: ``7d``, ``90m``, ``30s``."""
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds >= UNIT_SECONDS[unit] and seconds % UNIT_SECONDS[unit] == 0:
+            return f"{seconds / UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A setting's duration, as ``Annotated[timedelta, Duration(...)]``: text such as ``30s``, ``5m``,
+    ``12h``, ``7d`` (or a bare number in ``bare`` units), parsed once into a ``timedelta`` between
+    ``at_least`` and ``at_most``; ``why`` says, in the error, what the bounds protect. Dumped as text
+    (``7d``), which reads back the same."""
+
+    at_least: str
+    at_most: str
+    why: str
+    bare: str = "s"
+
+    def parse(self, value: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        seconds = parse_duration(value, self.bare)
+        if not parse_duration(self.at_least) <= seconds <= parse_duration(self.at_most):
+            raise ValueError(
+                f"{short(repr(value), 40)} is not between {self.at_least} and {self.at_most}: {self.why}"
+            )
+        return timedelta(seconds=seconds)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(
+            self.parse,
+            core_schema.timedelta_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                duration_text, return_schema=core_schema.str_schema()
+            ),
+        )
+
+
+def duration_words(value: float | timedelta) -> str:
     """A duration as a person reads it: "15 seconds", "1 day", "1 hour 30 minutes" (never 0:00:15)."""
     import pendulum
 
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     return pendulum.duration(seconds=seconds).in_words(locale="en") if seconds > 0 else "0 seconds"
 
 
-def days_words(days: float) -> str:
+def days_words(days: float | timedelta) -> str:
     """A number of days as written in a settings file: "7 days", "1 day", "0.5 days"."""
+    days = days.total_seconds() / 86400 if isinstance(days, timedelta) else days
     return f"{days:g} day{'' if days == 1 else 's'}"
 
 
@@ -193,7 +248,9 @@ def validated_file(
 # -- kinds of settings file ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Kind:
-    """One kind of settings file: what it is called, where its files live, how each becomes a DAG."""
+    """One kind of settings file: what it is called, where its files live, how each becomes a DAG. Each
+    feature declares its own kind next to its model (``integrations.config.INTEGRATIONS``,
+    ``workflows.config.WORKFLOWS``); this module knows none of them."""
 
     noun: str  # "integration": what one file of this kind sets up
     what: str  # "integration file": how messages name a file
@@ -201,7 +258,7 @@ class Kind:
     config_option: str  # the same in Airflow's configuration, [kandji_oomnitza] section
     default_folder: str  # under include/
     dag_id: Callable[[str], str]  # the DAG a file becomes, from its name
-    loader: str  # "module:function" that reads and validates one file (the feature's own)
+    load: Callable[[Path], Any]  # reads and validates one file (the feature's own loader)
     error: type[SettingsFileError]
     marker: str  # a top-level key only this kind has (tells a file's kind from its content)
 
@@ -211,35 +268,6 @@ class Kind:
         (the Astro layout; in this repository, its own ``include/``)."""
         configured = os.environ.get(self.folder_env) or setting(self.config_option)
         return Path(configured) if configured else project_root() / "include" / self.default_folder
-
-    def load(self, path: Path) -> Any:
-        module, function = self.loader.split(":")
-        return getattr(importlib.import_module(module), function)(path)
-
-
-INTEGRATIONS = Kind(
-    noun="integration",
-    what="integration file",
-    folder_env="KANDJI_OOMNITZA_INTEGRATIONS_DIR",
-    config_option="integrations_folder",
-    default_folder="integrations",
-    dag_id=names.integration_dag_id,
-    loader="kandji_oomnitza.integrations.config:load_integration",
-    error=IntegrationFileError,
-    marker="mappings",
-)
-WORKFLOWS = Kind(
-    noun="workflow",
-    what="workflow file",
-    folder_env="KANDJI_OOMNITZA_WORKFLOWS_DIR",
-    config_option="workflows_folder",
-    default_folder="workflows",
-    dag_id=names.workflow_dag_id,
-    loader="kandji_oomnitza.workflows.config:load_workflow",
-    error=WorkflowFileError,
-    marker="trigger",
-)
-KINDS = (INTEGRATIONS, WORKFLOWS)
 
 
 def settings_files(folder: Path) -> list[Path]:
@@ -251,7 +279,8 @@ def settings_files(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class SettingsFile:
-    """One file of a settings folder: its model, or the validation error that stops it."""
+    """One file of a settings folder: its model, or the error that stops it (invalid, or its DAG could not
+    be built)."""
 
     dag_id: str
     path: Path
@@ -272,10 +301,43 @@ def scan(kind: Kind, folder: Path | None = None) -> list[SettingsFile]:
     return entries
 
 
-def raise_for_invalid_files(kind: Kind, folder: Path | None = None) -> None:
-    """Raise one error naming every invalid file of ``kind``, its fields and the fix: Airflow shows it as
-    the import error of the DAG file that calls this, while every valid file keeps its DAG."""
-    problems = [entry.error for entry in scan(kind, folder) if entry.error]
+Build = Callable[..., Any]  # (entry, register: bool) -> the DAG
+
+
+def build_each(
+    kind: Kind, entries: list[SettingsFile], build: Build, register: bool = True
+) -> tuple[dict[str, Any], list[SettingsFile]]:
+    """A DAG per valid entry, built on its own as each was validated on its own: a file whose DAG cannot
+    be built (whatever the reason) loses only its own DAG, and becomes that file's error. Returns the
+    DAGs by id and the entries, with the build errors. ``register=False``: built only to see that they
+    can be (Airflow does not take them for DAGs of the file building them)."""
+    dags: dict[str, Any] = {}
+    checked = []
+    for entry in entries:
+        if entry.model is not None:
+            try:
+                dags[entry.dag_id] = build(entry, register=register)
+            except Exception as exc:
+                reason = short(f"{type(exc).__name__}: {exc}", MESSAGE_LIMIT)
+                entry = SettingsFile(
+                    entry.dag_id,
+                    entry.path,
+                    None,
+                    f"Invalid {kind.what} {entry.path}: it validates, but its DAG could not be built ({reason}); "
+                    "check the values it names, or report it as a bug",
+                )
+        checked.append(entry)
+    return dags, checked
+
+
+def raise_for_invalid_files(kind: Kind, folder: Path | None = None, build: Build | None = None) -> None:
+    """Raise one error naming every invalid file of ``kind``, its fields and the fix (and, with ``build``,
+    every file whose DAG cannot be built): Airflow shows it as the import error of the DAG file that calls
+    this, while every valid file keeps its DAG."""
+    entries = scan(kind, folder)
+    if build is not None:
+        _, entries = build_each(kind, entries, build, register=False)
+    problems = [entry.error for entry in entries if entry.error]
     if problems:
         raise kind.error(
             f"{len(problems)} {kind.what}(s) are invalid; their DAGs are not loaded until they are fixed "
@@ -283,28 +345,32 @@ def raise_for_invalid_files(kind: Kind, folder: Path | None = None) -> None:
         )
 
 
-def kind_of(path: Path) -> Kind:
+def kind_of(path: Path, kinds: tuple[Kind, ...]) -> Kind:
     """The kind of a file given on the command line: by the folder it is in, else by its content."""
-    for kind in KINDS:
+    for kind in kinds:
         if path.resolve().parent == kind.folder().resolve() or path.parent.name == kind.default_folder:
             return kind
     try:
         data = read_yaml_file(path, "settings file")
     except SettingsFileError:
-        return INTEGRATIONS  # its loader names the problem
-    return next((k for k in KINDS if isinstance(data, dict) and k.marker in data), INTEGRATIONS)
+        return kinds[0]  # its loader names the problem
+    return next((k for k in kinds if isinstance(data, dict) and k.marker in data), kinds[0])
 
 
-def main(argv: list[str], kinds: tuple[Kind, ...] = KINDS) -> int:
-    """Check settings files (every file of ``kinds`` in their folders when none is named); print one line
-    per valid file and every problem of the others; exit 1 when any is invalid."""
+def main(argv: list[str], kinds: tuple[Kind, ...]) -> int:
+    """Check settings files of ``kinds`` (every file of their folders when none is named); print one line
+    per valid file and every problem of the others; exit 1 when any is invalid, 2 when a named file
+    does not exist."""
     paths = [Path(arg) for arg in argv] or [p for kind in kinds for p in settings_files(kind.folder())]
+    if missing := [str(p) for p in paths if not p.exists()]:
+        print(f"No such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not paths:
+        print(f"No {' or '.join(k.what for k in kinds)}s in {', '.join(str(k.folder()) for k in kinds)}")
+        return 0
     failed = 0
     for path in paths:
-        if len(kinds) == 1:
-            kind = kinds[0]
-        else:
-            kind = kind_of(path) if argv else next(k for k in kinds if path.parent == k.folder())
+        kind = kinds[0] if len(kinds) == 1 else kind_of(path, kinds)
         try:
             kind.load(path)
             print(f"ok  {path} ({kind.what}, DAG {kind.dag_id(path.stem)})")
@@ -314,5 +380,7 @@ def main(argv: list[str], kinds: tuple[Kind, ...] = KINDS) -> int:
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # the all-kinds checker's first name, kept as an alias (kandji_oomnitza.check)
+    from kandji_oomnitza.check import KINDS
+
+    sys.exit(main(sys.argv[1:], KINDS))

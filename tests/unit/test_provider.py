@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 
 import kandji_oomnitza
+from kandji_oomnitza.integrations.config import INTEGRATIONS
 from kandji_oomnitza.provider import get_provider_info
-from kandji_oomnitza.settings_files import INTEGRATIONS, WORKFLOWS
+from kandji_oomnitza.workflows.config import WORKFLOWS
 
 
 def test_the_provider_lists_both_connection_types_and_their_hooks():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, ROOT
 
 from kandji_oomnitza.exceptions import IntegrationFileError
-from kandji_oomnitza.integrations.config import load_integration
-from kandji_oomnitza.settings_files import INTEGRATIONS, settings_files
+from kandji_oomnitza.integrations.config import INTEGRATIONS, load_integration
+from kandji_oomnitza.settings_files import settings_files
 
 # -- bounded parsing -----------------------------------------------------------------------------
 BOMB = """
@@ -116,24 +117,66 @@ def test_one_duration_grammar_for_every_file():
             parse_duration(bad)
 
 
-def test_one_command_checks_every_kind_of_settings_file(tmp_path, capsys):
-    from kandji_oomnitza.settings_files import INTEGRATIONS, main
+# Every checker command the docs name (README, the shipped files' headers, docs/deploy.md), with the kinds
+# each checks: each must check, and fail on a broken file.
+CHECKERS = {
+    "kandji_oomnitza.check": ("integration", "workflow"),
+    "kandji_oomnitza.settings_files": ("integration", "workflow"),
+    "kandji_oomnitza.integrations.config": ("integration",),
+    "kandji_oomnitza.workflows.config": ("workflow",),
+    "kandji_oomnitza.integration_config": ("integration",),
+    "kandji_oomnitza.workflow_config": ("workflow",),
+}
 
-    good = ROOT / "include" / "integrations" / "kandji_users.yaml"
-    lock = ROOT / "include" / "workflows" / "lost_device_lock.yaml"
-    (tmp_path / "typo.yaml").write_text(
-        "trigger: {}\nenabled: true\n"
-    )  # a workflow file, told by its content
-    assert main([str(good), str(lock)]) == 0
-    out = capsys.readouterr().out
-    assert (
-        "ok  " in out
-        and "(integration file, DAG kandji_users)" in out
-        and "DAG kandji_workflow_lost_device_lock" in out
+
+@pytest.mark.parametrize("module", sorted(CHECKERS))
+def test_every_documented_checker_command_checks_and_fails_on_a_broken_file(module, tmp_path):
+    import subprocess
+    import sys
+
+    kinds = CHECKERS[module]
+    good = {
+        "integration": ROOT / "include" / "integrations" / "kandji_users.yaml",
+        "workflow": ROOT / "include" / "workflows" / "lost_device_lock.yaml",
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+
+    def check(*paths) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", module, *map(str, paths)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    ok = check(*(good[k] for k in kinds))
+    assert ok.returncode == 0 and ok.stdout.count("ok  ") == len(kinds), ok.stdout + ok.stderr
+    for kind in kinds:
+        assert f"({kind} file, DAG " in ok.stdout
+    not_yaml = tmp_path / "broken.yaml"
+    not_yaml.write_text("mappings: [unclosed\n")
+    typo = tmp_path / ("typo.yaml")
+    typo.write_text(
+        "trigger: {}\nenabled: true\n" if kinds == ("workflow",) else "name: x\ntype: assets\nmappings: {}\n"
     )
-    assert main([str(tmp_path / "typo.yaml")]) == 1
-    assert "Invalid workflow file" in capsys.readouterr().out
-    assert main([str(lock)], kinds=(INTEGRATIONS,)) == 1  # the old integration_config command: one kind
+    for broken in (not_yaml, typo):
+        failed = check(broken)
+        assert failed.returncode == 1 and f"Invalid {kinds[0]} file" in failed.stdout, (
+            failed.stdout + failed.stderr
+        )
+        assert str(broken) in failed.stdout
+    missing = check(tmp_path / "nowhere.yaml")
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+
+
+def test_the_kind_of_a_named_file_is_told_by_its_folder_else_its_content(tmp_path):
+    from kandji_oomnitza.check import KINDS
+    from kandji_oomnitza.settings_files import kind_of
+
+    (tmp_path / "typo.yaml").write_text("trigger: {}\nenabled: true\n")
+    assert kind_of(tmp_path / "typo.yaml", KINDS).noun == "workflow"
+    assert kind_of(ROOT / "include" / "integrations" / "kandji_users.yaml", KINDS).noun == "integration"
 
 
 def test_a_settings_folder_comes_from_its_variable_else_airflows_option_else_beside_the_dags_folder(
@@ -188,3 +231,30 @@ def test_an_error_in_a_sandbox_copy_names_the_file_the_person_edits(tmp_path):
     plain.write_text("name: x\n")
     with pytest.raises(WorkflowFileError, match=f"Invalid workflow file {plain}:"):
         load_workflow(plain)
+
+
+def test_a_file_whose_dag_cannot_be_built_is_its_own_error_and_every_other_file_keeps_its_dag(tmp_path):
+    import shutil
+
+    from kandji_oomnitza.exceptions import IntegrationFileError
+    from kandji_oomnitza.settings_files import build_each, raise_for_invalid_files, scan
+
+    for name in ("kandji_users", "kandji_devices_and_software"):
+        shutil.copy(ROOT / "include" / "integrations" / f"{name}.yaml", tmp_path / f"{name}.yaml")
+
+    def build(entry, register=True):
+        if entry.dag_id == "kandji_users":
+            raise OverflowError("date value out of range")
+        return f"DAG {entry.dag_id}"
+
+    dags, entries = build_each(INTEGRATIONS, scan(INTEGRATIONS, tmp_path), build)
+    assert dags == {"kandji_devices_and_software": "DAG kandji_devices_and_software"}
+    (failed,) = [e for e in entries if e.error]
+    assert (
+        failed.dag_id == "kandji_users"
+        and "could not be built (OverflowError: date value out of range)" in failed.error
+    )
+    with pytest.raises(
+        IntegrationFileError, match=r"(?s)^1 integration file.*kandji_users\.yaml: it validates, but its DAG"
+    ):
+        raise_for_invalid_files(INTEGRATIONS, tmp_path, build=build)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.exceptions import IntegrationFileError
-from kandji_oomnitza.settings_files import INTEGRATIONS, setting
+from kandji_oomnitza.settings_files import setting
 
 if TYPE_CHECKING:  # a workflow DAG holds an AssetRecord without reading any integration file at parse time
     from kandji_oomnitza.integrations.config import Integration
@@ -28,13 +28,15 @@ DEFAULT_FILE = "kandji_devices_and_software.yaml"
 
 
 def mapping_file() -> Path:
+    from kandji_oomnitza.integrations.config import INTEGRATIONS
+
     named = Path(os.environ.get(SETTING) or setting("asset_details_mapping") or DEFAULT_FILE)
     return named if named.is_absolute() or named.parent != Path() else INTEGRATIONS.folder() / named
 
 
 def asset_details_mapping() -> Integration:
     """The assets integration Get Asset Details maps with; an error naming the setting and the fix."""
-    from kandji_oomnitza.integrations.config import load_integration
+    from kandji_oomnitza.integrations.config import INTEGRATIONS, load_integration
 
     path = mapping_file()
     fix = f"set {SETTING} to an assets integration file (a name in {INTEGRATIONS.folder()} or a path)"

@@ -4,7 +4,7 @@ What Oomnitza's wizard asks lives in the file: a name, the connections, software
 the user selection (users), the preference, the integration user, the sync key, the mappings and the
 schedule. Every mistake is reported with the file, the field and the fix, before anything runs.
 
-Check a file from a shell:  python -m kandji_oomnitza.settings_files include/integrations/*.yaml
+Check files from a shell:  python -m kandji_oomnitza.integrations.config include/integrations/*.yaml
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import enum
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,17 +22,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from kandji_oomnitza import names
 from kandji_oomnitza.common.notify import IntegrationNotify
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
-from kandji_oomnitza.settings_files import (
-    INTEGRATIONS,
-    Strict,
-    days_words,
-    parse_duration,
-    validated_file,
-)
+from kandji_oomnitza.settings_files import Duration, Kind, Strict, days_words, main, validated_file
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
@@ -216,20 +212,17 @@ class Delta(Strict):
     """Send Oomnitza only the records that changed since it last confirmed them (see delta.py)."""
 
     enabled: bool = False
-    full_sync_every: str = Field(
-        "7d", description="a full send at least this often (e.g. 7d, 12h), to correct edits made in Oomnitza"
+    full_sync_every: Annotated[
+        timedelta,
+        Duration(
+            at_least="1h",
+            at_most="365d",
+            why="a full sync at most every hour (each one sends every record), and at least once a year",
+        ),
+    ] = Field(
+        timedelta(days=7),
+        description="a full send at least this often (e.g. 7d, 12h), to correct edits made in Oomnitza",
     )
-
-    @field_validator("full_sync_every")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        if parse_duration(value) < 3600:
-            raise ValueError(f"{value!r}: a full sync at most every hour (e.g. 12h, 7d)")
-        return str(value).strip()
-
-    @property
-    def full_sync_interval(self) -> timedelta:
-        return timedelta(seconds=parse_duration(self.full_sync_every))
 
 
 PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
@@ -257,8 +250,17 @@ class WhenMissing(Strict):
     than ``max_listing_shrink`` since the last run that flagged (a token re-scoped to fewer blueprints, a
     partial outage: Kandji answers 200 with a fraction of the fleet)."""
 
-    after_days: Annotated[float, Field(ge=0)] = Field(
-        ..., description="not seen in Kandji for this many days (the record's Connector Sync Time)"
+    after_days: Annotated[
+        timedelta,
+        Duration(
+            at_least="0s",
+            at_most="3650d",
+            bare="d",
+            why="how long a record may be unseen before it is flagged, at most ten years",
+        ),
+    ] = Field(
+        ...,
+        description="not seen in Kandji for this long (7d, 12h; a bare number is days), by the record's Connector Sync Time",
     )
     set: dict[str, FieldValue] = Field(
         ..., min_length=1, description="Oomnitza field -> value, sent once to a record gone from Kandji"
@@ -319,7 +321,17 @@ class Integration(Strict):
     when_missing: WhenMissing | None = None
     delta: Delta = Field(default_factory=Delta)
     notify: IntegrationNotify | None = None
-    deadline: str | None = Field(
+    deadline: (
+        Annotated[
+            timedelta,
+            Duration(
+                at_least="10s",
+                at_most="30d",
+                why="how long a run may take before the on_failure targets are told, at most 30 days",
+            ),
+        ]
+        | None
+    ) = Field(
         None,
         description="notify the on_failure targets when a run has not finished this long after it was queued",
     )
@@ -371,13 +383,6 @@ class Integration(Strict):
             raise ValueError("software: only for assets integrations; users integrations use users")
         return self
 
-    @field_validator("deadline")
-    @classmethod
-    def _deadline(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value) < 10:
-            raise ValueError(f"{value!r}: a deadline of at least 10 seconds (e.g. 2h, 30m)")
-        return value
-
     @model_validator(mode="after")
     def _deadline_has_someone_to_tell(self) -> Integration:
         if self.deadline is not None and (self.notify is None or not self.notify.on_failure):
@@ -391,10 +396,6 @@ class Integration(Strict):
                 "on_safeguard or turn when_missing on"
             )
         return self
-
-    @property
-    def deadline_interval(self) -> timedelta | None:
-        return timedelta(seconds=parse_duration(self.deadline)) if self.deadline is not None else None
 
     @model_validator(mode="after")
     def _when_missing_consistent(self) -> Integration:
@@ -515,3 +516,19 @@ def load_integration(path: Path) -> Integration:
             f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
         )
     return validated_file(path, Integration, INTEGRATIONS.what, IntegrationFileError)
+
+
+INTEGRATIONS = Kind(
+    noun="integration",
+    what="integration file",
+    folder_env="KANDJI_OOMNITZA_INTEGRATIONS_DIR",
+    config_option="integrations_folder",
+    default_folder="integrations",
+    dag_id=names.integration_dag_id,
+    load=load_integration,
+    error=IntegrationFileError,
+    marker="mappings",
+)
+
+if __name__ == "__main__":  # python -m kandji_oomnitza.integrations.config FILE...: checks integration files
+    sys.exit(main(sys.argv[1:], (INTEGRATIONS,)))

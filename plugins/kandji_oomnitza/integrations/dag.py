@@ -20,10 +20,10 @@ from airflow.sdk import DAG, Param, TriggerRule, dag, task
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import default_args
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
-from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.config import INTEGRATIONS, Integration
 from kandji_oomnitza.integrations.newest_run import NewestRunOnly
 from kandji_oomnitza.integrations.operator import OomnitzaLoadOperator, push_software
-from kandji_oomnitza.settings_files import INTEGRATIONS, scan
+from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
 
 log = logging.getLogger(__name__)
 # Each attempt of a task is bounded (see common/dag_defaults.py for the retries around it). Sized from the
@@ -107,8 +107,10 @@ def _notify_words(integration: Integration) -> str:
     from kandji_oomnitza.common.notify import notify_words
 
     words = notify_words(integration.notify)
-    if integration.deadline:
-        words += f"; deadline {integration.deadline} after a run is queued (told to on_failure)"
+    if integration.deadline is not None:
+        words += (
+            f"; deadline {duration_words(integration.deadline)} after a run is queued (told to on_failure)"
+        )
     return words
 
 
@@ -302,7 +304,7 @@ def _deadline(integration: Integration, dag_id: str) -> Any:
     """Airflow's deadline alert: a run not finished ``deadline`` after it was queued (for a scheduled run,
     just after its scheduled time; manual runs have no scheduled time, and are held to the same) tells
     the on_failure targets, once, from the triggerer."""
-    if integration.deadline_interval is None:
+    if integration.deadline is None:
         return None
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
@@ -310,23 +312,26 @@ def _deadline(integration: Integration, dag_id: str) -> Any:
 
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=integration.deadline_interval,
+        interval=integration.deadline,
         callback=AsyncCallback(
             DeadlineNotifier,
             kwargs={
                 "targets": list(integration.notify.on_failure),
                 "name": integration.name,
-                "deadline": integration.deadline,
+                "deadline": duration_words(integration.deadline),
             },
         ),
     )
 
 
-def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
+def build_dag(dag_id: str, integration: Integration, source: Path, register: bool = True) -> DAG:
+    """The integration's DAG; ``register=False`` builds it only to see that it can be (the file-errors DAG
+    file), without Airflow taking it for a DAG of the file that built it."""
     tags = ["kandji", "oomnitza", integration.type, *integration.tags]
 
     @dag(
         dag_id=dag_id,
+        auto_register=register,
         dag_display_name=integration.name,
         description=integration.description or integration.name,
         schedule=_timetable(integration),
@@ -434,11 +439,14 @@ def build_dag(dag_id: str, integration: Integration, source: Path) -> DAG:
     return integration_dag()
 
 
+def build_entry(entry: SettingsFile, register: bool = True) -> DAG:
+    """The DAG of one valid integration file."""
+    return build_dag(entry.dag_id, entry.model, entry.path, register)
+
+
 def build_all(folder: Path | None = None) -> dict[str, DAG]:
-    """A DAG per valid integration file. Invalid files are left out here, so one broken file cannot take
-    the other integrations down; ``dags/kandji_integration_file_errors.py`` reports them."""
-    return {
-        entry.dag_id: build_dag(entry.dag_id, entry.model, entry.path)
-        for entry in scan(INTEGRATIONS, folder)
-        if entry.model is not None
-    }
+    """A DAG per valid integration file, each built on its own: an invalid file, or one whose DAG cannot be
+    built, is left out here, so one broken file cannot take the other integrations down;
+    ``dags/kandji_integration_file_errors.py`` reports it."""
+    dags, _ = build_each(INTEGRATIONS, scan(INTEGRATIONS, folder), build_entry)
+    return dags

@@ -26,6 +26,7 @@ from typing import Any
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.settings_files import duration_words
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the fingerprint changes meaning: every integration then does a full sync
@@ -125,7 +126,7 @@ def full_sync_reason(
     last = store.get("last_full_sync")
     due = next_full_sync(integration, last)
     if due is None or due <= read_at:
-        return f"the last full sync ({last or 'never'}) is older than delta.full_sync_every ({integration.delta.full_sync_every})"
+        return f"the last full sync ({last or 'never'}) is older than delta.full_sync_every ({duration_words(integration.delta.full_sync_every)})"
     return None
 
 
@@ -133,7 +134,7 @@ def next_full_sync(integration: Integration, last_full_sync: str | None) -> str 
     if not last_full_sync:
         return None
     last = datetime.strptime(last_full_sync, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    return (last + integration.delta.full_sync_interval).strftime(TIMESTAMP_FORMAT)
+    return (last + integration.delta.full_sync_every).strftime(TIMESTAMP_FORMAT)
 
 
 @dataclass

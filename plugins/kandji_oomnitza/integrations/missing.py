@@ -47,9 +47,9 @@ def listing_completeness(integration: Integration, listed: int, total: int | Non
     return Listing(complete=True, listed=listed, total=total)
 
 
-def cutoff_of(read_at: str, after_days: float) -> str:
+def cutoff_of(read_at: str, after: timedelta) -> str:
     read = datetime.strptime(read_at, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    return (read - timedelta(days=after_days)).strftime(TIMESTAMP_FORMAT)
+    return (read - after).strftime(TIMESTAMP_FORMAT)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -210,7 +210,7 @@ def flag_missing(
     max_flagged safeguard (see safeguard.py; ``confirmed_by`` names who lifted the safeguards, if anyone)."""
     option: WhenMissing = integration.when_missing
     base = {
-        "after_days": option.after_days,
+        "after_days": option.after_days.total_seconds() / 86400,
         "dry_run": dry_run,
         "confirmed_by": confirmed_by,
         "flagged": [],

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from kandji_oomnitza import names
 from kandji_oomnitza.common.notify import WorkflowNotify
 from kandji_oomnitza.exceptions import WorkflowFileError
 from kandji_oomnitza.presets.registry import CONN_ID_PATTERN, PRESETS, SERIAL_PATTERN, Preset
-from kandji_oomnitza.settings_files import FIELD_PATTERN, WORKFLOWS, Strict, parse_duration, validated_file
+from kandji_oomnitza.settings_files import FIELD_PATTERN, Duration, Kind, Strict, main, validated_file
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,150}$")
 # The whole template language: {{ field }}. Nothing else is evaluated, so a record's own text (which
@@ -123,7 +126,14 @@ class Trigger(Strict):
     object: str = Field("assets", description="the Oomnitza object watched (assets)")
     conditions: list[Condition] = Field(..., min_length=1, max_length=20)
     match: Match = Match.ALL
-    poll_interval: float = Field(300.0, description="how often Oomnitza is asked (e.g. 5m, 30s)")
+    poll_interval: Annotated[
+        timedelta,
+        Duration(
+            at_least=f"{MIN_POLL_SECONDS}s",
+            at_most="1d",
+            why="Oomnitza would be polled too often below it, and a change would wait more than a day above it",
+        ),
+    ] = Field(timedelta(minutes=5), description="how often Oomnitza is asked (e.g. 5m, 30s)")
     connection: str = Field("oomnitza_default", pattern=CONN_ID_PATTERN)
 
     @field_validator("object")
@@ -135,16 +145,6 @@ class Trigger(Strict):
                 "users are not supported yet"
             )
         return value
-
-    @field_validator("poll_interval", mode="before")
-    @classmethod
-    def _poll(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if seconds < MIN_POLL_SECONDS:
-            raise ValueError(
-                f"{value!r} is shorter than {MIN_POLL_SECONDS} seconds; Oomnitza would be polled too often"
-            )
-        return seconds
 
     def holds(self, record: dict[str, Any]) -> bool:
         results = (condition.holds(record) for condition in self.conditions)
@@ -221,20 +221,17 @@ class Approval(Strict):
         max_length=50,
         description="Airflow user ids who may answer; empty: anyone whose role may act on this DAG",
     )
-    timeout: float = Field(
-        86400.0, description="how long to wait for an answer (e.g. 4h); then nothing is sent"
-    )
+    timeout: Annotated[
+        timedelta,
+        Duration(
+            at_least="1m",
+            at_most="30d",
+            why="a person needs at least a minute to answer, and an approval older than 30 days is stale",
+        ),
+    ] = Field(timedelta(days=1), description="how long to wait for an answer (e.g. 4h); then nothing is sent")
     unattended_erase: bool = Field(
         False, description="erase_device with mode none: say so here, or the file is refused"
     )
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float:
-        seconds = parse_duration(value)
-        if seconds < 60:
-            raise ValueError(f"{value!r}: give a person at least a minute (e.g. 30m, 4h, 1d)")
-        return seconds
 
     @field_validator("approvers")
     @classmethod
@@ -420,5 +417,22 @@ def load_workflow(path: Path) -> Workflow:
     return validated_file(path, Workflow, WORKFLOWS.what, WorkflowFileError)
 
 
+WORKFLOWS = Kind(
+    noun="workflow",
+    what="workflow file",
+    folder_env="KANDJI_OOMNITZA_WORKFLOWS_DIR",
+    config_option="workflows_folder",
+    default_folder="workflows",
+    dag_id=names.workflow_dag_id,
+    load=load_workflow,
+    error=WorkflowFileError,
+    marker="trigger",
+)
+
+
 def serial_is_valid(serial: Any) -> bool:
     return isinstance(serial, str) and re.fullmatch(SERIAL_PATTERN, serial) is not None
+
+
+if __name__ == "__main__":  # python -m kandji_oomnitza.workflows.config FILE...: checks workflow files
+    sys.exit(main(sys.argv[1:], (WORKFLOWS,)))

@@ -23,8 +23,8 @@ from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_g
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.notify import notify_words
-from kandji_oomnitza.settings_files import WORKFLOWS, duration_words, scan
-from kandji_oomnitza.workflows.config import Workflow
+from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
+from kandji_oomnitza.workflows.config import WORKFLOWS, Workflow
 from kandji_oomnitza.workflows.operator import ApprovedWorkflowActionOperator, WorkflowActionOperator
 from kandji_oomnitza.workflows.state import CLAIM_PREFIX, SENT_PREFIX, STATE_KEY
 from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
@@ -216,15 +216,18 @@ def build_workflow_dag(
     source: Path,
     asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     shared_filters: list[str | None] | None = None,
+    register: bool = True,
 ) -> DAG:
     """``asset_record``: how Get Asset Details maps a device (given by the DAG file; see presets);
-    ``shared_filters``: the reads the workflow's watcher shares with the others of its read group."""
+    ``shared_filters``: the reads the workflow's watcher shares with the others of its read group;
+    ``register=False`` builds it only to see that it can be (the file-errors DAG file)."""
     dag_id = names.workflow_dag_id(stem)
     asset = workflow_asset(stem, workflow, shared_filters)
     preset = workflow.action.definition
 
     @dag(
         dag_id=dag_id,
+        auto_register=register,
         dag_display_name=workflow.name or dag_id,
         description=f"{workflow.trigger.describe()} → {preset.title}",
         schedule=[asset],
@@ -282,26 +285,37 @@ def build_workflow_dag(
     return workflow_dag()
 
 
+def build_entry(
+    entry: SettingsFile,
+    asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    shared_filters: list[str | None] | None = None,
+    register: bool = True,
+) -> DAG:
+    """The DAG of one valid workflow file."""
+    return build_workflow_dag(
+        entry.path.stem, entry.model, entry.path, asset_record, shared_filters, register
+    )
+
+
 def build_all(
     folder: Path | None = None, asset_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 ) -> dict[str, DAG]:
-    """A DAG per valid workflow file; invalid ones are reported by ``dags/kandji_workflow_file_errors.py``.
-    The enabled workflows that watch the same fields the same way share one read per poll."""
+    """A DAG per valid workflow file, each built on its own; invalid ones, and any whose DAG cannot be
+    built, are reported by ``dags/kandji_workflow_file_errors.py``. The enabled workflows that watch the
+    same fields the same way share one read per poll."""
     from kandji_oomnitza.workflows.config import shared_filters
 
-    entries = [entry for entry in scan(WORKFLOWS, folder) if entry.model is not None]
+    entries = scan(WORKFLOWS, folder)
     groups: dict[Any, list[Any]] = {}
     for entry in entries:
-        if entry.model.enabled:
+        if entry.model is not None and entry.model.enabled:
             groups.setdefault(entry.model.trigger.read_group(), []).append(entry.model.trigger)
     reads = {group: shared_filters(triggers) for group, triggers in groups.items()}
-    return {
-        entry.dag_id: build_workflow_dag(
-            entry.path.stem,
-            entry.model,
-            entry.path,
-            asset_record,
-            reads.get(entry.model.trigger.read_group()),
-        )
-        for entry in entries
-    }
+    dags, _ = build_each(
+        WORKFLOWS,
+        entries,
+        lambda entry, register: build_entry(
+            entry, asset_record, reads.get(entry.model.trigger.read_group()), register
+        ),
+    )
+    return dags

@@ -46,7 +46,7 @@ def approval_waiting_notice(workflow: Workflow, context: dict[str, Any]) -> Noti
     task, ti = context["task"], context["ti"]
     dag_id = ti.dag_id
     who = ", ".join(workflow.approval.approvers) or "any user allowed to answer in Airflow"
-    hours = workflow.approval.timeout / 3600
+    hours = workflow.approval.timeout.total_seconds() / 3600
     return Notice(
         title=f"{workflow_label(workflow, dag_id)}: approval needed",
         sentence=(

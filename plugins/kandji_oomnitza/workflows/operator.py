@@ -10,7 +10,7 @@ editing an XCom therefore never sends anything here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -152,7 +152,7 @@ class ApprovedWorkflowActionOperator(HITLOperator, WorkflowActionOperator):
             options=[APPROVE_OPTION, REJECT_OPTION],
             defaults=REJECT_OPTION,
             assigned_users=approvers,
-            response_timeout=timedelta(seconds=workflow.approval.timeout),
+            response_timeout=workflow.approval.timeout,
             **kwargs,
         )
 

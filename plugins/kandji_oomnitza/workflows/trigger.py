@@ -180,7 +180,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
                 yield {"ok": True, "records": records, "warnings": warnings, "at": started}
             except Exception as exc:
                 yield {"ok": False, "error": shorten(exc, 500), "at": started}
-            await asyncio.sleep(max(0.0, spec.poll_interval - (time.time() - started)))
+            await asyncio.sleep(max(0.0, spec.poll_interval.total_seconds() - (time.time() - started)))
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         async for snapshot in shared_stream:

@@ -10,8 +10,8 @@ from helpers.integration_files import DEFAULT_ASSETS, FOLDER, changed, write
 
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
-from kandji_oomnitza.integrations.config import load_integration
-from kandji_oomnitza.settings_files import INTEGRATIONS, scan
+from kandji_oomnitza.integrations.config import INTEGRATIONS, load_integration
+from kandji_oomnitza.settings_files import scan
 
 
 def test_shipped_files_follow_the_design_contract():
@@ -157,7 +157,7 @@ DEFAULT_USERS = yaml.safe_load((FOLDER / "kandji_users.yaml").read_text())
     [
         (
             changed(when_missing={**GONE, "after_days": -1}),
-            "when_missing.after_days: Input should be greater than or equal to 0",
+            "when_missing.after_days: -1 is not between 0s and 3650d",
         ),
         (
             changed(when_missing={**GONE, "set": {}}),
@@ -235,7 +235,19 @@ WHEN_MISSING = {"after_days": 1, "set": {"status": "Not in Kandji"}}
             ["notify.on_failure.0", "connection of type apprise"],
         ),
         (changed(deadline="2h"), ["deadline", "notify.on_failure targets"]),
-        (changed(deadline="5s", notify={"on_failure": ["a"]}), ["deadline", "at least 10 seconds"]),
+        (changed(deadline="5s", notify={"on_failure": ["a"]}), ["deadline", "not between 10s and 30d"]),
+        (
+            changed(deadline="99999999999999999999d", notify={"on_failure": ["a"]}),
+            ["deadline", "not between 10s and 30d", "at most 30 days"],
+        ),
+        (
+            changed(when_missing={**WHEN_MISSING, "after_days": float("1e400")}),
+            ["when_missing.after_days", "not a finite duration"],
+        ),
+        (
+            changed(delta={"enabled": True, "full_sync_every": "99999999999999999999d"}),
+            ["delta.full_sync_every", "not between 1h and 365d"],
+        ),
         (changed(deadline="soon", notify={"on_failure": ["a"]}), ["deadline", "not a duration"]),
         (changed(notify={"on_safeguard": ["a"]}), ["notify.on_safeguard", "when_missing, which is off"]),
         (
@@ -257,6 +269,9 @@ WHEN_MISSING = {"after_days": 1, "set": {"status": "Not in Kandji"}}
         "credentials in yaml",
         "deadline without target",
         "tiny deadline",
+        "endless deadline",
+        "infinite after_days",
+        "endless full sync interval",
         "bad deadline",
         "safeguard without when_missing",
         "percent over 100",
@@ -284,7 +299,7 @@ def test_the_shipped_commented_notify_and_safeguard_blocks_are_valid_when_uncomm
     ]
     loaded = load_integration(write(tmp_path, "\n".join(uncommented) + "\n", name))
     assert loaded.notify is not None and loaded.notify.on_failure == ["it_alerts"]
-    assert loaded.deadline_interval is not None and loaded.deadline_interval.total_seconds() == 7200
+    assert loaded.deadline is not None and loaded.deadline.total_seconds() == 7200
     assert loaded.when_missing is not None
 
 

@@ -97,9 +97,7 @@ def test_full_sync_every_is_a_duration_of_an_hour_or_more(value, problem):
     with pytest.raises(ValueError, match=problem):
         Integration.model_validate({**DATA, "delta": {"enabled": True, "full_sync_every": value}})
     assert (
-        Integration.model_validate(
-            {**DATA, "delta": {"full_sync_every": "36h"}}
-        ).delta.full_sync_interval.days
+        Integration.model_validate({**DATA, "delta": {"full_sync_every": "36h"}}).delta.full_sync_every.days
         == 1
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -34,8 +34,8 @@ def test_parse_time_is_none_for_what_is_not_a_time(value):
 
 
 def test_cutoff_is_the_read_time_less_the_grace_period():
-    assert cutoff_of("2026-11-27T10:00:00Z", 7) == "2026-11-20T10:00:00Z"
-    assert cutoff_of("2026-11-27T10:00:00Z", 0.5) == "2026-11-26T22:00:00Z"
+    assert cutoff_of("2026-11-27T10:00:00Z", timedelta(days=7)) == "2026-11-20T10:00:00Z"
+    assert cutoff_of("2026-11-27T10:00:00Z", timedelta(hours=12)) == "2026-11-26T22:00:00Z"
 
 
 def test_listing_is_complete_unless_kandji_counts_more_than_it_listed():

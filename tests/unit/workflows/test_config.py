@@ -15,7 +15,7 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
     shipped = load_workflow(SHIPPED)
     assert shipped.enabled is False
     assert shipped.approval_required
-    assert shipped.trigger.poll_interval == 300
+    assert shipped.trigger.poll_interval.total_seconds() == 300
     assert shipped.trigger.describe() == "status == 'Lost'"
     assert set(shipped.record_fields) >= {"status", "serial_number", "assigned_to"}
 
@@ -27,7 +27,12 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
         ({"action__inputs__pin": "123456"}, "a PIN must not be written in a workflow file"),
         ({"action__inputs__mesage": "x"}, "inputs.mesage: lock_device takes no such input"),
         ({"action__inputs__message": "{{ assigned_to | upper }}"}, "may only hold placeholders"),
-        ({"trigger__poll_interval": "1s"}, "shorter than 5 seconds"),
+        (
+            {"trigger__poll_interval": "1s"},
+            "'1s' is not between 5s and 1d: Oomnitza would be polled too often",
+        ),
+        ({"trigger__poll_interval": "99999999999999999999d"}, "not between 5s and 1d"),
+        ({"approval__timeout": "99999999999999999999d"}, "not between 1m and 30d"),
         (
             {"action__inputs__phone_number": 5550100},
             "inputs.phone_number = 5550100 is not valid for lock_device",

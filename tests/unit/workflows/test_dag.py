@@ -8,7 +8,8 @@ import yaml
 from helpers.workflow_files import SHIPPED, changed
 
 from kandji_oomnitza import names
-from kandji_oomnitza.settings_files import WORKFLOWS, scan
+from kandji_oomnitza.settings_files import scan
+from kandji_oomnitza.workflows.config import WORKFLOWS
 from kandji_oomnitza.workflows.dag import build_all
 
 

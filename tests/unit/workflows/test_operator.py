@@ -18,7 +18,7 @@ def test_the_action_uses_the_workflows_connections_and_asks_only_when_approval_i
     )  # fmt: skip
     assert (asked.kandji_conn_id, asked.oomnitza_conn_id) == ("kandji_eu", "oomnitza_eu")
     assert asked.options == ["Approve", "Reject"] and asked.defaults == ["Reject"] and asked.retries == 0
-    assert asked.response_timeout.total_seconds() == lock.approval.timeout
+    assert asked.response_timeout == lock.approval.timeout
     restart = workflow(action__preset="device_restart", action__inputs={}, approval="none", write_back={})
     sent = WorkflowActionOperator(
         task_id="run_action",

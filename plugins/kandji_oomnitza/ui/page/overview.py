@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
-from kandji_oomnitza.integrations.config import Integration
-from kandji_oomnitza.settings_files import INTEGRATIONS, SettingsFile, scan
+from kandji_oomnitza.integrations.config import INTEGRATIONS, Integration
+from kandji_oomnitza.settings_files import SettingsFile, duration_words, scan
 
 COUNT_NAMES = ("added", "updated", "unchanged", "skipped", "failed")
 
@@ -196,7 +196,9 @@ def tile(
         user_selection=integration.user_settings.selection.value if integration.type == "users" else None,
         when_missing=integration.when_missing_words,
         delta=(
-            f"on, full sync every {integration.delta.full_sync_every}" if integration.delta.enabled else "off"
+            f"on, full sync every {duration_words(integration.delta.full_sync_every)}"
+            if integration.delta.enabled
+            else "off"
         ),
         sync_key=list(integration.sync_key),
         schedule=schedule_of(integration, dag_model),

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kandji_oomnitza.settings_files import WORKFLOWS, SettingsFile, duration_words, scan
+from kandji_oomnitza.settings_files import SettingsFile, duration_words, scan
 from kandji_oomnitza.ui.page.overview import run_summaries
+from kandji_oomnitza.workflows.config import WORKFLOWS
 
 RUNS_SHOWN = 5
 SUMMARY_TASK = "summary"
