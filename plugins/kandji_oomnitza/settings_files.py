@@ -152,6 +152,29 @@ def short(text: Any, limit: int) -> str:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class _UniqueKeysLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
+    """YAML's safe loader, refusing a key written twice in one mapping: YAML lets the later one win
+    silently, so a second ``approval:`` further down would undo the first without a word."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base loader names that problem
+                continue
+            if earlier != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {short(repr(key), 60)} is written twice, on line {earlier} and on line "
+                    f"{key_node.start_mark.line + 1}: keep one (YAML would silently use the last)",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
 def _load_without_aliases(text: str) -> Any:
     """YAML's safe loader without aliases: ``*name`` would let a few hundred bytes expand into gigabytes
     (an "alias bomb"), and a settings file has no need to repeat a value by reference. The events are
@@ -162,7 +185,7 @@ def _load_without_aliases(text: str) -> Any:
                 f"line {event.start_mark.line + 1}: aliases (*name) are not allowed in settings files; "
                 "write the value out"
             )
-    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=_UniqueKeysLoader)  # noqa: S506 - a safe loader
 
 
 def read_bounded(path: Path, what: str, error: type[SettingsFileError] = SettingsFileError) -> bytes:

@@ -258,3 +258,24 @@ def test_a_file_whose_dag_cannot_be_built_is_its_own_error_and_every_other_file_
         IntegrationFileError, match=r"(?s)^1 integration file.*kandji_users\.yaml: it validates, but its DAG"
     ):
         raise_for_invalid_files(INTEGRATIONS, tmp_path, build=build)
+
+
+@pytest.mark.parametrize("kind", ["integration", "workflow"])
+def test_a_key_written_twice_is_refused_naming_both_lines(kind, tmp_path):
+    from kandji_oomnitza.exceptions import SettingsFileError
+    from kandji_oomnitza.integrations.config import load_integration
+    from kandji_oomnitza.workflows.config import load_workflow
+
+    source = {
+        "integration": ROOT / "include" / "integrations" / "kandji_users.yaml",
+        "workflow": ROOT / "include" / "workflows" / "lost_device_lock.yaml",
+    }[kind]
+    doubled = tmp_path / source.name
+    text = source.read_text()
+    doubled.write_text(text + "\nname: A second name\n")
+    lines = text.count("\n")
+    with pytest.raises(SettingsFileError) as raised:
+        (load_integration if kind == "integration" else load_workflow)(doubled)
+    message = str(raised.value)
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("name:"))
+    assert f"key 'name' is written twice, on line {first} and on line {lines + 2}" in message
