@@ -24,11 +24,13 @@ class AlertSink:
             async def handle_DATA(self, server, session, envelope):
                 message = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 body = message.get_body(preferencelist=("plain",))
+                html = message.get_body(preferencelist=("html",))
                 sink.mails.append(
                     {
                         "to": list(envelope.rcpt_tos),
                         "subject": str(message["Subject"]),
                         "body": body.get_content() if body is not None else "",
+                        "html": html.get_content() if html is not None else "",
                     }
                 )
                 return "250 OK"

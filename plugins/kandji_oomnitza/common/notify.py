@@ -181,6 +181,15 @@ def _notify_type(notice: Notice) -> Any:
     return NotifyType.FAILURE if notice.failure else NotifyType.WARNING
 
 
+def _plain_text() -> Any:
+    """Every notice is plain text, declared so: Apprise then escapes it for each service's own format
+    (Slack's mrkdwn, Markdown, HTML mail), so a device name such as ``<https://evil|Approve>`` or
+    ``<!channel>`` arrives as those characters, never as a link or a mention."""
+    from apprise import NotifyFormat
+
+    return NotifyFormat.TEXT
+
+
 REFUSED = "the service did not accept it (see Apprise's warning above)"
 
 
@@ -202,7 +211,10 @@ def deliver(targets: Sequence[str], notice: Notice) -> list[str]:
         try:
             connection = None if "://" in target else BaseHook.get_connection(target)
             sent = _service(target, connection).notify(
-                title=notice.title, body=notice.body, notify_type=_notify_type(notice)
+                title=notice.title,
+                body=notice.body,
+                notify_type=_notify_type(notice),
+                body_format=_plain_text(),
             )
             delivered, why = bool(sent), REFUSED
         except Exception as exc:  # a notification must never fail the run it reports on
@@ -221,7 +233,10 @@ async def deliver_async(targets: Sequence[str], notice: Notice) -> list[str]:
         try:
             connection = None if "://" in target else await get_async_connection(target)
             sent = await _service(target, connection).async_notify(
-                title=notice.title, body=notice.body, notify_type=_notify_type(notice)
+                title=notice.title,
+                body=notice.body,
+                notify_type=_notify_type(notice),
+                body_format=_plain_text(),
             )
             delivered, why = bool(sent), REFUSED
         except Exception as exc:

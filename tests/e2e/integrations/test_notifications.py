@@ -240,3 +240,21 @@ def test_a_run_past_its_deadline_is_told_once_by_the_triggerer_then_its_failure_
     assert "records sent 0" in failed["message"] and "error log: " in failed["message"]
     assert "a-token-kandji-refuses" not in sandbox.alerts.everything()
     assert len(about_this_run("not finished within")) == 1  # told once, not once per scheduler loop
+
+
+def test_a_record_value_in_a_notice_arrives_as_its_characters_never_as_markup(sink):
+    """A device name anyone with Kandji access can set, in an HTML mail: Apprise is told every notice is
+    plain text, so it escapes it for the service's format (HTML here; Slack's mrkdwn and Markdown alike)."""
+    from kandji_oomnitza.common.notify import Notice, deliver
+
+    hostile = (
+        "<https://evil.example|Approve: false alarm> <!channel> <b>bold</b> & [link](https://evil.example)"
+    )
+    notice = Notice(title=f"Lock {hostile}?", sentence=f"Device {hostile} is waiting for approval.")
+    assert deliver([sink.mail_url + "&format=html"], notice) == []
+    sink.wait_for(mails=1)
+    (mail,) = sink.mails
+    html = mail["html"].replace("&nbsp;", " ")
+    assert "&lt;https://evil.example|Approve: false alarm&gt;" in html
+    assert "&lt;!channel&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<b>" not in html and 'href="https://evil.example"' not in html
