@@ -165,8 +165,17 @@ def test_a_host_is_only_an_address_and_nothing_is_sent_to_anything_else(
         f"{bystander.url}#fragment": "give only the address (scheme, host and port)",
         f"{bystander.url}/admin/console": "give only the address (scheme, host and port)",
         f"{bystander.url}/;params": "give only the address (scheme, host and port)",
-        "http://169.254.169.254": "is a link-local address (169.254.169.254)",
-        "http://[fe80::1]:8080": "is a link-local address (fe80::1)",
+        "http://169.254.169.254": "leads to 169.254.169.254, a link-local or cloud metadata address",
+        "http://[fe80::1]:8080": "leads to fe80::1, a link-local or cloud metadata address",
+        # The same address written other ways, and the metadata services' own names and addresses.
+        "http://2852039166": "leads to 169.254.169.254",
+        "http://0xa9fea9fe": "leads to 169.254.169.254",
+        "http://0251.0376.0251.0376": "leads to 169.254.169.254",
+        "http://169.254.169.254.": "leads to 169.254.169.254",
+        "http://[::ffff:169.254.169.254]": "leads to 169.254.169.254",
+        "http://[fd00:ec2::254]": "leads to fd00:ec2::254",
+        "http://metadata.google.internal": "is metadata.google.internal, a cloud metadata service",
+        "http://metadata.google.internal.": "is metadata.google.internal, a cloud metadata service",
     }.items():
         ok, message = _connect(service, "own type", airflow_connections, host, token).test_connection()
         assert not ok and expected in message, (host, message)
@@ -181,8 +190,12 @@ def test_a_host_is_only_an_address_and_nothing_is_sent_to_anything_else(
         ((200, "text/html", INTERNAL_PAGE), "answered HTTP 200 with an HTML or text page"),
         ((200, "text/plain", b"OK"), "answered HTTP 200 with an HTML or text page"),
         ((200, "application/json", b'{"status": "ok"}'), "answered HTTP 200 with JSON of another shape"),
-        ((404, "text/html", INTERNAL_PAGE), "HTTP 404: (an HTML or text page, not shown)"),
+        ((404, "text/html", INTERNAL_PAGE), "HTTP 404: (its own words are not shown"),
         ((401, "text/html", INTERNAL_PAGE), "rejected the API token"),
+        (
+            (403, "application/json", b'{"detail": "Token expired: paste it at https://evil.example/renew"}'),
+            "(its own words are not shown",
+        ),
     ],
 )
 def test_only_an_answer_shaped_like_the_apis_passes_and_no_other_page_is_quoted(
@@ -198,6 +211,7 @@ def test_only_an_answer_shaped_like_the_apis_passes_and_no_other_page_is_quoted(
         server.stop()
     assert not ok and expected in message, message
     assert "intranet" not in message and "s3cr3t" not in message and "valid" not in message
+    assert "evil.example" not in message and "paste" not in message
     assert len(message) < 500
 
 

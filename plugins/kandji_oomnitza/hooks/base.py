@@ -16,7 +16,6 @@ One classification of failures, used by both hooks and every operator:
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import enum
 import functools
@@ -51,7 +50,12 @@ RATE_LIMIT_PATIENCE = 5
 # The connection Test waits out one 429 (its Retry-After, at most this long) before trying once more: a
 # person is waiting for the answer.
 TEST_RATE_LIMIT_WAIT_SECONDS = 5.0
+NOT_QUOTED = "(its own words are not shown: a connection test quotes no server)"
 TRANSIENT_CLIENT_STATUSES = (408, 425, 429)  # request timeout, too early, too many requests
+# Cloud metadata services, beyond the link-local range every address there is refused for: AWS's IPv6
+# endpoint, Alibaba's; and the names Google's and others' answer to.
+METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+METADATA_HOSTS = {"metadata.google.internal", "metadata.goog", "metadata", "instance-data"}
 
 
 def is_permanent_status(status: int | None) -> bool:
@@ -260,7 +264,8 @@ class RestApiHook(HttpHook):
         and nothing else but the documented API path (``api_path``, a regex such as ``/api(/v1)?``),
         which is dropped. ``fix`` says what to use. Refused: a user name or password (the token belongs
         in the password field), any other path, a query or fragment (they would take over the path and
-        query of every request), and a link-local address (cloud metadata lives there, no API does)."""
+        query of every request). Where the address leads is checked once per session
+        (``refuse_metadata_address``)."""
         raw = (self.connection.host or "").strip()
         host = raw if "://" in raw or not raw else f"{self.connection.schema or 'https'}://{raw}"
         parsed = urlsplit(host)
@@ -283,19 +288,42 @@ class RestApiHook(HttpHook):
             raise self._config_error(
                 "host", f"is {shorten(raw, 80)!r}: its port is not a number", fix
             ) from None
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(parsed.hostname).is_link_local:
-                raise self._config_error(
-                    "host",
-                    f"is a link-local address ({parsed.hostname}), where no {self.service_name} API lives",
-                    fix,
-                )
         name = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
         return f"{parsed.scheme}://{name}" + (f":{port}" if port else "")
 
     def root_url(self) -> str:
         """The validated base URL every request goes to (the credential's only destination)."""
         raise NotImplementedError
+
+    def refuse_metadata_address(self) -> None:
+        """Refuse a base URL that leads to a cloud metadata service (where credentials of the machine itself
+        are handed out, and no API of ours lives): by the name, and by every address the name resolves
+        to, as the HTTP library will resolve it, so ``2852039166``, ``0xa9fea9fe``, ``0251.0376.0251.0376``,
+        ``169.254.169.254.``, ``::ffff:169.254.169.254`` and ``metadata.google.internal`` are all seen for
+        what they are. A name that does not resolve is left to the request, which says so."""
+        import socket
+
+        root = urlsplit(self.root_url())
+        host = (root.hostname or "").rstrip(".").lower()
+        fix = "Use the API's own address; cloud metadata services hand out the machine's credentials."
+        if host in METADATA_HOSTS:
+            raise self._config_error("host", f"is {host}, a cloud metadata service", fix)
+        try:
+            resolved = {
+                info[4][0] for info in socket.getaddrinfo(host, root.port or 443, proto=socket.IPPROTO_TCP)
+            }
+        except (OSError, UnicodeError):
+            return
+        for text in sorted(resolved):
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            mapped = getattr(address, "ipv4_mapped", None) or address
+            if mapped.is_link_local or mapped in METADATA_ADDRESSES:
+                raise self._config_error(
+                    "host",
+                    f"leads to {mapped}, a link-local or cloud metadata address, where no {self.service_name} "
+                    "API lives",
+                    fix,
+                )
 
     def url_from_endpoint(self, endpoint: str | None) -> str:
         return f"{self.root_url()}/{(endpoint or '').lstrip('/')}"
@@ -315,6 +343,7 @@ class RestApiHook(HttpHook):
     def get_conn(self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None):
         """The stock HTTP session, minus Basic auth and our own extras, plus our credential header and
         a guard that stops any redirect off the configured origin before it is followed."""
+        self.refuse_metadata_address()  # before any request, with or without the credential
         session = super().get_conn(headers, extra_options)
         # A login on the connection, user info in a URL or a ~/.netrc entry must never turn into Basic
         # auth: a no-op auth object stops requests from looking for any of them (proxies still apply).
@@ -517,13 +546,13 @@ class RestApiHook(HttpHook):
         except (ConfigurationError, ApiError) as exc:
             if isinstance(exc, ApiError) and exc.status == 429:
                 return False, self._rate_limited_message(exc)
-            if isinstance(exc, ApiError) and exc.status is not None:  # the server's words: short, JSON only
-                said = (
-                    shorten(exc.api_message, 150)
-                    if exc.answer_was_json
-                    else "(an HTML or text page, not shown)"
-                )
-                exc = api_error(self.describe_error(exc.status, exc.endpoint, said), status=exc.status)
+            if isinstance(exc, ApiError) and exc.status is not None:
+                # In our words only: the server may not be the API, and a person reads this answer (a
+                # page saying "paste your token at ..." must never be passed on).
+                described = self.describe_error(exc.status, exc.endpoint, exc.api_message)
+                if exc.api_message:
+                    described = described.replace(exc.api_message, NOT_QUOTED)
+                exc = api_error(described, status=exc.status)
             return False, self._as_tested(exc.plain if isinstance(exc, TransportError) else str(exc))
         except Exception as exc:  # a test must answer, whatever went wrong
             return False, f"{self.service_name}: {shorten(exc, 300)}"
