@@ -458,12 +458,16 @@ def main() -> int:
     # background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt.
     for stopping_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stopping_signal, _stop_on_signal)
+    # Private from the first byte: everything the sandbox and its components create (its home, the logs,
+    # the admin's password file Airflow writes, the databases) is readable by this user only.
+    os.umask(0o077)
     env = dict(os.environ)
     shorthand_connections(env)
     real = real_tenants(env)
     home = sandbox_home(real)
     logs = home / "logs" / "components"
     logs.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)  # an older home, made before the sandbox kept it private
     env = airflow_env(env, home, real)
     require_free_ports(real)
     children: list[subprocess.Popen] = []
@@ -506,9 +510,6 @@ def main() -> int:
         dag_files = [p for p in (ROOT / "dags").glob("kandji_*.py") if not p.stem.endswith("_file_errors")]
         wait_for_dags(home, expected=len(dag_files))
         write_cli_env(env, home, real)
-        passwords = home / "simple_auth_manager_passwords.json.generated"
-        if passwords.exists():  # the admin's password: Airflow writes it readable by everyone
-            passwords.chmod(0o600)
         print_welcome(real, home, logs)
         restartable = set(filter(None, env.get("SANDBOX_RESTART", "").split(",")))
         record_components(home, names)

@@ -447,3 +447,25 @@ def test_device_removed_mid_walk_is_not_lost(kandji_emulator):
     assert remaining <= set(ids), "a device still in Kandji was skipped"
     assert len(ids) == len(set(ids))
     assert h.rewalks == 1
+
+
+def test_a_page_that_is_not_utf8_is_unreadable_never_loaded_with_replacement_characters(airflow_connections):
+    from helpers.hostile import CaptureServer
+
+    from kandji_oomnitza.hooks.base import MalformedResponseError
+
+    latin1 = b'[{"device_id": "d1", "device_name": "Caf\xe9 Mac", "serial_number": "C02X"}]'
+    server = CaptureServer((200, "application/json; charset=utf-8", latin1))
+    try:
+        airflow_connections(
+            "kandji_default",
+            host=server.url,
+            password=KANDJI_TOKEN,
+            extra={"max_attempts": 2, "backoff_seconds": 0},
+        )
+        with pytest.raises(MalformedResponseError) as raised:
+            list(KandjiHook().iter_device_pages())
+    finally:
+        server.stop()
+    message = str(raised.value)
+    assert "GET api/v1/devices" in message and "not UTF-8 (byte 0xe9 at position" in message

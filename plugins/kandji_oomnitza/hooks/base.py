@@ -161,6 +161,18 @@ def error_message_from_body(response: requests.Response) -> str:
     return _flatten_message(payload)[:MESSAGE_LIMIT]
 
 
+def json_of(response: requests.Response) -> Any:
+    """A body as JSON, which is UTF-8 (RFC 8259), read strictly: a byte that is not UTF-8 makes the body
+    unreadable (a ``ValueError`` saying where), never a U+FFFD quietly loaded into a record. Parsed by
+    pydantic's parser, which is several times faster than the standard library's on a page of a fleet."""
+    body = response.content
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 (byte {body[exc.start]:#04x} at position {exc.start})") from None
+    return pydantic_core.from_json(body)
+
+
 def is_json(response: requests.Response) -> bool:
     """Whether the body is JSON (whatever the Content-Type claims)."""
     try:
@@ -474,9 +486,9 @@ class RestApiHook(HttpHook):
                 return response
             try:
                 return decode(response)
-            except ValueError:
+            except ValueError as exc:
                 raise MalformedResponseError(
-                    f"{self.service_name} API {label} returned a body that could not be read: "
+                    f"{self.service_name} API {label} returned a body that could not be read ({shorten(exc, 120)}): "
                     f"{shorten(response.text, 120)!r}",
                     endpoint=label,
                 ) from None
@@ -637,7 +649,7 @@ class RestApiHook(HttpHook):
         )
 
     def get_json(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self.request("GET", endpoint, params=params, decode=lambda response: response.json())
+        return self.request("GET", endpoint, params=params, decode=json_of)
 
     def pages(
         self,

@@ -20,6 +20,7 @@ from kandji_oomnitza.hooks.base import (
     PermanentApiError,
     RestApiHook,
     RetryMode,
+    json_of,
 )
 from kandji_oomnitza.hooks.pagination import (
     ListingShifted,
@@ -276,13 +277,13 @@ class KandjiHook(RestApiHook):
     def get_device_details(self, device_id: str) -> dict[str, Any]:
         """The device's ``/details`` document (hardware, MDM, agent, network, ... as Kandji sends them)."""
         return self.request(
-            "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: _dict_body(r.json())
+            "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: _dict_body(json_of(r))
         )
 
     def get_device_apps(self, device_id: str) -> list[dict[str, Any]]:
         """Installed apps of one device (no paging parameters exist on this endpoint)."""
         return self.request(
-            "GET", f"{API}/devices/{_path_id(device_id)}/apps", decode=lambda r: _list_in(r.json(), "apps")
+            "GET", f"{API}/devices/{_path_id(device_id)}/apps", decode=lambda r: _list_in(json_of(r), "apps")
         )
 
     def get_device_commands(self, device_id: str, limit: int = 300) -> list[dict[str, Any]]:
@@ -291,7 +292,7 @@ class KandjiHook(RestApiHook):
             "GET",
             f"{API}/devices/{_path_id(device_id)}/commands",
             params={"limit": limit},
-            decode=lambda r: _list_in(_dict_body(r.json()).get("commands"), "results"),
+            decode=lambda r: _list_in(_dict_body(json_of(r)).get("commands"), "results"),
         )
 
     def prism_count(self, category: str) -> PrismCount:
@@ -391,7 +392,7 @@ class KandjiHook(RestApiHook):
         }
         # Starting an export twice only costs a second export, never wrong data: safe to retry.
         job = self.request(
-            "POST", f"{API}/prism/export", json_body=body, decode=lambda r: _dict_body(r.json())
+            "POST", f"{API}/prism/export", json_body=body, decode=lambda r: _dict_body(json_of(r))
         )
         export_id = job.get("id")
         if not valid_id(export_id):
@@ -401,7 +402,7 @@ class KandjiHook(RestApiHook):
         if job.get("status") in EXPORT_PENDING:
             job = poll(
                 lambda: self.request(
-                    "GET", f"{API}/prism/export/{export_id}", decode=lambda r: _dict_body(r.json())
+                    "GET", f"{API}/prism/export/{export_id}", decode=lambda r: _dict_body(json_of(r))
                 ),
                 done=lambda answer: answer.get("status") not in EXPORT_PENDING,
                 timeout_seconds=timeout_seconds,
@@ -508,7 +509,7 @@ class KandjiHook(RestApiHook):
         if not response.content:
             return {}
         try:
-            decoded = response.json()
+            decoded = json_of(response)
         except ValueError:
             return {}
         return decoded if isinstance(decoded, dict) else {"message": decoded}

@@ -28,6 +28,7 @@ from kandji_oomnitza.hooks.base import (
     MalformedResponseError,
     RestApiHook,
     TransportError,
+    json_of,
 )
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.hooks.pagination import LimitSkipPaginator
@@ -284,7 +285,7 @@ def _kind(kind: str) -> str:
 
 
 def _json_or_none(response: requests.Response) -> Any:
-    return response.json() if response.content else None
+    return json_of(response) if response.content else None
 
 
 # -- one ingestion run --------------------------------------------------------------------------

@@ -123,6 +123,24 @@ def test_the_sandbox_listens_on_loopback_only(sandbox):
         )
 
 
+def test_everything_the_sandbox_keeps_is_private_from_the_first_byte(sandbox):
+    """Its home, logs and the admin's password file: never readable by others, not even while it starts
+    (the sandbox runs with umask 077, so nothing is created open and closed later)."""
+    import stat
+
+    passwords = sandbox.home / "simple_auth_manager_passwords.json.generated"
+    for path in (
+        passwords,
+        sandbox.home / "logs",
+        sandbox.home / "logs" / "components",
+        sandbox.home / "airflow-env.sh",
+    ):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    task_logs = [p for p in (sandbox.home / "logs").rglob("*") if p.is_file()]
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in task_logs), task_logs[:3]
+
+
 def test_nothing_runs_until_someone_starts_it_and_no_task_before_the_api_server_is_healthy(sandbox):
     """The tour is not front-run: the integrations are unpaused but their first scheduled run is their
     next scheduled time (shown), not a run at once; whatever runs later started after the API server
