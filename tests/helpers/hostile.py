@@ -13,11 +13,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+Answer = tuple[int, str, bytes] | tuple[int, str, bytes, dict[str, str]]
+
 
 class CaptureServer:
-    def __init__(
-        self, answer: tuple[int, str, bytes] = (200, "application/json", b"{}"), delay: float = 0.0
-    ) -> None:
+    """``answer``: (status, content type, body[, headers]), or a function of the request's path (with its
+    query) returning one: a server that makes up every page it is asked for."""
+
+    def __init__(self, answer: Answer | Any = (200, "application/json", b"{}"), delay: float = 0.0) -> None:
         self.received: list[dict[str, Any]] = []
         self.answer = answer
         self.delay = delay  # seconds before each answer: a slow server
@@ -35,10 +38,13 @@ class CaptureServer:
                     }
                 )
                 time.sleep(capture.delay)
-                status, content_type, body = capture.answer
+                answer = capture.answer(self.path) if callable(capture.answer) else capture.answer
+                status, content_type, body, *extra = answer
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

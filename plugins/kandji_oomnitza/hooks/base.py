@@ -39,13 +39,17 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from kandji_oomnitza.common.redaction import redact, register_secret, shorten
 from kandji_oomnitza.exceptions import ConfigurationError
-from kandji_oomnitza.hooks.pagination import Paginator, UnexpectedPageError, paginate
+from kandji_oomnitza.hooks.pagination import PageGuard, Paginator, UnexpectedPageError, paginate
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MAX_RETRY_SECONDS = 600.0  # a request's retries, waits included, never take longer than this
 MAX_RETRY_WAIT_SECONDS = 120.0
 MESSAGE_LIMIT = 500
+MAX_RECORDS = 5_000_000  # a listing longer than this is a server paging forever, not a fleet
+# The most a single answer may hold (a page of 300 devices with their details is about a megabyte): a
+# larger one is refused naming the endpoint, never read whole. Connection extra "max_body_mb" changes it.
+MAX_BODY_MB = 64
 RATE_LIMIT_PATIENCE = 5
 # The connection Test waits out one 429 (its Retry-After, at most this long) before trying once more: a
 # person is waiting for the answer.
@@ -238,7 +242,13 @@ class RestApiHook(HttpHook):
 
     service_name = "API"
     # Connection extras this project reads; HttpHook would otherwise send each of them as a header.
-    own_extra_keys: tuple[str, ...] = ("max_attempts", "backoff_seconds", "timeout", "max_retry_seconds")
+    own_extra_keys: tuple[str, ...] = (
+        "max_attempts",
+        "backoff_seconds",
+        "timeout",
+        "max_retry_seconds",
+        "max_body_mb",
+    )
 
     def __init__(
         self,
@@ -465,10 +475,12 @@ class RestApiHook(HttpHook):
             with self._count_lock:
                 self.calls += 1
             try:
-                # Not streamed: the whole body is read here, so a body cut mid-stream fails here too.
+                # Streamed, then read whole here, up to the body limit: a body cut mid-stream fails here,
+                # and one larger than any answer is refused before it is read.
                 response = self.run_and_check(
-                    session, prepared, {"check_response": False, "timeout": self.timeout}
+                    session, prepared, {"check_response": False, "timeout": self.timeout, "stream": True}
                 )
+                self._read_body(response, label)
             except requests.RequestException as exc:
                 raise self._transport_error(exc, label) from None
             self.after_response(response)
@@ -501,6 +513,30 @@ class RestApiHook(HttpHook):
             reraise=True,
         )
         return retrying(send)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self._setting("max_body_mb", None, MAX_BODY_MB, float) * 1024 * 1024)
+
+    def _read_body(self, response: requests.Response, label: str) -> None:
+        """The whole body, at most ``max_body_bytes`` (decompressed): a larger answer is refused naming the
+        endpoint, without reading it (a server sending hundreds of megabytes as one page would otherwise
+        take the task's memory with it)."""
+        limit = self.max_body_bytes
+        chunks, size = [], 0
+        for chunk in response.iter_content(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise PermanentApiError(
+                    f"{self.service_name} API {label} answered with more than {limit // (1024 * 1024)} MB: far "
+                    f"more than one answer holds, so it was not read. If it is real, raise the extra max_body_mb "
+                    f"of connection '{self.http_conn_id}'.",
+                    status=response.status_code,
+                    endpoint=label,
+                )
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what requests itself keeps once a body is read
 
     def _transport_error(self, exc: requests.RequestException, label: str) -> ApiError:
         """Our own error for a failure below HTTP, redacted, classified from urllib3's exception types."""
@@ -657,13 +693,16 @@ class RestApiHook(HttpHook):
         paginator: Paginator,
         params: Mapping[str, Any] | None = None,
         prefetch: int = 1,
+        guard: PageGuard | None = None,
     ) -> Iterator[list]:
         """The records of ``endpoint``, a page at a time, paged by ``paginator`` (``pagination.py``), with up
-        to ``prefetch`` pages in flight where the paginator can guess ahead."""
+        to ``prefetch`` pages in flight where the paginator can guess ahead, and every page checked by
+        ``guard`` (a listing that would never end stops; by default at ``MAX_RECORDS`` records)."""
         if prefetch > 1:
             self.session  # noqa: B018 - build the shared session before the threads use it
+        guard = guard if guard is not None else PageGuard(max_records=MAX_RECORDS)
         try:
-            yield from paginate(self.get_json, endpoint, paginator, dict(params or {}), prefetch)
+            yield from paginate(self.get_json, endpoint, paginator, dict(params or {}), prefetch, guard)
         except UnexpectedPageError as exc:
             raise MalformedResponseError(
                 f"{self.service_name} API GET {endpoint} returned an unexpected page: {exc}",

@@ -26,6 +26,7 @@ from kandji_oomnitza.hooks.pagination import (
     ListingShifted,
     NextLinkCursorPaginator,
     OffsetArrayPaginator,
+    PageGuard,
     PrismCursorPaginator,
 )
 from kandji_oomnitza.hooks.ratelimit import RateLimiter
@@ -40,6 +41,11 @@ MAX_PAGE = 300  # the most records Kandji returns in one page of /devices or a P
 # Device pages in flight at once: a page costs Kandji's latency more than it costs either side's CPU, and the
 # listing is on the critical path of every assets run (100,000 devices: 334 pages). The rate limiter paces them.
 DEVICE_PAGES_IN_FLIGHT = 4
+# Listings longer than these are a server paging forever (or fabricating records), not a tenant: they stop.
+MAX_DEVICES = 1_000_000
+MAX_USERS = 1_000_000
+MAX_PRISM_ROWS = 100_000_000  # a million devices with a hundred apps each
+MAX_EXPORT_GB = 40  # a Prism export file (spooled to disk): 100,000 devices' apps are about 2 GB
 EXPORT_PENDING = (None, "pending", "processing", "in_progress", "running")
 # The permission a Kandji API token needs for each endpoint (Settings > Access > API Token), as the
 # token form names them (INFERRED from third-party guides: "Device list", "Device details", ...).
@@ -113,6 +119,7 @@ class KandjiHook(RestApiHook):
         "region",
         "requests_per_hour",
         "requests_per_second",
+        "max_export_gb",
     )
 
     def __init__(self, kandji_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -225,11 +232,15 @@ class KandjiHook(RestApiHook):
         params = {"ordering": ordering, **{k: v for k, v in filters.items() if v is not None}}
         for walk in range(1, max_walks + 1):
             try:
+                guard = PageGuard(
+                    max_records=MAX_DEVICES, record_key=_device_key, total=lambda: self.device_total
+                )
                 for page in self.pages(
                     f"{API}/devices",
                     OffsetArrayPaginator(min(page_size, MAX_PAGE), key="device_id"),
                     params,
                     prefetch=prefetch,
+                    guard=guard,
                 ):
                     fresh = [d for d in page if _id_of(d) is None or _id_of(d) not in seen]
                     seen.update(i for i in map(_id_of, fresh) if i is not None)
@@ -252,12 +263,14 @@ class KandjiHook(RestApiHook):
         device_families: list[str] | None = None,
         filter_json: str | None = None,
         page_size: int = 300,
+        expected: int | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """A Prism category's rows, page by page, following its cursor.
 
         :param category: ``apps``, ``device_information``, ... (Kandji's Prism categories)
         :param device_families: only these families (``Mac``, ``iPhone``, ``iPad``, ``AppleTV``)
         :param filter_json: Prism's own filter, as JSON text
+        :param expected: how many rows ``/prism/count`` said the category holds (a listing far past it stops)
         """
         params: dict[str, Any] = {}
         if device_families:
@@ -265,13 +278,19 @@ class KandjiHook(RestApiHook):
         if filter_json:
             params["filter"] = filter_json
         yield from self.pages(
-            f"{API}/prism/{category}", PrismCursorPaginator(min(page_size, MAX_PAGE)), params
+            f"{API}/prism/{category}",
+            PrismCursorPaginator(min(page_size, MAX_PAGE)),
+            params,
+            guard=PageGuard(max_records=MAX_PRISM_ROWS, total=lambda: expected),
         )
 
     def iter_user_pages(self, **filters: Any) -> Iterator[list[dict[str, Any]]]:
         """Kandji's users page by page (``filters``: ``archived``, ``integration_id``, ``email``, ...)."""
         params = {k: v for k, v in filters.items() if v is not None}
-        yield from self.pages(f"{API}/users", NextLinkCursorPaginator(), params)
+        guard = PageGuard(
+            max_records=MAX_USERS, record_key=lambda u: u.get("id") if isinstance(u, dict) else repr(u)
+        )
+        yield from self.pages(f"{API}/users", NextLinkCursorPaginator(), params, guard=guard)
 
     # -- single reads -------------------------------------------------------------------------
     def get_device_details(self, device_id: str) -> dict[str, Any]:
@@ -444,8 +463,14 @@ class KandjiHook(RestApiHook):
                         "Content-Length" in response.headers
                         or "chunked" in response.headers.get("Transfer-Encoding", "").lower()
                     )
+                    limit = self._setting("max_export_gb", None, MAX_EXPORT_GB, float) * 1024**3
                     for block in response.iter_content(chunk_size=1 << 20):
                         spool.write(block)
+                        if spool.tell() > limit:
+                            raise PrismExportError(
+                                f"Kandji's Prism export {export_id} ({category}) is larger than {limit / 1024**3:g} GB "
+                                f"(the extra max_export_gb of connection '{self.kandji_conn_id}'): not read further"
+                            )
             except requests.RequestException as exc:
                 raise PrismExportError(
                     f"Could not download Kandji's Prism export {export_id}: {type(exc).__name__}"
@@ -513,6 +538,11 @@ class KandjiHook(RestApiHook):
         except ValueError:
             return {}
         return decoded if isinstance(decoded, dict) else {"message": decoded}
+
+
+def _device_key(device: Any) -> Any:
+    """What tells two listed devices apart: the id, else (a record the transform will reject) the record."""
+    return (device.get("device_id") or repr(device)) if isinstance(device, dict) else repr(device)
 
 
 def _id_of(device: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -24,6 +24,7 @@ from kandji_oomnitza.common.kandji_values import to_int
 from kandji_oomnitza.common.polling import poll
 from kandji_oomnitza.common.redaction import redact, shorten
 from kandji_oomnitza.hooks.base import (
+    MAX_RECORDS,
     ApiError,
     MalformedResponseError,
     RestApiHook,
@@ -31,7 +32,7 @@ from kandji_oomnitza.hooks.base import (
     json_of,
 )
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
-from kandji_oomnitza.hooks.pagination import LimitSkipPaginator
+from kandji_oomnitza.hooks.pagination import LimitSkipPaginator, PageGuard
 
 CONNECTOR_NAME = "kandji-oomnitza-airflow"
 CONNECTOR_VERSION = __version__
@@ -104,6 +105,14 @@ class OomnitzaHook(RestApiHook):
     def __init__(self, oomnitza_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(oomnitza_conn_id, **kwargs)
         self.oomnitza_conn_id = oomnitza_conn_id
+        # X-Total-Count of the last page of each listing: undocumented (INFERRED), so only an upper bound a
+        # listing must not outgrow, never a promise that it holds that many.
+        self.totals: dict[str, int] = {}
+
+    def after_response(self, response: requests.Response) -> None:
+        total = to_int(response.headers.get("X-Total-Count"), None)
+        if total is not None:
+            self.totals[urlsplit(response.url).path.strip("/")] = total
 
     def root_url(self) -> str:
         return self.url_from_host(
@@ -238,15 +247,20 @@ class OomnitzaHook(RestApiHook):
         filter_expr: str | None = None,
         fields: Iterable[str] | None = None,
         page_size: int = 100,
+        max_records: int = MAX_RECORDS,
     ) -> Iterator[dict[str, Any]]:
         """Every record of ``assets`` or ``users`` matching ``filter_expr`` (Oomnitza's filter language,
-        e.g. ``serial_number eq 'C02X'``), with only ``fields`` when given, paged with limit/skip."""
+        e.g. ``serial_number eq 'C02X'``), with only ``fields`` when given, paged with limit/skip. A listing
+        that repeats a page (an Oomnitza ignoring ``skip``), outgrows the total Oomnitza gave (its
+        ``X-Total-Count``, when it gives one) or passes ``max_records`` stops with an error."""
         params: dict[str, Any] = {}
         if filter_expr:
             params["filter"] = filter_expr
         if fields:
             params["fields"] = ",".join(fields)
-        for page in self.pages(f"api/v3/{_kind(kind)}", LimitSkipPaginator(page_size), params):
+        listing = f"api/v3/{_kind(kind)}"
+        guard = PageGuard(max_records=max_records, total=lambda: self.totals.get(listing))
+        for page in self.pages(listing, LimitSkipPaginator(page_size), params, guard=guard):
             yield from page
 
     def update_record(self, kind: str, ident: str, changes: dict[str, Any]) -> dict[str, Any]:

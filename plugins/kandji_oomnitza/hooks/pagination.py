@@ -12,8 +12,9 @@ request is exactly the one guessed: the strategy still decides, page by page, in
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
@@ -178,13 +179,66 @@ class CursorGuard:
         return cursor
 
 
+@dataclass
+class PageGuard:
+    """What stops a listing that would never end: a server that ignores the paging parameters (the same
+    page again and again), fabricates records without end, or holds far more than it said. A listing
+    stops with ``UnexpectedPageError`` naming why when a page repeats what was already listed (by
+    ``record_key``, each record's id, where records have one; else the page as a whole), when it outgrows
+    ``total()`` (what the API said it holds, when it says) by more than growth during a walk explains, or
+    when it passes ``max_records``. Only ids and page hashes are kept, never the records."""
+
+    max_records: int
+    record_key: Callable[[Any], Hashable] | None = None
+    total: Callable[[], int | None] = lambda: None
+    listed: int = 0
+    seen: set[Hashable] = field(default_factory=set)
+
+    def check(self, records: list[Any]) -> None:
+        if self.record_key is not None:
+            fresh = {self.record_key(record) for record in records} - self.seen
+            repeated = bool(records) and not fresh
+            self.seen |= fresh
+        else:
+            page = hash(repr(records))
+            repeated = bool(records) and page in self.seen
+            self.seen.add(page)
+        if repeated:
+            raise UnexpectedPageError(
+                f"the server sent again a page of {len(records)} record(s) it had already sent (it ignores "
+                f"the paging parameters?); stopped after {self.listed} records"
+            )
+        self.listed += len(records)
+        total = self.total()
+        if total is not None and self.listed > total + max(100, total // 100):
+            raise UnexpectedPageError(
+                f"the listing holds {self.listed} records, more than the {total} the server said it holds; stopped"
+            )
+        if self.listed > self.max_records:
+            raise UnexpectedPageError(
+                f"the listing passed {self.max_records} records, more than any real one holds; stopped"
+            )
+
+
 def paginate(
-    fetch, endpoint: str, paginator: Paginator, params: dict[str, Any] | None = None, prefetch: int = 1
+    fetch,
+    endpoint: str,
+    paginator: Paginator,
+    params: dict[str, Any] | None = None,
+    prefetch: int = 1,
+    guard: PageGuard | None = None,
 ) -> Iterator[list]:
     """Yield the records of each page. ``fetch(endpoint, params)`` returns a decoded page body; with
     ``prefetch`` > 1 and a strategy that can guess ahead, that many pages are in flight at once (a guess
-    that turns out wrong, such as a page past the end, costs one request and is never used)."""
-    base = dict(params or {})
+    that turns out wrong, such as a page past the end, costs one request and is never used). ``guard``
+    checks each page before it is yielded (``PageGuard``)."""
+    for records in _pages(fetch, endpoint, paginator, dict(params or {}), prefetch):
+        if guard is not None:
+            guard.check(records)
+        yield records
+
+
+def _pages(fetch, endpoint: str, paginator: Paginator, base: dict[str, Any], prefetch: int) -> Iterator[list]:
     step: dict[str, Any] | None = paginator.first_params()
     if prefetch <= 1 or not hasattr(paginator, "ahead"):
         while step is not None:

@@ -274,7 +274,9 @@ def _from_prism(kandji: KandjiHook, route: SoftwareRoute, count: PrismCount | No
             log.warning("Prism export failed, falling back to Prism pages: %s", exc)
             found = SoftwareResult(route=route.value)
             found.fallbacks.append(shorten(f"Prism export failed ({exc}); Prism pages used instead", 400))
-    for page in kandji.iter_prism_pages("apps"):
+    for page in kandji.iter_prism_pages(
+        "apps", expected=count.rows if count and not count.approximate else None
+    ):
         for row in page:
             if row.get("device_id"):
                 found.add(row["device_id"], [row], answered=False)

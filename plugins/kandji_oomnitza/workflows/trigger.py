@@ -36,6 +36,10 @@ from kandji_oomnitza.workflows.state import (
 
 ID_FIELD = "equipment_id"
 PAGE_SIZE = 500
+# The most records one poll reads: the triggerer also runs every other watcher and the deadline alerts, so
+# a read that outgrows this (an Oomnitza that pages forever, or conditions matching a whole instance)
+# stops as a failed poll (logged; nothing changes) instead of taking the triggerer's memory.
+MAX_WATCHED_RECORDS = 200_000
 CONFIRMATIONS_PER_POLL = 50  # records missing from one poll read again by id (the rest wait a poll)
 CLASSPATH = "kandji_oomnitza.workflows.trigger.OomnitzaRecordsTrigger"
 
@@ -54,7 +58,11 @@ def read_records(
     try:
         for expression in filters:
             try:
-                records.extend(hook.iter_records(kind, filter_expr=expression, page_size=PAGE_SIZE))
+                records.extend(
+                    hook.iter_records(
+                        kind, filter_expr=expression, page_size=PAGE_SIZE, max_records=MAX_WATCHED_RECORDS
+                    )
+                )
             except ApiError as exc:
                 if exc.status != 400 or expression is None:
                     raise
@@ -62,7 +70,7 @@ def read_records(
                     f"Oomnitza refused the filter {expression!r} ({exc.api_message or exc}); read every "
                     f"{kind} record instead and checked the conditions here"
                 )
-                records.extend(hook.iter_records(kind, page_size=PAGE_SIZE))
+                records.extend(hook.iter_records(kind, page_size=PAGE_SIZE, max_records=MAX_WATCHED_RECORDS))
     finally:
         hook.close()
     return records, warnings
