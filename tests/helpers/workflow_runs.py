@@ -64,14 +64,20 @@ def summary_of(sandbox: Sandbox, dag_id: str, run_id: str) -> dict | None:
     return answer.json().get("value") if answer.status_code == 200 else None
 
 
-def hitl_path(dag_id: str, run_id: str) -> str:
-    return f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/per_device.run_action/0/hitlDetails"
+ACTION_TASK = ("per_device.run_action", 0)  # a workflow's approval: the mapped action task
 
 
-def approval(sandbox: Sandbox, dag_id: str, run_id: str, times: int = 1) -> dict:
+def hitl_path(dag_id: str, run_id: str, task: tuple[str, int] = ACTION_TASK) -> str:
+    task_id, map_index = task
+    return f"dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/{task_id}/{map_index}/hitlDetails"
+
+
+def approval(
+    sandbox: Sandbox, dag_id: str, run_id: str, times: int = 1, task: tuple[str, int] = ACTION_TASK
+) -> dict:
     """The approval request once the task waits for it (for the ``times``-th time: a cleared task asks
     again)."""
-    path = hitl_path(dag_id, run_id)
+    path = hitl_path(dag_id, run_id, task)
 
     def waiting():
         answer = sandbox.api.get(f"{sandbox.base}/api/v2/{path}", timeout=30)
@@ -83,7 +89,7 @@ def approval(sandbox: Sandbox, dag_id: str, run_id: str, times: int = 1) -> dict
     # Airflow 3.3 fails the approval task when the answer lands before the scheduler has processed the
     # executor's report of the parked task (nothing is sent then: fail-safe); a person is never that
     # fast, so wait for that report as a person's slowness would.
-    parked = f"task_id=per_device.run_action, run_id={run_id}, map_index=0,"
+    parked = f"task_id={task[0]}, run_id={run_id}, map_index={task[1]},"
     wait_until(
         "the scheduler to see the approval task parked",
         lambda: (

@@ -245,10 +245,10 @@ class WhenMissing(Strict):
     """Oomnitza records whose Kandji device or user has not been seen for ``after_days``: set fields on
     them once (never delete), and optionally set others when the record shows up in Kandji again.
 
-    Two safeguards (always on; a trigger with ``confirm_mass_flag`` lifts them for one run): at most
-    ``max_flagged`` records flagged in one run, and nothing flagged when the Kandji listing shrank by more
-    than ``max_listing_shrink`` since the last run that flagged (a token re-scoped to fewer blueprints, a
-    partial outage: Kandji answers 200 with a fraction of the fleet)."""
+    Two safeguards (always on; over either, a person confirms under Required Actions, see safeguard.py):
+    at most ``max_flagged`` records flagged in one run, and nothing flagged when the Kandji listing shrank
+    by more than ``max_listing_shrink`` since the last run that flagged (a token re-scoped to fewer
+    blueprints, a partial outage: Kandji answers 200 with a fraction of the fleet)."""
 
     after_days: Annotated[
         timedelta,
@@ -335,8 +335,33 @@ class Integration(Strict):
         None,
         description="notify the on_failure targets when a run has not finished this long after it was queued",
     )
+    confirmers: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Airflow user ids who may confirm what a safeguard stopped (Required Actions); empty: "
+        "anyone allowed to answer",
+    )
+    confirm_within: Annotated[
+        timedelta,
+        Duration(
+            at_least="1m",
+            at_most="30d",
+            why="a person needs at least a minute to answer, and a question older than 30 days is stale",
+        ),
+    ] = Field(
+        timedelta(days=1),
+        description="how long a safeguard's question waits for an answer; then nothing is done",
+    )
     owner: str = "it-ops"
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("confirmers")
+    @classmethod
+    def _confirmers(cls, value: list[str]) -> list[str]:
+        for user in value:
+            if not user.strip() or len(user) > 256:
+                raise ValueError(f"{user!r} is not an Airflow user id")
+        return value
 
     @field_validator("mappings", mode="before")
     @classmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from kandji_oomnitza.common.dag_defaults import default_args
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.integrations.config import INTEGRATIONS, Integration
 from kandji_oomnitza.integrations.newest_run import NewestRunOnly
-from kandji_oomnitza.integrations.operator import OomnitzaLoadOperator, push_software
+from kandji_oomnitza.integrations.operator import FlagMissingOperator, OomnitzaLoadOperator, push_software
 from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
 
 log = logging.getLogger(__name__)
@@ -145,78 +144,6 @@ def extract_task(integration: Integration, ti: Any) -> Any:
     return frame
 
 
-def confirmed_by(context: dict[str, Any]) -> str | None:
-    """Who lifted the safeguards for this run (``confirm_mass_flag``): Airflow's record of the user who
-    triggered it, never anything the run's conf or an XCom says."""
-    from kandji_oomnitza.integrations.safeguard import CONFIRM_PARAM
-
-    if not context["params"].get(CONFIRM_PARAM):
-        return None
-    run = context["dag_run"]
-    return getattr(run, "triggering_user_name", None) or f"a {run.run_type} run with no triggering user"
-
-
-def flag_missing_task(integration: Integration, dag_id: str, context: dict[str, Any]) -> None:
-    """This run's listing (extract) and Kandji ids (transform) in; the result out as XCom ``missing``
-    before a failure is raised, so the report can account for it. A safeguard that stops the flagging is
-    told to the ``notify.on_safeguard`` targets; a listing that was acted on becomes the one the next run's
-    is compared with."""
-    from kandji_oomnitza.common.kandji_values import is_empty
-    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-    from kandji_oomnitza.integrations.handover import ExtractStats
-    from kandji_oomnitza.integrations.mapping import ID
-    from kandji_oomnitza.integrations.missing import cutoff_of, flag_missing
-    from kandji_oomnitza.integrations.report import artifact_path, reports_root
-    from kandji_oomnitza.integrations.safeguard import history_path, read_previous, write_listing
-
-    ti, dry_run = context["ti"], bool(context["params"].get("dry_run"))
-    stats = ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
-    index = ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX)
-    seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
-    if integration.delta.enabled:
-        # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
-        # while Kandji still lists it: when it was last seen comes from the fingerprint store.
-        from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
-        from kandji_oomnitza.integrations.report import reports_root
-
-        store, _ = read_store(store_path(reports_root(), dag_id), stats.read_at)
-        seen_ids |= last_seen_after(store, cutoff_of(stats.read_at, integration.when_missing.after_days))
-    history = history_path(reports_root(), dag_id)
-    previous, problem = read_previous(history, stats.read_at)
-    if problem:
-        log.warning("The listing-shrink safeguard is skipped this run: %s (max_flagged still holds)", problem)
-    result, failure = flag_missing(
-        integration,
-        OomnitzaHook(integration.oomnitza_conn_id),
-        seen_ids=seen_ids,
-        read_at=stats.read_at,
-        listing=stats.listing,
-        portion=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dag_id}/{ti.run_id}/{ti.try_number}/when_missing")),
-        dry_run=dry_run,
-        previous=previous,
-        confirmed_by=confirmed_by(context),
-    )
-    ti.xcom_push(key=names.MISSING, value=result.to_xcom())
-    if (
-        result.safeguard is not None
-        and not dry_run
-        and integration.notify
-        and integration.notify.on_safeguard
-    ):
-        from kandji_oomnitza.common.notify import deliver
-        from kandji_oomnitza.integrations.notices import safeguard_notice
-
-        error_log = str(artifact_path(reports_root(), dag_id, ti.run_id))
-        deliver(
-            integration.notify.on_safeguard,
-            safeguard_notice(integration, dag_id, ti.run_id, result, error_log),
-        )
-    if not dry_run and result.safeguard is None and stats.listing.complete:
-        write_listing(history, stats.listing, stats.read_at)
-    if failure is not None:
-        raise failure
-
-
 def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) -> dict[str, Any]:
     """Every record accounted for, the error log written, the summary published (as the return value, or,
     when the run fails, as XCom ``summary``: a failed task has no return value)."""
@@ -274,17 +201,6 @@ def _params(integration: Integration) -> dict[str, Param]:
             description="With delta loads on: send every record, changed or not.",
         ),
     }
-    if integration.when_missing is not None:
-        from kandji_oomnitza.integrations.safeguard import CONFIRM_PARAM
-
-        params[CONFIRM_PARAM] = Param(
-            False,
-            type="boolean",
-            title="Confirm mass flagging",
-            description="Lift the safeguards for this run: flag every record gone from Kandji, however many "
-            "(max_flagged) and however much the listing shrank (max_listing_shrink). The report names who "
-            "confirmed.",
-        )
     return params
 
 
@@ -392,16 +308,6 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             context["ti"].xcom_push(key=names.INDEX, value=report_index(integration, frame))
             return frame
 
-        @task(
-            task_id=names.FLAG_MISSING,
-            multiple_outputs=False,
-            task_display_name="Flag records gone from Kandji",
-            execution_timeout=TIMEOUTS[names.FLAG_MISSING],
-        )
-        def flag_missing(**context) -> None:
-            """Runs after a load that went through (a dry run included); see missing.py."""
-            flag_missing_task(integration, dag_id, context)
-
         # The report runs whatever happened upstream, so every record is accounted for even when the
         # load broke part-way, and it fails the run when anything was not loaded.
         @task(
@@ -433,7 +339,16 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
         )
         [checked, frame] >> load
         # Upstream of the report directly, so it waits for each of them to finish, whatever their state.
-        flagged = [load >> flag_missing()] if integration.when_missing is not None else []
+        flagged = []
+        if integration.when_missing is not None:  # after a load that went through (a dry run included)
+            flag_missing = FlagMissingOperator(
+                task_id=names.FLAG_MISSING,
+                task_display_name="Flag records gone from Kandji",
+                integration=integration,
+                # Bounds each run of its code; the wait for a person's answer is confirm_within's.
+                execution_timeout=TIMEOUTS[names.FLAG_MISSING],
+            )
+            flagged = [load >> flag_missing]
         [checked, extracted, frame, load, *flagged] >> report()
 
     return integration_dag()

@@ -134,7 +134,7 @@ class MissingResult(Handover):
     dry_run: bool = False
     safeguard: str | None = None  # the sentence of the safeguard that stopped the flagging (safeguard.py)
     safeguard_kind: str | None = None
-    confirmed_by: str | None = None  # who lifted the safeguards for this run (Airflow's triggering user)
+    confirmed_by: str | None = None  # who confirmed what a safeguard stopped (Airflow's record of the answer)
     held_back: list[MissingEntry] = []  # what the max_flagged safeguard kept from being flagged
     flagged: list[MissingEntry] = []
     cleared: list[MissingEntry] = []

@@ -24,13 +24,12 @@ import pendulum
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.exceptions import SafeguardStopped
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import Integration, WhenMissing
 from kandji_oomnitza.integrations.handover import Listing, MissingResult
-from kandji_oomnitza.integrations.safeguard import PreviousListing, listing_shrank, too_many
+from kandji_oomnitza.integrations.safeguard import PreviousListing, Stop, listing_shrank, too_many
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
@@ -193,68 +192,59 @@ def count_held(integration: Integration, oomnitza: OomnitzaHook) -> int:
     return sum(1 for r in records if isinstance(r, dict) and not is_empty(r.get(field_name)))
 
 
-def flag_missing(
+@dataclass
+class FlagDecision:
+    """What a run may flag: the plan, and the safeguard that stops it until a person confirms (if any);
+    or, when the listing cannot be trusted, the result that says so and flags nothing."""
+
+    plan: MissingPlan | None
+    stop: Stop | None = None
+    skipped: MissingResult | None = None
+
+
+def decide(
     integration: Integration,
     oomnitza: OomnitzaHook,
     *,
     seen_ids: set[str],
     read_at: str,
     listing: Listing,
-    portion: str,
-    dry_run: bool,
     previous: PreviousListing | None = None,
-    confirmed_by: str | None = None,
-) -> tuple[MissingResult, BaseException | None]:
-    """Flag the records gone from Kandji and clear the ones back, and say what became of each. Returns
-    the result (for the report) and the failure that stopped the sending, if any: a failed send, or the
-    max_flagged safeguard (see safeguard.py; ``confirmed_by`` names who lifted the safeguards, if anyone)."""
+) -> FlagDecision:
+    """The records gone from Kandji and the ones back, and whether a safeguard stops flagging them (see
+    safeguard.py): a listing far shorter than the last one that flagged, or more records to flag than
+    ``max_flagged``. A stopped plan is flagged only after a person confirms it (``operator.py``)."""
     option: WhenMissing = integration.when_missing
-    base = {
+    if not listing.complete:
+        why = listing.why or "the listing was not complete"
+        log.warning("Nothing flagged as missing: %s", why)
+        return FlagDecision(None, skipped=MissingResult(**_base(option), status=f"skipped: {why}"))
+    plan = plan_missing(integration, oomnitza, seen_ids, read_at)
+    stop = listing_shrank(integration, listing, previous)
+    if stop is None and len(plan.to_flag) > option.flagging_limit(0):
+        held = None if isinstance(option.max_flagged, int) else count_held(integration, oomnitza)
+        stop = too_many(integration, listing.listed, len(plan.to_flag), held)
+    plan.calls = oomnitza.calls
+    if stop is not None:
+        log.warning("%s", stop.message)
+    return FlagDecision(plan, stop)
+
+
+def _base(option: WhenMissing, dry_run: bool = False) -> dict[str, Any]:
+    return {
         "after_days": option.after_days.total_seconds() / 86400,
         "dry_run": dry_run,
-        "confirmed_by": confirmed_by,
         "flagged": [],
         "cleared": [],
         "not_flagged": [],
     }
-    if not listing.complete:
-        why = listing.why or "the listing was not complete"
-        log.warning("Nothing flagged as missing: %s", why)
-        return MissingResult(**base, status=f"skipped: {why}"), None
-    stop = None if confirmed_by is not None else listing_shrank(integration, listing, previous)
-    if stop is not None:
-        log.warning("%s", stop.message)
-        return MissingResult(
-            **base, status="stopped by the safeguard", safeguard=stop.message, safeguard_kind=stop.kind
-        ), None
-    plan = plan_missing(integration, oomnitza, seen_ids, read_at)
-    if confirmed_by is None and len(plan.to_flag) > option.flagging_limit(0):
-        held = None if isinstance(option.max_flagged, int) else count_held(integration, oomnitza)
-        stop = too_many(integration, listing.listed, len(plan.to_flag), held)
-    if stop is not None:
-        log.warning("%s", stop.message)
-        held_back = [
-            {**e, "reason": "the max_flagged safeguard stopped this run's flagging"} for e in plan.to_flag
-        ]
-        result = MissingResult.model_validate(
-            {
-                **base,
-                "status": "stopped by the safeguard",
-                "safeguard": stop.message,
-                "safeguard_kind": stop.kind,
-                "cutoff": plan.cutoff,
-                "held_back": held_back,
-                "warnings": plan.warnings,
-                "calls": oomnitza.calls,
-            }
-        )
-        return result, None if dry_run else SafeguardStopped(stop.message)
-    if confirmed_by is not None:
-        log.warning("The safeguards were lifted for this run by %s (confirm_mass_flag)", confirmed_by)
+
+
+def _planned(option: WhenMissing, plan: MissingPlan, dry_run: bool) -> dict[str, Any]:
     for warning in plan.warnings:
         log.warning("%s", warning)
-    result = {
-        **base,
+    return {
+        **_base(option, dry_run),
         "cutoff": plan.cutoff,
         "already_flagged": plan.already_flagged,
         "warnings": plan.warnings,
@@ -262,19 +252,66 @@ def flag_missing(
             {**e, "reason": "its Oomnitza record has no sync-key value, so the connector cannot address it"}
             for e in plan.unaddressable
         ],
+        "calls": plan.calls,
     }
-    if dry_run:
-        log.info(
-            "Dry run: %d record(s) would be flagged as missing, %d cleared; nothing sent",
-            len(plan.to_flag),
-            len(plan.to_clear),
-        )
-        dry = {**result, "status": "dry run", "flagged": plan.to_flag, "cleared": plan.to_clear}
-        return MissingResult.model_validate({**dry, "calls": plan.calls}), None
+
+
+def dry_run_result(integration: Integration, decision: FlagDecision) -> MissingResult:
+    """What a dry run would flag and clear (nothing is sent, nobody is asked)."""
+    if decision.skipped is not None:
+        return decision.skipped.model_copy(update={"dry_run": True})
+    plan = decision.plan
+    log.info(
+        "Dry run: %d record(s) would be flagged as missing, %d cleared; nothing sent",
+        len(plan.to_flag),
+        len(plan.to_clear),
+    )
+    result = {**_planned(integration.when_missing, plan, True), "status": "dry run"}
+    result |= {"flagged": plan.to_flag, "cleared": plan.to_clear}
+    if decision.stop is not None:
+        result |= {"safeguard": decision.stop.message, "safeguard_kind": decision.stop.kind}
+    return MissingResult.model_validate(result)
+
+
+def flag_nothing(integration: Integration, plan: MissingPlan, stop: Stop | None) -> MissingResult:
+    """A plan that sends nothing: no record to flag (the listing shrank, so there is nothing to ask)."""
+    result = {**_planned(integration.when_missing, plan, False), "status": "nothing to flag"}
+    if stop is not None:
+        result |= {
+            "status": "stopped by the safeguard",
+            "safeguard": stop.message,
+            "safeguard_kind": stop.kind,
+        }
+    return MissingResult.model_validate(result)
+
+
+def stopped_result(integration: Integration, decision: FlagDecision, why: str) -> MissingResult:
+    """Nothing flagged: the safeguard stopped the plan and no person confirmed it (``why``: rejected by
+    whom, or no answer in time). Every record it held back is listed with the reason."""
+    plan, stop = decision.plan, decision.stop
+    held_back = [
+        {**e, "reason": f"the {stop.kind} safeguard stopped this run's flagging; {why}"} for e in plan.to_flag
+    ]
+    result = {**_planned(integration.when_missing, plan, False), "status": "stopped by the safeguard"}
+    result |= {"safeguard": f"{stop.message} {why[0].upper()}{why[1:]}.", "safeguard_kind": stop.kind}
+    return MissingResult.model_validate({**result, "held_back": held_back})
+
+
+def flag(
+    integration: Integration,
+    oomnitza: OomnitzaHook,
+    plan: MissingPlan,
+    *,
+    portion: str,
+    confirmation: str | None = None,
+) -> tuple[MissingResult, BaseException | None]:
+    """Flag ``plan``'s records gone from Kandji and clear the ones back, and say what became of each.
+    Returns the result (for the report) and the failure that stopped the sending, if any.
+    ``confirmation``: who confirmed a plan a safeguard had stopped (Airflow's record of the answer)."""
+    option: WhenMissing = integration.when_missing
+    result = _planned(option, plan, False) | {"confirmed_by": confirmation}
     if not plan.to_flag and not plan.to_clear:
-        return MissingResult.model_validate(
-            {**result, "status": "nothing to flag", "calls": plan.calls}
-        ), None
+        return MissingResult.model_validate({**result, "status": "nothing to flag"}), None
     run = oomnitza.start_run(
         data_type=integration.type,
         sync_field=integration.sync_key,

@@ -17,7 +17,7 @@ from kandji_oomnitza.common.notify import (
 )
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration
-from kandji_oomnitza.integrations.handover import MissingResult
+from kandji_oomnitza.settings_files import duration_words
 
 COUNTS = (
     "kandji_records",
@@ -68,17 +68,22 @@ def records_failed_notice(
     )
 
 
-def safeguard_notice(
-    integration: Integration, dag_id: str, run_id: str, result: MissingResult, error_log: str
-) -> Notice:
-    """A safeguard stopped the flagging of records gone from Kandji."""
-    held = f"{len(result.held_back)} record(s) held back" if result.held_back else "nothing flagged"
+def safeguard_asking_notice(integration: Integration, context: dict[str, Any]) -> Notice:
+    """A safeguard stopped the flagging, and a person is asked (a human-in-the-loop task's notifier context:
+    the task, with the question it asks, and its instance)."""
+    from kandji_oomnitza.common.approval import required_actions_url
+
+    task, ti = context["task"], context["ti"]
+    who = ", ".join(integration.confirmers) or "any user allowed to answer in Airflow"
     return Notice(
-        title=f"{integration.name}: flagging stopped by a safeguard",
-        sentence=str(result.safeguard),
+        title=f"{integration.name}: a safeguard stopped the flagging; confirmation needed",
+        sentence=(
+            f"{shorten(task.subject, 200)} A safeguard stopped it; {who} may confirm it. Without an answer within "
+            f"{duration_words(integration.confirm_within)}, nothing is flagged."
+        ),
         details=[
-            held,
-            f"run: {run_url(dag_id, run_id)}",
-            f"error log (once the report has run): {error_log}",
+            f"confirm or reject: {required_actions_url(context)}",
+            f"run: {run_url(ti.dag_id, ti.run_id)}",
         ],
+        failure=False,
     )

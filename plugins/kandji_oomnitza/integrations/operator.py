@@ -3,11 +3,14 @@ frame's way through XCom: in parts, each one request to the Execution API."""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator
 
 from kandji_oomnitza import names
@@ -138,3 +141,243 @@ class OomnitzaLoadOperator(BaseOperator):
                 portion,
             )
             raise failure
+
+
+class FlagMissingOperator(HITLOperator):
+    """``flag_missing``: flag the records gone from Kandji (see missing.py). When a safeguard stops the
+    flagging (safeguard.py), the task asks a person through Airflow's human-in-the-loop and waits, parked
+    under Required Actions, showing the count, the limit and the first records; resumed by Airflow with its
+    own record of the answer, it flags the records asked about that are still gone (Approve) or nothing
+    (Reject, or no answer within ``confirm_within``). The records asked about are kept in the reports
+    storage and bound to the answer by their digest, a field of the question that Airflow records with the
+    answer: nothing another user or task can write confirms anything, and a cleared run asks again.
+
+    Its result (XCom ``missing``) is pushed before any failure is raised, so the report accounts for it."""
+
+    # Built from records (names anyone could type): never rendered as templates.
+    template_fields = ()
+    ui_color = "#fcf3cf"
+
+    def __init__(self, *, integration: Integration, **kwargs: Any) -> None:
+        from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
+
+        confirmers = [{"id": user, "name": user} for user in integration.confirmers] or None
+        kwargs.setdefault("retries", 0)  # a retry would ask again, or flag again: both are a person's call
+        super().__init__(
+            subject="(set when a safeguard asks)",
+            options=[APPROVE_OPTION, REJECT_OPTION],
+            defaults=REJECT_OPTION,
+            assigned_users=confirmers,
+            response_timeout=integration.confirm_within,
+            notifiers=_safeguard_notifiers(integration),
+            **kwargs,
+        )
+        self.integration = integration
+
+    # -- what Airflow calls ---------------------------------------------------------------------------
+    def execute(self, context) -> None:
+        from kandji_oomnitza.integrations.missing import dry_run_result
+
+        run = self._prepare(context)
+        decision = run.decide()
+        if run.dry_run:
+            return run.done(dry_run_result(self.integration, decision))
+        if decision.skipped is not None:
+            return run.done(decision.skipped)
+        if decision.stop is None:
+            return run.send(decision.plan)
+        if not decision.plan.to_flag:  # the listing shrank, but nothing is to be flagged: nothing to ask
+            return run.done(decision.plan, stop=decision.stop)
+        self._ask(context, run, decision)
+        return HITLOperator.execute(self, context)  # parked under Required Actions until the answer
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+        # ``event`` is not an XCom: Airflow built it from this task's human-in-the-loop record, with the user
+        # its API server authenticated (or, at the timeout, the default answer by nobody).
+        from kandji_oomnitza.common.approval import read_answer
+        from kandji_oomnitza.integrations.missing import stopped_result
+        from kandji_oomnitza.integrations.safeguard import plan_path, read_plan
+
+        run = self._prepare(context)
+        answer = read_answer(
+            event, self.integration.confirmers, self.integration.confirm_within, "the confirmers"
+        )
+        decision = run.decide()
+        asked = read_plan(plan_path(run.root, self.dag_id, run.folder, context["ti"].try_number))
+        if answer.approved_by is not None and asked is None:
+            answer = type(answer)(
+                None, "the list of records asked about could not be read back", failure=True
+            )
+        elif answer.approved_by is not None and _digest(asked) != _answered_digest(event):
+            answer = type(answer)(
+                None, "the records asked about are not the ones the answer was given for", failure=True
+            )
+        if decision.skipped is not None:
+            return run.done(decision.skipped)
+        if answer.approved_by is None:
+            if decision.stop is None:  # asked, but no longer over any limit: nothing to hold back
+                self.log.warning("Not confirmed (%s), and no safeguard stops this plan now", answer.why_not)
+            stop = decision.stop or run.asked_stop(asked)
+            decision.stop = stop
+            result = stopped_result(self.integration, decision, answer.why_not or "not confirmed")
+            return run.done(result, fail=stop.fails_the_run or answer.failure)
+        decision.plan.to_flag = [e for e in decision.plan.to_flag if e["kandji_id"] in asked]
+        self.log.info(
+            "Confirmed by %s (Airflow's record of the answer): %d of the %d record(s) asked about are still gone "
+            "and are flagged now",
+            answer.approved_by,
+            len(decision.plan.to_flag),
+            len(asked),
+        )
+        return run.send(decision.plan, confirmation=answer.approved_by)
+
+    # -- the question ----------------------------------------------------------------------------------
+    def _ask(self, context, run: FlaggingRun, decision: Any) -> None:
+        from airflow.sdk.definitions.param import Param, ParamsDict
+
+        from kandji_oomnitza.integrations.safeguard import plan_path, question, write_plan
+
+        entries = decision.plan.to_flag
+        write_plan(plan_path(run.root, self.dag_id, run.folder, context["ti"].try_number), entries)
+        self.subject, self.body = question(self.integration, decision.stop, entries)
+        ids = {e["kandji_id"] for e in entries}
+        # The digest of the records asked about, recorded by Airflow with the answer: what binds a
+        # confirmation to these records (leave it as it is; any other value confirms nothing).
+        self.params = ParamsDict(
+            {
+                DIGEST_PARAM: Param(
+                    _digest(ids),
+                    type="string",
+                    title="Records asked about (leave as it is)",
+                    description=f"{len(ids)} record(s): the digest of the list this question shows",
+                )
+            }
+        )
+        self.log.warning("%s Asking a person under Required Actions.", decision.stop.message)
+
+    def _prepare(self, context) -> FlaggingRun:
+        from kandji_oomnitza.integrations.safeguard import RETIRED_PARAM
+
+        if context["params"].get(RETIRED_PARAM) or (context["dag_run"].conf or {}).get(RETIRED_PARAM):
+            self.log.warning(
+                "%s no longer lifts the safeguards: a person confirms under Required Actions when one stops "
+                "the flagging",
+                RETIRED_PARAM,
+            )
+        return FlaggingRun(self.integration, self.dag_id, context, self.log)
+
+
+DIGEST_PARAM = "records"
+
+
+def _digest(ids: set[str] | None) -> str:
+    import hashlib
+
+    listed = sorted(ids or ())
+    return f"{len(listed)} records, sha256 {hashlib.sha256(json.dumps(listed).encode()).hexdigest()[:24]}"
+
+
+def _answered_digest(event: Any) -> Any:
+    return ((event or {}).get("params_input") or {}).get(DIGEST_PARAM) if isinstance(event, dict) else None
+
+
+def _safeguard_notifiers(integration: Integration) -> list[Any]:
+    """Airflow's human-in-the-loop notifiers: the ``notify.on_safeguard`` targets hear, once each time the task
+    asks (a cleared run that asks again tells again), with the link to Required Actions."""
+    if integration.notify is None or not integration.notify.on_safeguard:
+        return []
+    from kandji_oomnitza.common.notify import SettingsNotifier
+    from kandji_oomnitza.integrations.notices import safeguard_asking_notice
+
+    return [
+        SettingsNotifier(
+            integration.notify.on_safeguard, functools.partial(safeguard_asking_notice, integration)
+        )
+    ]
+
+
+class FlaggingRun:
+    """What one attempt of ``flag_missing`` reads (this run's listing and ids, the last listing that
+    flagged) and writes (its result, the listing the next run compares with)."""
+
+    def __init__(self, integration: Integration, dag_id: str, context: dict[str, Any], log: Any) -> None:
+        from kandji_oomnitza.integrations.handover import ExtractStats
+        from kandji_oomnitza.integrations.report import reports_root, run_folder
+
+        self.integration, self.dag_id, self.context, self.log = integration, dag_id, context, log
+        self.ti = context["ti"]
+        self.dry_run = bool(context["params"].get("dry_run"))
+        self.root = reports_root()
+        self.folder = run_folder(self.ti.run_id)
+        self.stats = ExtractStats.from_xcom(self.ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+
+    def decide(self) -> Any:
+        from kandji_oomnitza.common.kandji_values import is_empty
+        from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.integrations.mapping import ID
+        from kandji_oomnitza.integrations.missing import cutoff_of, decide
+        from kandji_oomnitza.integrations.safeguard import history_path, read_previous
+
+        index = self.ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX)
+        seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
+        if self.integration.delta.enabled:
+            # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
+            # while Kandji still lists it: when it was last seen comes from the fingerprint store.
+            from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
+
+            store, _ = read_store(store_path(self.root, self.dag_id), self.stats.read_at)
+            cutoff = cutoff_of(self.stats.read_at, self.integration.when_missing.after_days)
+            seen_ids |= last_seen_after(store, cutoff)
+        previous, problem = read_previous(history_path(self.root, self.dag_id), self.stats.read_at)
+        if problem:
+            self.log.warning(
+                "The listing-shrink safeguard is skipped this run: %s (max_flagged still holds)", problem
+            )
+        self.oomnitza = OomnitzaHook(self.integration.oomnitza_conn_id)
+        return decide(
+            self.integration,
+            self.oomnitza,
+            seen_ids=seen_ids,
+            read_at=self.stats.read_at,
+            listing=self.stats.listing,
+            previous=previous,
+        )
+
+    def asked_stop(self, asked: set[str] | None) -> Any:
+        """A stop to report when the plan asked about no longer trips a safeguard (the answer still says no)."""
+        from kandji_oomnitza.integrations.safeguard import MAX_FLAGGED, Stop
+
+        return Stop(MAX_FLAGGED, f"A safeguard stopped the flagging of {len(asked or ())} record(s).")
+
+    def send(self, plan: Any, confirmation: str | None = None) -> None:
+        from kandji_oomnitza.integrations.missing import flag
+
+        portion = str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"{self.dag_id}/{self.ti.run_id}/{self.ti.try_number}/when_missing"
+            )
+        )
+        result, failure = flag(
+            self.integration, self.oomnitza, plan, portion=portion, confirmation=confirmation
+        )
+        self.done(result, failure=failure)
+
+    def done(
+        self, result: Any, *, stop: Any = None, fail: bool = False, failure: BaseException | None = None
+    ) -> None:
+        """Push the result (a plan that was not sent becomes a result first); keep this listing for the next
+        run's shrink check when it was acted on; raise the failure, if any, after both."""
+        from kandji_oomnitza.exceptions import SafeguardStopped
+        from kandji_oomnitza.integrations.handover import MissingResult
+        from kandji_oomnitza.integrations.missing import flag_nothing
+        from kandji_oomnitza.integrations.safeguard import history_path, write_listing
+
+        if not isinstance(result, MissingResult):
+            result = flag_nothing(self.integration, result, stop)
+        self.ti.xcom_push(key=names.MISSING, value=result.to_xcom())
+        if not result.dry_run and result.safeguard is None and self.stats.listing.complete:
+            write_listing(history_path(self.root, self.dag_id), self.stats.listing, self.stats.read_at)
+        if failure is not None:
+            raise failure
+        if fail:
+            raise SafeguardStopped(result.safeguard or "a safeguard stopped the flagging")

@@ -385,7 +385,9 @@ def _missing_status(integration: Integration, missing: MissingResult | None) -> 
         return missing.status
     if missing.safeguard is not None:
         return f"{missing.status}{' (dry run)' if missing.dry_run else ''}: {missing.safeguard}"
-    confirmed = f" (safeguards lifted by {missing.confirmed_by})" if missing.confirmed_by else ""
+    confirmed = (
+        f" (a safeguard's question confirmed by {missing.confirmed_by})" if missing.confirmed_by else ""
+    )
     return (
         f"{missing.status}: cutoff {missing.cutoff}, {len(missing.flagged)} flagged, "
         f"{len(missing.cleared)} back in Kandji, {missing.already_flagged} already flagged{confirmed}"
@@ -520,7 +522,10 @@ def _missing_warnings(missing: MissingResult | None) -> list[str]:
     if missing.safeguard is not None:
         warnings.append(f"when_missing: {missing.safeguard}")
     if missing.confirmed_by is not None:
-        warnings.append(f"when_missing: the safeguards were lifted for this run by {missing.confirmed_by}")
+        warnings.append(
+            f"when_missing: a safeguard stopped the flagging and {missing.confirmed_by} confirmed it under Required "
+            "Actions (Airflow's record of the answer)"
+        )
     return warnings
 
 

@@ -10,8 +10,11 @@ accidental-deletions threshold) until a person confirms.
   that flagged (its size is kept beside the reports, ``<reports>/<dag_id>/safeguard/listing.json``); the
   report and the Integrations page warn.
 
-A run triggered with ``{"confirm_mass_flag": true}`` lifts both, once; the report names who triggered it
-(Airflow's record of the run's triggering user).
+Over either, the run asks a person through Airflow's human-in-the-loop (Required Actions): the integration's
+``confirmers`` (anyone allowed to answer, when it names none), showing the count, the limit and the first
+records. Approve flags this run's records, the ones shown, that are still gone when the answer comes;
+Reject, or no answer within ``confirm_within``, flags nothing. The report names who answered, from
+Airflow's record. A cleared run asks again: nothing in a run's conf or its XComs can confirm anything.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration, percent_of
 from kandji_oomnitza.integrations.handover import Listing
 
-CONFIRM_PARAM = "confirm_mass_flag"
+RETIRED_PARAM = "confirm_mass_flag"  # once a conf flag anyone who could trigger the DAG could set
+SHOWN = 20  # records a question lists (the error log and the plan file hold them all)
 HISTORY_NAME = "listing.json"
 SKEW = timedelta(minutes=1)
 MAX_FLAGGED = "max_flagged"
@@ -56,7 +60,7 @@ def _kind(integration: Integration) -> str:
 
 
 def _how_to_confirm() -> str:
-    return f'If they really left Kandji, trigger the DAG with {{"{CONFIRM_PARAM}": true}}.'
+    return "Nothing is flagged unless a person confirms it under Airflow's Required Actions."
 
 
 def listing_shrank(
@@ -88,7 +92,7 @@ def too_many(integration: Integration, listed: int, to_flag: int, held: int | No
     return Stop(
         MAX_FLAGGED,
         f"Kandji listed {listed} {_kind(integration)}, and {to_flag}{known} were not in it: flagging them was "
-        f"stopped by the safeguard (max {limit}, max_flagged {option.max_flagged}); nothing was flagged. "
+        f"stopped by the safeguard (max {limit}, max_flagged {option.max_flagged}). "
         f"{_how_to_confirm()}",
     )
 
@@ -127,3 +131,57 @@ def write_listing(path, listing: Listing, read_at: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         out.write(json.dumps({"listed": listing.listed, "read_at": read_at}).encode())
+
+
+# -- the question, and the plan a person confirms -------------------------------------------------------
+def question(integration: Integration, stop: Stop, entries: list[dict[str, Any]]) -> tuple[str, str]:
+    """The human-in-the-loop request's subject and Markdown body: the count, the limit, the first records
+    (each value literal text: a record's fields are whatever someone typed in Oomnitza)."""
+    from kandji_oomnitza.common.approval import md_literal
+
+    kind = _kind(integration)
+    subject = f"{integration.name}: flag {len(entries)} {kind} gone from Kandji?"
+    listed = "\n".join(
+        f"- {md_literal(e.get('sync_key'))} (Kandji id {md_literal(e.get('kandji_id'))}, last seen "
+        f"{md_literal(e.get('last_seen'))})"
+        for e in entries[:SHOWN]
+    )
+    more = (
+        f"\n- and {len(entries) - SHOWN} more (the run's error log lists every one)"
+        if len(entries) > SHOWN
+        else ""
+    )
+    option = integration.when_missing
+    body = f"""**{md_literal(stop.message)}**
+
+Approve to set {md_literal(", ".join(f"{k} = {v}" for k, v in option.set.items()))} on these {len(entries)} Oomnitza
+records (only these, and only those still gone from Kandji when you answer). Reject, or no answer within the
+time allowed, flags nothing.
+
+{listed}{more}"""
+    return subject, body
+
+
+def plan_path(root: str, dag_id: str, run_folder: str, try_number: int):
+    """Where a run keeps the records it asked about, for the answer (reports storage: no Airflow user can
+    write it through Airflow's API, unlike an XCom)."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(root) / dag_id / run_folder / "safeguard" / f"asked-try-{try_number}.json"
+
+
+def write_plan(path, entries: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        out.write(json.dumps([e["kandji_id"] for e in entries]).encode())
+
+
+def read_plan(path) -> set[str] | None:
+    """The Kandji ids a person was asked about; None when the file is gone or unreadable (then nothing is
+    flagged: what was confirmed cannot be told)."""
+    try:
+        with path.open("rb") as raw:
+            ids = json.loads(raw.read())
+    except (OSError, ValueError):
+        return None
+    return {str(i) for i in ids} if isinstance(ids, list) else None

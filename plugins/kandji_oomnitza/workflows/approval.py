@@ -8,25 +8,10 @@ from an XCom.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from kandji_oomnitza.settings_files import duration_words
+from kandji_oomnitza.common.approval import md_literal, read_answer
 from kandji_oomnitza.workflows.config import Workflow
-
-APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"
-
-
-def md_literal(value: Any) -> str:
-    """A record's value as literal text in the approval's Markdown: an inline code span, so whoever can
-    edit an asset in Oomnitza cannot put a link (even a bare URL, which GitHub-style Markdown turns into
-    one), an image or formatting in front of the approver."""
-    if value in (None, ""):
-        return "(none)"
-    text = " ".join(str(value).split())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def approval_subject(workflow: Workflow, serial: str, device_name: Any) -> str:
@@ -62,23 +47,10 @@ Approve to send it once. Reject, or no answer within the timeout, sends nothing.
 def approval_decision(
     workflow: Workflow, answer: dict[str, Any] | None
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """What Airflow's own record of the answer says (the resume event Airflow built from its
-    human-in-the-loop record when the person answered, or when the timeout applied the default): (who
-    approved, None) when a listed approver (anyone allowed, without a list) answered Approve; else
-    (None, why nothing is sent: ``{"outcome": ..., "failure": ...}``)."""
-    if not isinstance(answer, dict) or "chosen_options" not in answer or answer.get("error"):
-        return None, {"outcome": "Airflow holds no answer to the approval: nothing sent", "failure": True}
-    who = answer.get("responded_by_user")
-    if not isinstance(who, dict) or not who.get("id"):  # the timeout applied the default answer
-        timeout = duration_words(workflow.approval.timeout)
-        return None, {"outcome": f"no answer within {timeout}: nothing sent", "failure": False}
-    name = who.get("name") or who["id"]
-    if list(answer.get("chosen_options") or []) != [APPROVE_OPTION]:
-        return None, {"outcome": f"rejected by {name}: nothing sent", "failure": False}
-    if workflow.approval.approvers and who["id"] not in workflow.approval.approvers:
-        return None, {
-            "outcome": f"approved by {name}, who is not one of the approvers "
-            f"({', '.join(workflow.approval.approvers)}): nothing sent",
-            "failure": True,
-        }
-    return name, None
+    """What Airflow's own record of the answer says (common/approval.py): (who approved, None) when a
+    listed approver (anyone allowed, without a list) answered Approve; else (None, why nothing is sent:
+    ``{"outcome": ..., "failure": ...}``)."""
+    read = read_answer(answer, workflow.approval.approvers, workflow.approval.timeout, "the approvers")
+    if read.approved_by is not None:
+        return read.approved_by, None
+    return None, {"outcome": f"{read.why_not}: nothing sent", "failure": read.failure}

@@ -6,12 +6,11 @@ action, nothing more)."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from kandji_oomnitza import names
+from kandji_oomnitza.common.approval import required_actions_url
 from kandji_oomnitza.common.notify import (
     Notice,
-    airflow_url,
     context_run_id,
     counts_line,
     failure_reason,
@@ -24,21 +23,6 @@ from kandji_oomnitza.workflows.config import Workflow
 
 def workflow_label(workflow: Workflow, dag_id: str) -> str:
     return workflow.name or dag_id
-
-
-def required_actions_url(context: dict[str, Any]) -> str:
-    """Where the approver answers: Airflow's own link to the task's Required Actions (``[api] base_url``),
-    or its path when no base URL is set."""
-    from airflow.providers.standard.operators.hitl import HITLOperator
-
-    try:
-        return HITLOperator.generate_link_to_ui_from_context(context=context)
-    except ValueError:  # no [api] base_url
-        ti = context["ti"]
-        path = "/".join(
-            ["/dags", quote(ti.dag_id, safe=""), "runs", quote(ti.run_id, safe=""), "tasks", ti.task_id]
-        )
-        return airflow_url(f"{path}/required_actions?map_index={ti.map_index}")
 
 
 def approval_waiting_notice(workflow: Workflow, context: dict[str, Any]) -> Notice:

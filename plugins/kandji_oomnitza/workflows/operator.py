@@ -18,8 +18,9 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset
 
 from kandji_oomnitza import names
+from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
 from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
-from kandji_oomnitza.workflows.approval import APPROVE_OPTION, REJECT_OPTION, approval_decision
+from kandji_oomnitza.workflows.approval import approval_decision
 from kandji_oomnitza.workflows.config import Workflow
 from kandji_oomnitza.workflows.state import SENT_PREFIX
 

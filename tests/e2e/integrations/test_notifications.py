@@ -1,16 +1,21 @@
 """Notifications and the safeguards against mass changes, end to end (dag.test, both emulators, a local
 SMTP server and a webhook receiver): a failed sync, a sync with failed records and a tripped safeguard
 each deliver exactly one message per target, with the counts and the links and no secret; a target that
-cannot be reached never fails the run. A listing shrunk to a tenth of the fleet flags nothing; a person's
-confirmation then flags; an ordinary departure flags as before."""
+cannot be reached never fails the run. A listing shrunk to a tenth of the fleet flags nothing until a person
+approves under Required Actions (answers given through Airflow's own code, as its REST API does); an
+ordinary departure flags as before."""
 
 from __future__ import annotations
 
 import pytest
 from helpers.alerts import AlertSink
+from helpers.answers import Answerer
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN, days_ago, oomnitza_assets, patch_record
 from helpers.waiting import wait_until
 from helpers.workflow_runs import finished
+
+from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
+from kandji_oomnitza.integrations.safeguard import SHOWN
 
 pytestmark = pytest.mark.e2e
 GONE = {"after_days": 1, "set": {"status": "Not in Kandji"}}
@@ -120,7 +125,11 @@ def fleet_in_oomnitza(run_dag, dag, oomnitza_emulator) -> dict:
     return assets
 
 
-def test_a_listing_shrunk_to_a_tenth_flags_nothing_until_a_person_confirms(
+def flagged_count(oomnitza_emulator) -> int:
+    return sum(a.get("status") == "Not in Kandji" for a in oomnitza_assets(oomnitza_emulator).values())
+
+
+def test_a_listing_shrunk_to_a_tenth_asks_a_person_and_flags_only_on_their_approval(
     run_dag, assets_dag, sink, small_fleet, kandji_emulator, oomnitza_emulator
 ):
     notify = {"on_safeguard": [sink.webhook_url("safeguard")], "on_failure": [sink.webhook_url("failure")]}
@@ -131,70 +140,96 @@ def test_a_listing_shrunk_to_a_tenth_flags_nothing_until_a_person_confirms(
     for device in small_fleet[3:]:
         kandji_emulator.delete(f"devices/{device['device_id']}")
 
-    shrunk = run_dag(dag)
+    # The retired conf flag lifts nothing (anyone who can trigger could set it): the run asks, alice rejects.
+    rejecting = Answerer(dag.dag_id, "flag_missing", REJECT_OPTION, user="alice")
+    shrunk = run_dag(dag, conf={"confirm_mass_flag": True})
+    asked = rejecting.result()
+    assert asked["subject"] == "Kandji Devices and Software: flag 27 devices gone from Kandji?"
+    assert "Kandji listed 3 devices, 27 fewer (90%)" in asked["body"]
+    assert asked["body"].count("(Kandji id ") == SHOWN and "and 7 more" in asked["body"]
+    assert asked["params"]["records"]["value"].startswith("27 records, sha256 ")
     summary = shrunk.xcom("report")
     assert shrunk.state == "success", shrunk.task_states  # a warning, not a failure
-    assert summary["flagged_as_missing"] == 0
+    assert summary["flagged_as_missing"] == 0 and summary["safeguard_confirmed_by"] is None
     assert summary["when_missing"].startswith(
         "stopped by the safeguard: Kandji listed 3 devices, 27 fewer (90%)"
     )
-    assert any("max_listing_shrink 20%" in w for w in summary["warnings"])
-    assert not any(a.get("status") == "Not in Kandji" for a in oomnitza_assets(oomnitza_emulator).values())
+    assert summary["when_missing"].endswith("Rejected by alice.")
+    assert "confirm_mass_flag no longer lifts the safeguards" in shrunk.log
+    assert flagged_count(oomnitza_emulator) == 0
+    # Told once, when it asked (Airflow's human-in-the-loop notifier), with where to answer.
     sink.wait_for(hooks=1)
     (hook,) = sink.hooks
-    assert hook["path"] == "/safeguard" and "confirm_mass_flag" in hook["message"]
-    assert hook["title"] == "Kandji Devices and Software: flagging stopped by a safeguard"
+    assert hook["path"] == "/safeguard"
+    assert (
+        hook["title"] == "Kandji Devices and Software: a safeguard stopped the flagging; confirmation needed"
+    )
+    assert "confirm or reject: " in hook["message"] and "/required_actions" in hook["message"]
+    assert "flag 27 devices gone from Kandji?" in hook["message"]
 
-    # Still shrunk the next night: still stopped (the comparison is with the last run that flagged).
+    # Still shrunk the next night: asked again (the comparison is with the last run that flagged); approved.
     sink.clear()
-    again = run_dag(dag)
-    assert again.xcom("report")["flagged_as_missing"] == 0 and len(sink.hooks) == 1
-
-    sink.clear()
-    confirmed = run_dag(dag, conf={"confirm_mass_flag": True})
+    approving = Answerer(dag.dag_id, "flag_missing", APPROVE_OPTION, user="alice")
+    confirmed = run_dag(dag)
+    approving.result()
     summary = confirmed.xcom("report")
     assert confirmed.state == "success", confirmed.task_states
     assert summary["flagged_as_missing"] == 27
-    # Airflow's record of who triggered the run (dag.test() records "dag_test"; the REST API, the user).
-    assert summary["safeguard_confirmed_by"] == "dag_test"
-    assert "safeguards lifted by dag_test" in summary["when_missing"]
-    assert sum(a.get("status") == "Not in Kandji" for a in oomnitza_assets(oomnitza_emulator).values()) == 27
-    assert sink.hooks == []
+    # Airflow's record of who answered, never anything the run's conf or an XCom says.
+    assert summary["safeguard_confirmed_by"] == "alice"
+    assert summary["when_missing"].endswith("(a safeguard's question confirmed by alice)")
+    assert flagged_count(oomnitza_emulator) == 27
+    assert len(sink.hooks) == 1  # the question, told when asked; nothing after
 
 
-def test_more_departures_than_max_flagged_fail_the_flag_task_and_tell_once(
+def test_more_departures_than_max_flagged_ask_and_an_answer_for_other_records_flags_nothing(
     run_dag, assets_dag, sink, small_fleet, kandji_emulator, oomnitza_emulator
 ):
     notify = {"on_safeguard": [sink.webhook_url("safeguard")], "on_failure": ["it_alerts"]}
-    dag = assets_dag(notify, when_missing={**GONE, "max_listing_shrink": "100%"})
+    dag = assets_dag(notify, when_missing={**GONE, "max_listing_shrink": "100%"}, confirmers=["alice"])
     fleet_in_oomnitza(run_dag, dag, oomnitza_emulator)
     for device in small_fleet[:12]:  # 12 of 30 gone: over the floor of 10 (5% of 30 is 2)
         kandji_emulator.delete(f"devices/{device['device_id']}")
 
+    # Approved, but with the form's digest changed: the answer is not for the records this run asked about.
+    tampered = Answerer(
+        dag.dag_id, "flag_missing", APPROVE_OPTION, changed={"records": "12 records, sha256 0"}
+    )
     stopped = run_dag(dag)
+    tampered.result()
     summary = stopped.xcom("report", "summary")
     assert stopped.state == "failed"
     assert stopped.task_states["flag_missing"] == "failed" and stopped.task_states["load"] == "success"
     assert stopped.tries["flag_missing"] == 1  # a safeguard is not retried
     expected = (
         "Kandji listed 18 devices, and 12 of the 30 Oomnitza holds with a Kandji id were not in it: flagging "
-        "them was stopped by the safeguard (max 10, max_flagged 5%); nothing was flagged."
+        "them was stopped by the safeguard (max 10, max_flagged 5%)."
     )
     assert summary["safeguard"].startswith(expected)
+    assert summary["safeguard"].endswith("The records asked about are not the ones the answer was given for.")
     assert summary["held_back_by_safeguard"] == 12 and summary["flagged_as_missing"] == 0
     assert summary["added"] + summary["updated"] + summary["unchanged"] == 18  # the load's results stand
-    assert not any(a.get("status") == "Not in Kandji" for a in oomnitza_assets(oomnitza_emulator).values())
+    assert flagged_count(oomnitza_emulator) == 0
     sink.wait_for(mails=1, hooks=1)
     (hook,), (mail,) = sink.hooks, sink.mails
-    assert hook["message"].startswith(expected) and "12 record(s) held back" in hook["message"]
+    assert "alice may confirm it" in hook["message"]
     assert mail["subject"] == "Kandji Devices and Software: run failed"  # the run failed: told once too
     assert_no_secret(sink)
 
+    # Someone who is not a confirmer cannot answer (Airflow refuses them); alice then approves.
     sink.clear()
-    confirmed = run_dag(dag, conf={"confirm_mass_flag": True})
+    from fastapi import HTTPException
+
+    bob = Answerer(dag.dag_id, "flag_missing", APPROVE_OPTION, user="bob")
+    alice = Answerer(dag.dag_id, "flag_missing", APPROVE_OPTION, user="alice", after=bob)
+    confirmed = run_dag(dag)
+    bob.join(timeout=5)
+    assert isinstance(bob.error, HTTPException) and bob.error.status_code == 403
+    alice.result()
     assert confirmed.state == "success", confirmed.task_states
     assert confirmed.xcom("report")["flagged_as_missing"] == 12
-    assert sink.hooks == [] and sink.mails == []
+    assert flagged_count(oomnitza_emulator) == 12
+    assert len(sink.hooks) == 1 and sink.mails == []
 
 
 def test_an_ordinary_departure_flags_as_before(
@@ -228,12 +263,17 @@ def test_a_run_past_its_deadline_is_told_once_by_the_triggerer_then_its_failure_
     def about_this_run(title: str) -> list[dict]:
         return [h for h in sandbox.alerts.hooks if title in h.get("title", "") and run_id in h["message"]]
 
-    (late,) = wait_until("the deadline message", lambda: about_this_run("not finished within 10s"), 90)
-    assert late["title"] == "Kandji Users (watched): not finished within 10s"
-    assert f"{WATCHED}) run {run_id} has not finished 10s after it was queued" in late["message"]
+    def titles() -> list[str]:
+        return [h.get("title", "") for h in sandbox.alerts.hooks]
+
+    (late,) = wait_until(
+        "the deadline message", lambda: about_this_run("not finished within 10 seconds"), 90, seen=titles
+    )
+    assert late["title"] == "Kandji Users (watched): not finished within 10 seconds"
+    assert f"{WATCHED}) run {run_id} has not finished 10 seconds after it was queued" in late["message"]
     assert f"run: {sandbox.base}/dags/{WATCHED}/runs/" in late["message"]
     assert finished(sandbox, WATCHED, run_id)["state"] == "failed"
-    (failed,) = wait_until("the failure message", lambda: about_this_run("run failed"), 90)
+    (failed,) = wait_until("the failure message", lambda: about_this_run("run failed"), 90, seen=titles)
     assert failed["title"] == "Kandji Users (watched): run failed"
     # The report's sentence (read from its summary XCom by the DAG processor), the counts, the links.
     assert "failed: Kandji was not read: the extract did not finish" in failed["message"], failed["message"]

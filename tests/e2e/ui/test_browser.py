@@ -142,9 +142,14 @@ def test_integrations_page_shows_tiles_mappings_and_a_dry_run_it_started(sandbox
     tiles = frame.get_by_test_id("tile")
     tiles.first.wait_for(timeout=ms(30))
     # The shipped files, and the tests' own (tests/fixtures/integrations, the sandbox fixture adds it).
-    assert tiles.count() == 3
+    assert tiles.count() == 4
     names = frame.locator("[data-testid=tile] h2").all_inner_texts()
-    assert sorted(names) == ["Kandji Devices and Software", "Kandji Users", "Kandji Users (watched)"]
+    assert sorted(names) == [
+        "Kandji Devices (guarded)",
+        "Kandji Devices and Software",
+        "Kandji Users",
+        "Kandji Users (watched)",
+    ]
     page.screenshot(path=str(shots / "06-integrations-tiles.png"))
 
     frame.locator("[data-testid=tile][data-id=kandji_devices_and_software]").click()
@@ -377,3 +382,59 @@ def test_mark_an_asset_lost_then_approve_the_lock_in_airflow(browser_sandbox, br
     assert f"/devices/{device['device_id']}/action/lock" in page.content()
     page.screenshot(path=str(shots / "12-lock-in-kandji-request-log.png"))
     assert kandji_actions(sandbox, device["device_id"]) == ["lock"]
+
+
+def test_a_safeguard_waits_under_required_actions_and_the_approval_flags(browser_sandbox, browser_page):
+    """The mass-flag safeguard as a person meets it (tests/fixtures/integrations/kandji_devices_guarded.yaml,
+    max_flagged 2, only the admin confirms): three Oomnitza assets whose devices left Kandji trip it; the
+    run waits under Required Actions with the count and the records; Approve flags exactly those three."""
+    from helpers.harness import days_ago
+    from helpers.workflow_runs import approval, finished
+
+    sandbox = browser_sandbox
+    page, shots = browser_page
+    guarded = "kandji_devices_guarded"
+    gone = [
+        {
+            "serial_number": f"GONE-{n:04d}",
+            "device_name": f"Left Kandji {n}",
+            "kandji_device_id": f"0000000{n}-gone-from-kandji",
+            "kandji_connector_sync_time": days_ago(3),
+        }
+        for n in range(1, 4)
+    ]
+    seeded = requests.post(f"{sandbox.oomnitza}/_emulator/records/assets", json=gone, timeout=30)
+    seeded.raise_for_status()
+    started = sandbox.api.post(
+        f"{sandbox.base}/api/v2/dags/{guarded}/dagRuns",
+        json={"logical_date": None, "conf": {"dry_run": False}},
+        timeout=30,
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    request = approval(sandbox, guarded, run_id, task=("flag_missing", -1))
+    assert request["subject"] == "Kandji Devices (guarded): flag 3 devices gone from Kandji?"
+    assert request["assigned_users"] == [{"id": "admin", "name": "admin"}]
+
+    page.goto(
+        sandbox.base + f"/dags/{guarded}/runs/{run_id}/tasks/flag_missing/required_actions",
+        wait_until="networkidle",
+    )
+    page.get_by_text("flag 3 devices gone from Kandji?").first.wait_for(timeout=ms(60))
+    page.get_by_text("GONE-0002").first.wait_for(timeout=ms(30))
+    page.get_by_text("max_flagged 2").first.wait_for(timeout=ms(30))
+    page.screenshot(path=str(shots / "13-safeguard-in-required-actions.png"))
+    assets = requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"]
+    assert not any(a.get("status") == "Not in Kandji" for a in assets.values())  # nothing before the answer
+    page.get_by_role("button", name="Approve").click()
+
+    assert finished(sandbox, guarded, run_id, timeout=180)["state"] == "success"
+    summary = sandbox.get(
+        f"dags/{guarded}/dagRuns/{run_id}/taskInstances/report/xcomEntries/return_value", deserialize="true"
+    )["value"]
+    assert summary["flagged_as_missing"] == 3 and summary["safeguard_confirmed_by"] == "admin"
+    assets = requests.get(f"{sandbox.oomnitza}/_emulator/state", timeout=30).json()["records"]["assets"]
+    flagged = sorted(a["serial_number"] for a in assets.values() if a.get("status") == "Not in Kandji")
+    assert flagged == ["GONE-0001", "GONE-0002", "GONE-0003"]
+    page.goto(sandbox.base + f"/dags/{guarded}/runs/{run_id}", wait_until="networkidle")
+    page.screenshot(path=str(shots / "14-safeguard-approved-run.png"))

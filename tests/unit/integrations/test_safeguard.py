@@ -35,9 +35,11 @@ def test_the_issues_example_stops_with_its_sentence():
     assert stop is not None and stop.kind == MAX_FLAGGED and stop.fails_the_run
     assert stop.message.startswith(
         "Kandji listed 64 devices, and 576 of the 640 Oomnitza holds with a Kandji id were not in it: "
-        "flagging them was stopped by the safeguard (max 32, max_flagged 5%); nothing was flagged."
+        "flagging them was stopped by the safeguard (max 32, max_flagged 5%)."
     )
-    assert stop.message.endswith('trigger the DAG with {"confirm_mass_flag": true}.')
+    assert stop.message.endswith(
+        "Nothing is flagged unless a person confirms it under Airflow's Required Actions."
+    )
 
 
 def test_up_to_the_limit_is_flagged():

@@ -67,7 +67,9 @@ class RunSummary(BaseModel):
     dry_run_payloads: str | None = None  # a dry run: where every payload it would have sent is
     rejected_before_load: int | None = None
     safeguard: str | None = None  # a safeguard stopped the flagging: its sentence
-    safeguard_confirmed_by: str | None = None  # who lifted the safeguards for this run
+    safeguard_confirmed_by: str | None = (
+        None  # who confirmed what a safeguard stopped (Airflow's HITL record)
+    )
     delta: str | None = None  # "delta", "full: <why>" or "off"
     skipped_unchanged: int | None = None
     counts: RunCounts | None = None

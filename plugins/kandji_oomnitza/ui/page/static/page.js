@@ -178,10 +178,10 @@ function renderTile(item) {
     safeguardNote(last));
 }
 
-// A safeguard that stopped the flagging of records gone from Kandji, or who lifted the safeguards.
+// A safeguard that stopped the flagging of records gone from Kandji, or who confirmed it under Required Actions.
 function safeguardNote(run) {
   if (run && run.safeguard) return el("p", { class: "warning", "data-testid": "safeguard" }, "Safeguard: ", run.safeguard);
-  if (run && run.safeguard_confirmed_by) return el("p", { class: "muted", "data-testid": "safeguard" }, `Safeguards lifted for this run by ${run.safeguard_confirmed_by}`);
+  if (run && run.safeguard_confirmed_by) return el("p", { class: "muted", "data-testid": "safeguard" }, `A safeguard stopped the flagging; ${run.safeguard_confirmed_by} confirmed it`);
   return null;
 }
 
