@@ -30,6 +30,8 @@ os.environ.update(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+        # The workflows' state is sealed in the tests as in a deployment (common/seal.py).
+        "AIRFLOW__KANDJI_OOMNITZA__STATE_SEAL_KEY": "a-seal-key-for-the-tests-only",
     }
 )
 # Mirror production: Astro puts the project root on PYTHONPATH, Airflow puts plugins/ on sys.path.

@@ -102,6 +102,18 @@ CONFIG = {
                 "example": "/opt/airflow/include/workflows",
                 "default": None,
             },
+            "state_seal_key": {
+                "description": "The key the workflows seal their state and their sent/claimed marks with in "
+                "Airflow's asset state store (which anyone allowed to edit assets can write through the REST "
+                "API), so a value this product did not write is refused. Set the same value on the triggerer and "
+                "the workers; unset, a key derived from [core] fernet_key is used, and with neither nothing is "
+                "sealed. Changing it makes each workflow take a new baseline once (it starts nothing then).",
+                "version_added": "1.1.0",
+                "type": "string",
+                "sensitive": True,
+                "example": None,
+                "default": None,
+            },
             "asset_details_mapping": {
                 "description": "The assets integration file Get Asset Details maps devices with: a name in the "
                 "integrations folder, or a path.",

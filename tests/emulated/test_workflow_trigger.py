@@ -4,6 +4,8 @@ without an id."""
 
 from __future__ import annotations
 
+from helpers.workflow_runs import opened
+
 import asyncio
 
 from helpers.harness import OOMNITZA_TOKEN
@@ -166,6 +168,6 @@ def test_empty_or_short_answers_are_warnings_and_only_a_confirmed_departure_leav
     assert poll() == [], "a short listing must not make the records it dropped enter again"
     oomnitza_emulator.post(f"assets/{ids[2]}", {"status": "In Use"})
     assert poll() == [] and poll() == []
-    assert not watch.store.values["state"]["records"][ids[2]]["inside"]  # confirmed gone: it left
+    assert not opened(watch.store.values["state"])["records"][ids[2]]["inside"]  # confirmed gone: it left
     oomnitza_emulator.post(f"assets/{ids[2]}", {"status": "Lost"})
     assert keys(poll()) == [f"{ids[2]}#1"]

@@ -76,3 +76,24 @@ def required_actions_url(context: dict[str, Any]) -> str:
             ["/dags", quote(ti.dag_id, safe=""), "runs", quote(ti.run_id, safe=""), "tasks", ti.task_id]
         )
         return airflow_url(f"{path}/required_actions?map_index={ti.map_index}")
+
+
+def not_running_any_more(context: dict[str, Any]) -> str | None:
+    """This task instance's state in Airflow's own record, when it is no longer ``running`` (else None).
+
+    Asked by a task resumed after a human-in-the-loop answer, right before it acts: under Airflow 3.3.2 an
+    answer given within seconds of the task parking can make the scheduler fail the resumed task while its
+    code runs on (the parked attempt's exit, reported late by the executor, is taken for the resumed one;
+    see SECURITY.md). Acting only while Airflow still counts the task as running keeps an action from being
+    sent under a task Airflow considers failed. A state that cannot be read counts as running: the check
+    narrows Airflow's race, it never replaces the answer's own checks."""
+    ti = context["ti"]
+    try:
+        states = ti.get_task_states(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
+    except Exception:  # an older Task SDK, or the API not answering: Airflow fails the task itself then
+        return None
+    key = ti.task_id if (ti.map_index is None or ti.map_index < 0) else f"{ti.task_id}_{ti.map_index}"
+    state = (states or {}).get(ti.run_id, {}).get(key)
+    return None if state in (None, "running") else str(state)

@@ -221,6 +221,16 @@ class FlagMissingOperator(HITLOperator):
             decision.stop = stop
             result = stopped_result(self.integration, decision, answer.why_not or "not confirmed")
             return run.done(result, fail=stop.fails_the_run or answer.failure)
+        from kandji_oomnitza.common.approval import not_running_any_more
+
+        if state := not_running_any_more(context):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"Confirmed by {answer.approved_by}, but Airflow's record marks this task {state}, not running "
+                "(Airflow 3.3's scheduler can fail a task answered seconds after it parked): nothing was flagged. "
+                "Clear the task to ask again."
+            )
         decision.plan.to_flag = [e for e in decision.plan.to_flag if e["kandji_id"] in asked]
         self.log.info(
             "Confirmed by %s (Airflow's record of the answer): %d of the %d record(s) asked about are still gone "

@@ -23,10 +23,11 @@ from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_g
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.notify import notify_words
+from kandji_oomnitza.common.seal import seal, unseal
 from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
 from kandji_oomnitza.workflows.config import WORKFLOWS, Workflow
 from kandji_oomnitza.workflows.operator import ApprovedWorkflowActionOperator, WorkflowActionOperator
-from kandji_oomnitza.workflows.state import CLAIM_PREFIX, SENT_PREFIX, STATE_KEY
+from kandji_oomnitza.workflows.state import CLAIM_PREFIX, SENT_PREFIX, STATE_KEY, sealed_under
 from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
 
 if TYPE_CHECKING:  # the steps are imported when a task runs, not when the DAG file is parsed
@@ -99,13 +100,22 @@ def prepare_task(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> l
         else []
     )
     claimed = {"run_id": context["run_id"], "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    state, forged = unseal(sealed_under(asset.name, STATE_KEY), store.get(STATE_KEY))
+    if forged:  # then no entry is the watcher's: each is reported as not produced by it, none is claimed
+        tasks.log.error(
+            "The workflow's state in Airflow's asset state store is not the one its watcher wrote: %s. Nothing "
+            "in this run's events is acted on (see SECURITY.md: who may edit assets).",
+            forged,
+        )
     prepared = tasks.prepare(
         workflow,
         events,
-        store.get(STATE_KEY),
+        state,
         earlier=earlier,
         kandji=KandjiHook(workflow.action.kandji_connection),
-        claim=lambda key: store.set(CLAIM_PREFIX + key, claimed),
+        claim=lambda key: store.set(
+            CLAIM_PREFIX + key, seal(sealed_under(asset.name, CLAIM_PREFIX + key), claimed)
+        ),
     )
     context["ti"].xcom_push(key=names.PROBLEMS, value=prepared.problems)
     context["ti"].xcom_push(key=names.DUPLICATES, value=prepared.duplicates)
@@ -134,7 +144,10 @@ def summary_task(workflow: Workflow, asset: Asset, items: list[tasks.Item] | Non
         return values + [None] * (len(indexes) - len(values))
 
     store = context["asset_state_store"][asset]
-    marks = [store.get(SENT_PREFIX + item["request"]["key"]) for item in items]
+    marks = [
+        unseal(sealed_under(asset.name, SENT_PREFIX + key), store.get(SENT_PREFIX + key))[0]
+        for key in (item["request"]["key"] for item in items)
+    ]
     summary, failure = tasks.summarize(
         workflow,
         context["dag"].dag_id,

@@ -47,7 +47,7 @@ def failure_notice(workflow: Workflow, dag_id: str, context: dict[str, Any]) -> 
     run_id = context_run_id(context)
     summary = pulled_summary(context, names.WORKFLOW_SUMMARY, names.SUMMARY)
     label = workflow_label(workflow, dag_id)
-    details = [counts_line(summary, ("sent", "not_sent"))] if summary else []
+    details = [counts_line(summary, ("sent", "possibly_sent", "not_sent"))] if summary else []
     return Notice(
         title=f"{label}: run failed",
         sentence=f"{label} ({dag_id}) run {run_id} failed: {shorten(failure_reason(context, summary), 600)}",

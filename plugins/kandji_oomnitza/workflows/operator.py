@@ -22,7 +22,7 @@ from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
 from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
 from kandji_oomnitza.workflows.approval import approval_decision
 from kandji_oomnitza.workflows.config import Workflow
-from kandji_oomnitza.workflows.state import SENT_PREFIX
+from kandji_oomnitza.workflows.state import SENT_PREFIX, sealed_under
 
 if TYPE_CHECKING:  # the steps are imported when the task runs, not when the DAG file is parsed
     from kandji_oomnitza.workflows.tasks import Request
@@ -86,16 +86,29 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
     def before_sending(self, context, device: dict[str, Any]) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from kandji_oomnitza.common.seal import seal, unseal
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
         request, store = self.request, context["asset_state_store"][self.asset]
         key = request["key"]
-        if sent := store.get(SENT_PREFIX + key):
+        where = sealed_under(self.asset.name, SENT_PREFIX + key)
+        if (stored := store.get(SENT_PREFIX + key)) is not None:
+            sent, forged = unseal(where, stored)
+            if forged:  # any mark blocks a send: a forged one costs an action, never a second one
+                raise self.not_sent(
+                    context,
+                    {
+                        "outcome": f"entry {key} has a sent: mark this product did not write ({forged}); "
+                        "someone allowed to edit assets may have written it (see SECURITY.md): nothing sent",
+                        "failure": True,
+                    },
+                )
+            mark = sent if isinstance(sent, dict) else {}
             raise self.not_sent(
                 context,
                 {
-                    "outcome": f"entry {key} was already sent (by run {sent.get('run_id')} at {sent.get('at')}); "
+                    "outcome": f"entry {key} was already sent (by run {mark.get('run_id')} at {mark.get('at')}); "
                     "it is not sent twice",
                     "failure": False,
                 },
@@ -128,14 +141,25 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
                 },
             )
         if self.approved_by:
+            from kandji_oomnitza.common.approval import not_running_any_more
+
+            if state := not_running_any_more(context):
+                raise AirflowFailException(
+                    f"Airflow's record marks this task {state}, not running, though its code was resumed by "
+                    "the answer (Airflow 3.3's scheduler can fail a task answered seconds after it parked): "
+                    "nothing was sent. Clear the task to ask again."
+                )
             self.log.info("Approved by %s (Airflow's record of the answer)", self.approved_by)
         store.set(
             SENT_PREFIX + key,
-            {
-                "run_id": context["run_id"],
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "approved_by": self.approved_by,
-            },
+            seal(
+                where,
+                {
+                    "run_id": context["run_id"],
+                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "approved_by": self.approved_by,
+                },
+            ),
         )
 
 

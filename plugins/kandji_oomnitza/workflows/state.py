@@ -29,6 +29,27 @@ LEAVE_AFTER = 2  # successful polls in a row without the record before it counts
 NONCES_KEPT = 20  # entries per record whose nonce the state remembers (a repeated event may be late)
 
 
+def sealed_under(workflow: str, key: str) -> str:
+    """What a value of a workflow's state store is sealed over (common/seal.py): the asset and the key."""
+    return f"{workflow}/{key}"
+
+
+def counters_only(untrusted: Any) -> dict[str, Any]:
+    """Of a state that cannot be trusted (its seal is missing or wrong), only each record's entry counter,
+    so keys are never reused (an old ``sent:`` mark would block a new entry under the same key); its
+    nonces, pending entries and baseline are dropped, and the next poll takes a new baseline (starts
+    nothing)."""
+    if isinstance(untrusted, dict) and isinstance(untrusted.get("sealed"), dict):
+        untrusted = untrusted["sealed"]
+    records = (untrusted or {}).get("records") if isinstance(untrusted, dict) else None
+    kept: dict[str, Any] = {}
+    for record_id, known in (records or {}).items() if isinstance(records, dict) else ():
+        number = known.get("entry") if isinstance(known, dict) else None
+        if isinstance(record_id, str) and isinstance(number, int) and 0 <= number < 10**9:
+            kept[record_id] = {"entry": number, "inside": False, "missing": LEAVE_AFTER}
+    return {**empty_state(), "records": kept}
+
+
 def entry_key(record_id: str, entry: int) -> str:
     return f"{record_id}#{entry}"
 

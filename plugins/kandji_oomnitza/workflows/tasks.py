@@ -310,7 +310,20 @@ def outcome(
         return line, False
     if isinstance(stopped, dict) and stopped.get("outcome"):
         return {**line, "outcome": stopped["outcome"]}, bool(stopped.get("failure"))
-    return {**line, "outcome": "the action did not finish (see per_device.run_action's log)"}, True
+    if sent:  # the mark is written right before the call: the action may have reached Kandji
+        return {
+            **line,
+            "outcome": f"possibly sent: this run recorded the send at {sent.get('at')}, but "
+            "per_device.run_action did not finish (see its log), so whether Kandji received the "
+            f"{workflow.action.definition.title} is not known: check the device's commands in Kandji; it is "
+            "never sent again for this entry",
+        }, True
+    return {
+        **line,
+        "outcome": "the action did not finish (see per_device.run_action's log) and recorded no send: nothing "
+        "was sent. An approval given within seconds of the question can make Airflow 3.3's scheduler fail the "
+        "task before it resumes; clear the task to ask again",
+    }, True
 
 
 def summarize(
@@ -343,9 +356,11 @@ def summarize(
         "workflow": dag_id,
         "records": records,
         "sent": sum(1 for r in records if str(r["outcome"]).startswith(done)),
-        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith(done)),
+        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith((*done, "possibly sent"))),
         "repeated_events": len(duplicates),
     }
+    if possibly := sum(1 for r in records if str(r["outcome"]).startswith("possibly sent")):
+        summary["possibly_sent"] = possibly
     summary["failure"] = failure = (
         f"{len(failed)} record(s) could not be acted on: "
         + "; ".join(f"{f.get('serial_number')}: {f.get('outcome') or f.get('problem')}" for f in failed)

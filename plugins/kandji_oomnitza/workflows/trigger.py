@@ -26,12 +26,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from kandji_oomnitza.common.seal import seal, unseal
 from kandji_oomnitza.workflows.state import (
     CLAIM_PREFIX,
     LAST_POLL_KEY,
     STATE_KEY,
     advance,
+    counters_only,
     inside_but_missing,
+    sealed_under,
 )
 
 ID_FIELD = "equipment_id"
@@ -264,6 +267,22 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             )
         return gone
 
+    async def _read_state(self) -> dict[str, Any] | None:
+        """The state this watcher wrote last; one it did not write (its seal, common/seal.py) is not used:
+        only its entry counters are kept, and this poll takes a new baseline, so it starts nothing."""
+        stored = await self.store.aget(STATE_KEY)
+        state, problem = unseal(sealed_under(self.workflow, STATE_KEY), stored)
+        if problem is None:
+            return state
+        self.log.error(
+            "Workflow %s: its state in Airflow's asset state store is not the one this watcher wrote: %s. Someone "
+            "allowed to edit assets may have written it through the REST API (see SECURITY.md). It is not used: "
+            "this poll takes a new baseline and starts nothing; records that start matching afterwards start runs.",
+            self.workflow,
+            problem,
+        )
+        return counters_only(stored)
+
     async def _advance(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
         at = datetime.fromtimestamp(snapshot["at"], UTC).isoformat(timespec="seconds")
         if not snapshot["ok"]:
@@ -284,10 +303,13 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
                 without_id,
                 ID_FIELD,
             )
-        state = await self.store.aget(STATE_KEY)
+        state = await self._read_state()
         claimed = set()
         for key in (state or {}).get("pending", {}):
-            if await self.store.aget(CLAIM_PREFIX + key):
+            claim, forged = unseal(
+                sealed_under(self.workflow, CLAIM_PREFIX + key), await self.store.aget(CLAIM_PREFIX + key)
+            )
+            if claim and not forged:
                 claimed.add(key)
         missing = inside_but_missing(state, matching, self.conditions_fingerprint)
         gone = await self._confirm_gone(missing, answered=len(snapshot["records"]))
@@ -302,7 +324,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         )
         if new_state != state:
             # Written before the events are handed over: see workflow_state.py for why this is safe.
-            await self.store.aset(STATE_KEY, new_state)
+            await self.store.aset(STATE_KEY, seal(sealed_under(self.workflow, STATE_KEY), new_state))
         for key in claimed:
             await self.store.adelete(CLAIM_PREFIX + key)
         if new_state.get("baseline_at") == snapshot["at"]:

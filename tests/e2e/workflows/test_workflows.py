@@ -361,6 +361,41 @@ def test_forged_asset_events_start_nothing_and_swallow_no_real_entry(sandbox, fl
     assert all("which this workflow's watcher did not produce" in o for o in others), others
     assert done["state"] == ("failed" if others else "success")
 
+    # otto also writes the watcher's state (the REST API lets role op), giving the record an entry #3 with
+    # a nonce of his own, and posts that entry: the state carries no seal (common/seal.py), so the run
+    # acts on nothing, and the watcher does not use it (it takes a new baseline and says why).
+    state = watcher_state(sandbox, RESTART)["state"]
+    known = state["records"][mac["equipment_id"]]
+    state["records"][mac["equipment_id"]] = {**known, "entry": 3, "nonces": {"3": "e" * 32}}
+    put = otto.put(
+        f"{sandbox.base}/api/v2/assets/{asset_id}/state-store/state", json={"value": state}, timeout=30
+    )
+    assert put.status_code == 204, put.text
+    before = len(runs_of(sandbox, RESTART))
+    forged = {**entry, "entry": 3, "key": f"{mac['equipment_id']}#3", "nonce": "e" * 32}
+    posted = otto.post(
+        f"{sandbox.base}/api/v2/assets/events",
+        json={"asset_id": asset_id, "extra": {"from_trigger": True, "payload": {"workflow": RESTART, "entries": [forged]}}},
+        timeout=30,
+    )  # fmt: skip
+    assert posted.status_code == 200, posted.text
+    run = new_run(sandbox, RESTART, before)
+    assert finished(sandbox, RESTART, run["dag_run_id"])["state"] == "failed"
+    outcomes = [r["outcome"] for r in summary_of(sandbox, RESTART, run["dag_run_id"])["records"]]
+    assert outcomes and all("which this workflow's watcher did not produce" in o for o in outcomes), outcomes
+    assert kandji_actions(sandbox, device["device_id"]) == ["restart", "restart"], "forged state restarted it"
+    wait_until(
+        "the watcher to refuse the state otto wrote",
+        lambda: (
+            f"Workflow {RESTART}: its state in Airflow's asset state store is not the one this watcher wrote"
+            in triggerer_log(sandbox)
+        ),
+    )
+    wait_until(
+        "the watcher's own sealed state back in the store",
+        lambda: "e" * 32 not in json.dumps(watcher_state(sandbox, RESTART)["state"]),
+    )
+
 
 def test_records_entering_in_the_same_poll_share_one_run(sandbox, fleet):
     macs = fleet[6:9]
@@ -379,3 +414,39 @@ def test_records_entering_in_the_same_poll_share_one_run(sandbox, fleet):
         assert kandji_actions(sandbox, device_of(sandbox, mac["serial_number"])["device_id"]) == ["restart"]
     wait_for_polls(sandbox, 1, RESTART)
     assert len(runs_of(sandbox, RESTART)) == before + 1
+
+
+def test_an_answer_the_moment_it_is_asked_never_sends_under_a_task_airflow_failed(sandbox, fleet):
+    """Answered as fast as a script can (no wait for the scheduler to see the task park): under Airflow
+    3.3.2 the scheduler may then fail the resumed task while its code runs on. Whatever Airflow decides,
+    Kandji receives the Lock at most once, only while Airflow counts the task as running, and the summary
+    and Airflow's task state tell the same story: sent under a successful task, "possibly sent" when the
+    send was recorded but the task did not finish, or nothing sent."""
+    mac = fleet[9]
+    device = device_of(sandbox, mac["serial_number"])
+    before = len(runs_of(sandbox, LOCK))
+    edit_asset(sandbox, mac["equipment_id"], status="Lost")
+    run_id = new_run(sandbox, LOCK, before)["dag_run_id"]
+
+    def asked() -> bool:
+        found = sandbox.api.get(f"{sandbox.base}/api/v2/{hitl_path(LOCK, run_id)}", timeout=30)
+        return found.status_code == 200 and found.json()["task_instance"]["state"] == "awaiting_input"
+
+    wait_until("the approval request", asked, 120, every=0.1)
+    answer(sandbox, LOCK, run_id, "Approve")
+    done = finished(sandbox, LOCK, run_id, timeout=180)
+    action_state = tasks(sandbox, LOCK, run_id)[("per_device.run_action", 0)]
+    sent = kandji_actions(sandbox, device["device_id"])
+    summary = summary_of(sandbox, LOCK, run_id)
+    assert summary is not None, f"the summary was not written ({done['state']})"
+    (line,) = summary["records"]
+    if action_state == "success":
+        assert sent == ["lock"] and line["outcome"] == "sent (Kandji Lock Device)", (sent, line)
+        assert done["state"] == "success"
+    else:  # Airflow failed the task: the summary never claims a send Kandji did not get, nor hides one
+        assert len(sent) <= 1 and done["state"] == "failed", (sent, action_state, line)
+        if sent:
+            assert line["outcome"].startswith("possibly sent: this run recorded the send"), line
+        else:
+            assert not line["outcome"].startswith(("sent", "already done")), line
+    edit_asset(sandbox, mac["equipment_id"], status="In Use")

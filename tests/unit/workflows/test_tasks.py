@@ -39,6 +39,10 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
         ({**sent, "write_back": None, "write_back_error": "HTTP 500"}, None, mark, "sent (Kandji Lock Device)", True),
         # A result that claims a send the action never marked: written by hand, nothing was sent.
         (sent, None, None, "per_device.run_action reports 'sent', but no send was recorded", True),
+        # Marked by this run right before the call, then the task never finished (killed, or failed by
+        # Airflow's scheduler): it may have reached Kandji, and the line says so rather than "not sent".
+        (None, None, {**mark, "at": "2026-12-08T01:00:00+00:00"},
+         "possibly sent: this run recorded the send at 2026-12-08T01:00:00+00:00", True),
     ]  # fmt: skip
     for action, stopped, marked, outcome, failed in cases:
         line, bad = _outcome(lock, request, action, stopped, marked)
@@ -143,3 +147,21 @@ def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
     problem = {"key": None, "record_id": None, "serial_number": None, "problem": "forged"}
     summary, failure = summarize(lock, "d", [], [problem], [], actions=[], stopped=[], marks=[])
     assert failure == "1 record(s) could not be acted on: None: forged"
+
+
+def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_not_sent():
+    from kandji_oomnitza.workflows.tasks import summarize
+
+    lock = workflow()
+    items = [
+        {"request": {"record_id": f"e{n}", "serial_number": f"C02ABC12300{n}", "key": f"e{n}#1"}}
+        for n in (1, 2)
+    ]
+    marks = [{"run_id": "r1", "at": "2026-12-08T01:00:00+00:00"}, None]
+    summary, failure = summarize(
+        lock, "d", items, [], [], actions=[None, None], stopped=[None, None], marks=marks
+    )
+    assert (summary["sent"], summary["possibly_sent"], summary["not_sent"]) == (0, 1, 1)
+    assert failure is not None and "possibly sent" in failure
+    clean, _ = summarize(lock, "d", items[1:], [], [], actions=[None], stopped=[None], marks=[None])
+    assert "possibly_sent" not in clean

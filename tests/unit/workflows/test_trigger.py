@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers.workflow_runs import opened
+
 import asyncio
 
 from helpers.workflow_files import DATA
@@ -60,5 +62,5 @@ def test_records_entering_in_the_same_poll_share_one_event():
 
     (event,) = asyncio.run(scenario())
     assert [e["key"] for e in event["entries"]] == ["e0#1", "e1#1", "e2#1"]
-    state = trigger.store.values["state"]
+    state = opened(trigger.store.values["state"])
     assert all(authentic(state, entry) for entry in event["entries"])

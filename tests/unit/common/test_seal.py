@@ -1,0 +1,82 @@
+"""common/seal.py: what this product keeps where others can write is told apart from what it did not write."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from helpers.workflow_files import DATA
+
+from kandji_oomnitza.common import seal as sealing
+from kandji_oomnitza.common.seal import seal, unseal
+
+
+def test_a_sealed_value_reads_back_and_any_change_or_move_is_told():
+    assert sealing.sealing(), "the tests run with [kandji_oomnitza] state_seal_key set (tests/conftest.py)"
+    stored = seal("wf/sent:e1#1", {"run_id": "r1", "at": "2026-12-08T00:00:00+00:00"})
+    assert unseal("wf/sent:e1#1", stored) == ({"run_id": "r1", "at": "2026-12-08T00:00:00+00:00"}, None)
+    changed = {**stored, "sealed": {**stored["sealed"], "run_id": "r2"}}
+    assert unseal("wf/sent:e1#1", changed)[1].startswith("its seal does not match")
+    assert unseal("wf/sent:e1#2", stored)[1].startswith("its seal does not match")  # moved to another key
+    value, problem = unseal("wf/state", {"records": {}})  # what the REST API lets role op write
+    assert value is None and problem.startswith("it carries no seal")
+    assert unseal("wf/state", None) == (None, None)
+
+
+def test_without_a_key_values_are_kept_as_they_are(monkeypatch):
+    monkeypatch.setattr(sealing, "_key", lambda: None)
+    assert seal("wf/state", {"a": 1}) == {"a": 1}
+    assert unseal("wf/state", {"a": 1}) == ({"a": 1}, None)
+
+
+@pytest.mark.parametrize("derived_from", ["state_seal_key", "fernet_key"])
+def test_the_key_comes_from_airflows_configuration(monkeypatch, derived_from):
+    sealing._key.cache_clear()
+    try:
+        if derived_from == "fernet_key":
+            monkeypatch.delenv("AIRFLOW__KANDJI_OOMNITZA__STATE_SEAL_KEY")
+            monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "CeP0eFhPqRZ-P8kLB-jetNuebnL1Ok-1KA8RkjnKsbc=")
+        first = sealing._key()
+        sealing._key.cache_clear()
+        monkeypatch.setenv(
+            "AIRFLOW__KANDJI_OOMNITZA__STATE_SEAL_KEY"
+            if derived_from == "state_seal_key"
+            else "AIRFLOW__CORE__FERNET_KEY",
+            "another-key",
+        )
+        assert first is not None and sealing._key() not in (None, first)
+    finally:
+        sealing._key.cache_clear()
+
+
+def test_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_counters():
+    from helpers.workflow_runs import opened
+
+    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
+
+    trigger = OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
+    )
+
+    def snapshot(at: float, *lost: str) -> dict:
+        records = [{"equipment_id": rid, "serial_number": f"S{rid}", "status": "Lost"} for rid in lost]
+        return {"ok": True, "records": records or [{"equipment_id": "x", "status": "In Use"}], "warnings": [], "at": at}  # fmt: skip
+
+    async def scenario():
+        await trigger._advance(snapshot(1.0))
+        (event,) = await trigger._advance(snapshot(2.0, "e1"))
+        # Someone allowed to edit assets writes a state of their own: e1 left, with an entry #7 and a nonce.
+        forged = opened(trigger.store.values["state"])
+        forged["records"]["e1"] = {"entry": 7, "inside": False, "missing": 2, "nonces": {"7": "f" * 32}}
+        forged["baseline"] = True
+        trigger.store.values["state"] = forged
+        after = await trigger._advance(snapshot(3.0, "e1", "e2"))
+        return event, after
+
+    event, after = asyncio.run(scenario())
+    assert [e["key"] for e in event["entries"]] == ["e1#1"]
+    assert after == [], "a state the watcher did not write starts nothing (a new baseline instead)"
+    state, problem = unseal("kandji_workflow_x/state", trigger.store.values["state"])
+    assert problem is None, "the watcher wrote its own, sealed, state back"
+    assert state["records"]["e1"]["entry"] == 7 and "nonces" not in state["records"]["e1"]  # counters kept
+    assert state["records"]["e2"]["inside"] and "f" * 32 not in str(state)
