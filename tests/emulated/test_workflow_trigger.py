@@ -4,11 +4,10 @@ without an id."""
 
 from __future__ import annotations
 
-from helpers.workflow_runs import opened
-
 import asyncio
 
 from helpers.harness import OOMNITZA_TOKEN
+from helpers.workflow_runs import opened
 
 from kandji_oomnitza.workflows.config import Trigger
 from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger, read_records

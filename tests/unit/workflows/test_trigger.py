@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from helpers.workflow_runs import opened
-
 import asyncio
 
 from helpers.workflow_files import DATA
+from helpers.workflow_runs import opened
 
 from kandji_oomnitza.workflows.state import (
     authentic,
