@@ -36,6 +36,14 @@ def test_everything_the_provider_lists_imports():
     assert info["versions"] == [kandji_oomnitza.__version__]
 
 
-def test_the_provider_config_names_every_settings_folder_option():
+def test_the_provider_config_names_every_settings_folder_option_and_the_seal_key():
     options = get_provider_info()["config"]["kandji_oomnitza"]["options"]
-    assert set(options) == {INTEGRATIONS.config_option, WORKFLOWS.config_option, "asset_details_mapping"}
+    assert set(options) == {
+        INTEGRATIONS.config_option,
+        WORKFLOWS.config_option,
+        "asset_details_mapping",
+        "state_seal_key",
+    }
+    # Airflow hides a sensitive option in its configuration API and UI, whatever [api] expose_config says.
+    assert options["state_seal_key"]["sensitive"] is True
+    assert not any(o.get("sensitive") for name, o in options.items() if name != "state_seal_key")
