@@ -103,7 +103,7 @@ CONFIG = {
                 "default": None,
             },
             "state_seal_key": {
-                "description": "The key the workflows seal their state and their sent/claimed marks with in "
+                "description": "The key the workflows seal their state and their sent: marks with in "
                 "Airflow's asset state store (which anyone allowed to edit assets can write through the REST "
                 "API), so a value this product did not write is refused. Set the same value on the triggerer and "
                 "the workers; unset, a key derived from [core] fernet_key is used, and with neither nothing is "

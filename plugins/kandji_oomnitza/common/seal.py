@@ -1,7 +1,7 @@
 """Values this product keeps where others can write: sealed with a key Airflow's REST API cannot read, so a
 value it did not write is told apart from one it did.
 
-The workflows keep their state and their ``claimed:`` / ``sent:`` marks in Airflow's asset state store,
+The workflows keep their state and their ``sent:`` marks in Airflow's asset state store,
 which anyone allowed to edit assets (the simple auth manager's role op) can write through the REST API.
 Each such value is stored as ``{"sealed": <value>, "seal": <HMAC-SHA256>}`` over the asset and key it is
 stored under (so a sealed value cannot be moved to another key) and the value itself.

@@ -23,7 +23,7 @@ from airflow.sdk import DAG, Asset, AssetWatcher, TriggerRule, dag, task, task_g
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
 from kandji_oomnitza.common.notify import notify_words
-from kandji_oomnitza.common.seal import seal, unseal
+from kandji_oomnitza.common.seal import unseal
 from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
 from kandji_oomnitza.workflows.config import WORKFLOWS, Workflow
 from kandji_oomnitza.workflows.operator import ApprovedWorkflowActionOperator, WorkflowActionOperator
@@ -104,7 +104,9 @@ def prepare_task(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> l
     if forged:  # then no entry is the watcher's: each is reported as not produced by it, none is claimed
         tasks.log.error(
             "The workflow's state in Airflow's asset state store is not the one its watcher wrote: %s. Nothing "
-            "in this run's events is acted on (see SECURITY.md: who may edit assets).",
+            "in this run's events is acted on. Either someone allowed to edit assets wrote it (SECURITY.md), or "
+            "this worker and the triggerer seal with different keys: set the same [kandji_oomnitza] "
+            "state_seal_key (or [core] fernet_key) on both.",
             forged,
         )
     prepared = tasks.prepare(
@@ -113,9 +115,7 @@ def prepare_task(workflow: Workflow, asset: Asset, context: dict[str, Any]) -> l
         state,
         earlier=earlier,
         kandji=KandjiHook(workflow.action.kandji_connection),
-        claim=lambda key: store.set(
-            CLAIM_PREFIX + key, seal(sealed_under(asset.name, CLAIM_PREFIX + key), claimed)
-        ),
+        claim=lambda key: store.set(CLAIM_PREFIX + key, claimed),
     )
     context["ti"].xcom_push(key=names.PROBLEMS, value=prepared.problems)
     context["ti"].xcom_push(key=names.DUPLICATES, value=prepared.duplicates)

@@ -276,8 +276,9 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             return state
         self.log.error(
             "Workflow %s: its state in Airflow's asset state store is not the one this watcher wrote: %s. Someone "
-            "allowed to edit assets may have written it through the REST API (see SECURITY.md). It is not used: "
-            "this poll takes a new baseline and starts nothing; records that start matching afterwards start runs.",
+            "allowed to edit assets may have written it through the REST API (see SECURITY.md), or the seal key "
+            "changed. It is not used: this poll takes a new baseline and starts nothing; records that start "
+            "matching afterwards start runs.",
             self.workflow,
             problem,
         )
@@ -306,10 +307,10 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         state = await self._read_state()
         claimed = set()
         for key in (state or {}).get("pending", {}):
-            claim, forged = unseal(
-                sealed_under(self.workflow, CLAIM_PREFIX + key), await self.store.aget(CLAIM_PREFIX + key)
-            )
-            if claim and not forged:
+            # A claim only stops an entry being sent again (what acts is checked against the sealed state and
+            # the sent: marks), so any claim counts: a forged one can at most keep a lost event from being sent
+            # again, as deleting the state can; and a worker without the seal key still claims.
+            if await self.store.aget(CLAIM_PREFIX + key):
                 claimed.add(key)
         missing = inside_but_missing(state, matching, self.conditions_fingerprint)
         gone = await self._confirm_gone(missing, answered=len(snapshot["records"]))
