@@ -17,6 +17,7 @@ never make every matching record "enter" again when the answers come back.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import time
@@ -104,6 +105,11 @@ def read_by_id(conn_id: str, kind: str, ids: list[str]) -> dict[str, dict[str, A
     return found
 
 
+def _write_number(state: dict[str, Any]) -> int:
+    number = state.get("seq")
+    return number if isinstance(number, int) and not isinstance(number, bool) else 0
+
+
 class _MemoryStore:
     """Where a trigger keeps its state when it runs outside the triggerer (a unit test)."""
 
@@ -143,6 +149,10 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         self.serial_field = serial_field
         self.record_fields = record_fields
         self.reemit_after = reemit_after
+        # The state this watcher wrote last (with its write number ``seq``), while this triggerer runs: a
+        # value in the store that is not it (replaced, or an older one put back) is not used.
+        self._written: dict[str, Any] | None = None
+        self._rewrite = False
         self.spec = Trigger.model_validate(trigger)
         self.shared_filters = shared_filters if shared_filters is not None else self.spec.server_filters()
         self._memory = _MemoryStore()
@@ -268,12 +278,32 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
         return gone
 
     async def _read_state(self) -> dict[str, Any] | None:
-        """The state this watcher wrote last; one it did not write (its seal, common/seal.py) is not used:
-        only its entry counters are kept, and this poll takes a new baseline, so it starts nothing."""
+        """The state this watcher wrote last. One it did not write (no valid seal, common/seal.py), one that
+        is not a state, or an older one of its own put back (a lower write number than its last write) is
+        not used: while this triggerer runs, the watcher goes on from the state it wrote last (and writes it
+        back); after a restart it keeps only the entry counters and takes a new baseline (starts nothing)."""
         stored = await self.store.aget(STATE_KEY)
         state, problem = unseal(sealed_under(self.workflow, STATE_KEY), stored)
+        if problem is None and state is not None and not isinstance(state, dict):
+            problem = "it is not a state (a JSON object)"
+        last = _write_number(self._written) if self._written is not None else None
+        if problem is None and state is not None and last is not None and _write_number(state) < last:
+            problem = (
+                f"it is an older state than the one this watcher wrote last (write {_write_number(state)}, not "
+                f"{last}): an earlier value was put back"
+            )
+        self._rewrite = problem is not None
         if problem is None:
             return state
+        if self._written is not None:
+            self.log.error(
+                "Workflow %s: its state in Airflow's asset state store is not the one this watcher wrote: %s. "
+                "Someone allowed to edit assets may have written it through the REST API (see SECURITY.md). It is "
+                "not used: the watcher goes on from the state it wrote last, and writes that back.",
+                self.workflow,
+                problem,
+            )
+            return copy.deepcopy(self._written)
         self.log.error(
             "Workflow %s: its state in Airflow's asset state store is not the one this watcher wrote: %s. Someone "
             "allowed to edit assets may have written it through the REST API (see SECURITY.md), or the seal key "
@@ -323,9 +353,11 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             conditions=self.conditions_fingerprint,
             gone=gone,
         )
-        if new_state != state:
+        if new_state != state or self._rewrite:
             # Written before the events are handed over: see workflow_state.py for why this is safe.
+            new_state = {**new_state, "seq": _write_number(state or {}) + 1}
             await self.store.aset(STATE_KEY, seal(sealed_under(self.workflow, STATE_KEY), new_state))
+            self._written, self._rewrite = copy.deepcopy(new_state), False
         for key in claimed:
             await self.store.adelete(CLAIM_PREFIX + key)
         if new_state.get("baseline_at") == snapshot["at"]:

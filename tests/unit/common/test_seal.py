@@ -49,7 +49,7 @@ def test_the_key_comes_from_airflows_configuration(monkeypatch, derived_from):
         sealing._key.cache_clear()
 
 
-def test_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_counters():
+def test_after_a_restart_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_counters():
     from helpers.workflow_runs import opened
 
     from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
@@ -70,7 +70,15 @@ def test_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_co
         forged["records"]["e1"] = {"entry": 7, "inside": False, "missing": 2, "nonces": {"7": "f" * 32}}
         forged["baseline"] = True
         trigger.store.values["state"] = forged
-        after = await trigger._advance(snapshot(3.0, "e1", "e2"))
+        # ... and the triggerer restarts, so the watcher has no state of its own in memory to go on from.
+        restarted = OomnitzaRecordsTrigger(
+            workflow="kandji_workflow_x",
+            trigger=DATA["trigger"],
+            serial_field="serial_number",
+            record_fields=[],
+        )
+        restarted._memory = trigger._memory
+        after = await restarted._advance(snapshot(3.0, "e1", "e2"))
         return event, after
 
     event, after = asyncio.run(scenario())
@@ -80,3 +88,47 @@ def test_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_co
     assert problem is None, "the watcher wrote its own, sealed, state back"
     assert state["records"]["e1"]["entry"] == 7 and "nonces" not in state["records"]["e1"]  # counters kept
     assert state["records"]["e2"]["inside"] and "f" * 32 not in str(state)
+
+
+def test_while_the_triggerer_runs_a_replaced_or_replayed_state_changes_nothing():
+    """An older state of the watcher's own, sealed, put back (role op can read and write the store), or
+    junk: the watcher goes on from the state it wrote last and writes that back; nothing restarts."""
+    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
+
+    trigger = OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
+    )
+
+    def snapshot(at: float, *lost: str) -> dict:
+        records = [{"equipment_id": rid, "serial_number": f"S{rid}", "status": "Lost"} for rid in lost]
+        return {"ok": True, "records": records or [{"equipment_id": "x", "status": "In Use"}], "warnings": [], "at": at}  # fmt: skip
+
+    async def scenario():
+        await trigger._advance(snapshot(1.0))
+        old = trigger.store.values["state"]  # baseline: e1 not matching yet
+        (event,) = await trigger._advance(snapshot(2.0, "e1"))
+        trigger.store.values["state"] = old  # put back: e1 would enter again, as entry #1
+        replayed = await trigger._advance(snapshot(3.0, "e1"))
+        trigger.store.values["state"] = ["not", "a", "state"]
+        junk = await trigger._advance(snapshot(4.0, "e1"))
+        return event, replayed, junk
+
+    event, replayed, junk = asyncio.run(scenario())
+    assert [e["key"] for e in event["entries"]] == ["e1#1"]
+    assert replayed == [] and junk == [], "e1 is still inside: nothing starts again"
+    state, problem = unseal("kandji_workflow_x/state", trigger.store.values["state"])
+    assert problem is None and state["records"]["e1"]["inside"] and state["records"]["e1"]["entry"] == 1
+    assert state["seq"] == 4  # baseline, entry, and each refused value written over
+
+
+def test_without_a_key_a_state_that_is_not_an_object_is_refused_not_a_crash(monkeypatch):
+    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
+
+    monkeypatch.setattr(sealing, "_key", lambda: None)
+    trigger = OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
+    )
+    trigger.store.values["state"] = "text"
+    snapshot = {"ok": True, "records": [{"equipment_id": "e1", "status": "Lost"}], "warnings": [], "at": 1.0}
+    assert asyncio.run(trigger._advance(snapshot)) == []  # a new baseline
+    assert trigger.store.values["state"]["baseline"] is True
