@@ -38,6 +38,7 @@ REPORT = "report"
 STATS = "stats"  # extract: the run's counts and read time (integrations.handover.ExtractStats)
 SOFTWARE = "software"  # extract: the software frame, in parts "software.N"
 INDEX = "index"  # transform: the small frame the report needs
+HANDOVER_SEAL = "seal"  # extract (of its stats), transform (of the Kandji ids it saw): read by flag_missing
 RESULT = "result"  # load: what became of every batch (integrations.handover.LoadResult)
 MISSING = "missing"  # flag_missing: what was flagged (integrations.handover.MissingResult)
 SKIPPED = "skipped"  # newest_run_only: why the run skipped itself

@@ -75,3 +75,22 @@ def unseal(where: str, stored: Any) -> tuple[Any, str | None]:
     if not hmac.compare_digest(str(stored[SEAL]), _mac(key, where, stored[SEALED])):
         return None, "its seal does not match (it was changed outside this product, or the key changed)"
     return stored[SEALED], None
+
+
+def seal_of(where: str, value: Any) -> str | None:
+    """The seal alone (None without a key), for a hand-over whose readers take the value as it is: it travels
+    beside the value, and the one reader that decides on it checks it with ``changed_since_sealed``."""
+    key = _key()
+    return None if key is None else _mac(key, where, value)
+
+
+def changed_since_sealed(where: str, value: Any, stored_seal: Any) -> str | None:
+    """Why ``value`` is not what was sealed under ``where`` (None when it is, or when there is no key)."""
+    key = _key()
+    if key is None:
+        return None
+    if not isinstance(stored_seal, str):
+        return "it carries no seal (written by an earlier version, or its seal was removed)"
+    if not hmac.compare_digest(stored_seal, _mac(key, where, value)):
+        return "it was changed after the task wrote it (its seal does not match)"
+    return None

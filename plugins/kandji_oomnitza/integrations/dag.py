@@ -141,6 +141,12 @@ def extract_task(integration: Integration, ti: Any) -> Any:
         log.info("Software: %s", stats.software)
         push_software(ti, software.frame())
     ti.xcom_push(key=names.STATS, value=stats.to_xcom())
+    if integration.when_missing is not None:  # flag_missing decides on it: see steps.handover_seal_scope
+        from kandji_oomnitza.common.seal import seal_of
+        from kandji_oomnitza.integrations.steps import handover_seal_scope
+
+        scope = handover_seal_scope(ti.dag_id, ti.run_id, names.EXTRACT)
+        ti.xcom_push(key=names.HANDOVER_SEAL, value=seal_of(scope, stats.to_xcom()))
     return frame
 
 
@@ -305,7 +311,15 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
 
             stats = ExtractStats.from_xcom(context["ti"].xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
             frame = transform_step(integration, source, stats.read_at)
-            context["ti"].xcom_push(key=names.INDEX, value=report_index(integration, frame))
+            index = report_index(integration, frame)
+            context["ti"].xcom_push(key=names.INDEX, value=index)
+            if integration.when_missing is not None:
+                from kandji_oomnitza.common.seal import seal_of
+                from kandji_oomnitza.integrations.steps import handover_seal_scope, seen_ids
+
+                ti = context["ti"]
+                scope = handover_seal_scope(ti.dag_id, ti.run_id, names.TRANSFORM)
+                ti.xcom_push(key=names.HANDOVER_SEAL, value=seal_of(scope, sorted(seen_ids(index))))
             return frame
 
         # The report runs whatever happened upstream, so every record is accounted for even when the

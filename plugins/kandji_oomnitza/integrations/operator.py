@@ -319,17 +319,35 @@ class FlaggingRun:
         self.dry_run = bool(context["params"].get("dry_run"))
         self.root = reports_root()
         self.folder = run_folder(self.ti.run_id)
-        self.stats = ExtractStats.from_xcom(self.ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+        stats = self.ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS)
+        self._check_sealed(names.EXTRACT, stats, "the listing's size and read time")
+        self.stats = ExtractStats.from_xcom(stats)
+
+    def _check_sealed(self, task_id: str, value: Any, what: str) -> None:
+        """Refuse a hand-over changed after its task wrote it (an XCom edited through the REST API)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from kandji_oomnitza.common.seal import changed_since_sealed
+        from kandji_oomnitza.integrations.steps import handover_seal_scope
+
+        scope = handover_seal_scope(self.ti.dag_id, self.ti.run_id, task_id)
+        stored = self.ti.xcom_pull(task_ids=task_id, key=names.HANDOVER_SEAL)
+        if problem := changed_since_sealed(scope, value, stored):
+            raise AirflowFailException(
+                f"What {task_id} handed over ({what}) cannot be trusted: {problem}. Someone allowed to edit this "
+                "DAG's task instances can change an XCom through Airflow's REST API (SECURITY.md). Nothing was "
+                "flagged; run the DAG again for a new listing."
+            )
 
     def decide(self) -> Any:
-        from kandji_oomnitza.common.kandji_values import is_empty
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integrations.mapping import ID
         from kandji_oomnitza.integrations.missing import cutoff_of, decide
         from kandji_oomnitza.integrations.safeguard import history_path, read_previous
+        from kandji_oomnitza.integrations.steps import seen_ids as listed_ids
 
         index = self.ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX)
-        seen_ids = {str(i) for i in index[ID] if not is_empty(i)}
+        seen_ids = listed_ids(index)
+        self._check_sealed(names.TRANSFORM, sorted(seen_ids), "the Kandji ids this run listed")
         if self.integration.delta.enabled:
             # Under delta loads an unchanged record is not sent, so its Connector Sync Time in Oomnitza ages
             # while Kandji still lists it: when it was last seen comes from the fingerprint store.

@@ -164,6 +164,18 @@ def transform(integration: Integration, source: pd.DataFrame, sync_time: str) ->
     return out
 
 
+def seen_ids(index: pd.DataFrame) -> set[str]:
+    """The Kandji ids this run's listing holds (the transform's index), as flag_missing compares them."""
+    return {str(i) for i in index[ID] if not is_empty(i)}
+
+
+def handover_seal_scope(dag_id: str, run_id: str, task_id: str) -> str:
+    """What a hand-over flag_missing decides on is sealed over (common/seal.py): the run and the task.
+    XComs can be edited through Airflow's REST API by anyone allowed to edit the DAG's task instances; the
+    seal tells flag_missing that the listing and ids it reads are the ones the run's own tasks wrote."""
+    return f"{dag_id}/{run_id}/{task_id}"
+
+
 def report_index(integration: Integration, frame: pd.DataFrame) -> pd.DataFrame:
     """The columns of the transformed frame the report needs: which records were rejected and why,
     and the sync keys that name a record in Oomnitza's messages. A few columns of small values."""

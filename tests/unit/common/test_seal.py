@@ -132,3 +132,41 @@ def test_without_a_key_a_state_that_is_not_an_object_is_refused_not_a_crash(monk
     snapshot = {"ok": True, "records": [{"equipment_id": "e1", "status": "Lost"}], "warnings": [], "at": 1.0}
     assert asyncio.run(trigger._advance(snapshot)) == []  # a new baseline
     assert trigger.store.values["state"]["baseline"] is True
+
+
+def test_flag_missing_refuses_a_listing_or_ids_changed_after_their_task_wrote_them():
+    """What extract and transform hand flag_missing is sealed as they write it (integrations/dag.py); an
+    XCom edited afterwards (Airflow's REST API lets role user) is refused before anything is decided. The
+    untouched path runs in every when_missing end-to-end test (their flag_missing would fail otherwise)."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kandji_oomnitza import names
+    from kandji_oomnitza.common.seal import seal_of
+    from kandji_oomnitza.integrations.operator import FlaggingRun
+    from kandji_oomnitza.integrations.steps import handover_seal_scope
+
+    stats = {"read_at": "2026-12-08T00:00:00Z", "listing": {"listed": 30, "complete": True}}
+    ids = ["id-1", "id-2"]
+    xcoms = {
+        (names.EXTRACT, names.HANDOVER_SEAL): seal_of(handover_seal_scope("d", "r", names.EXTRACT), stats),
+        (names.TRANSFORM, names.HANDOVER_SEAL): seal_of(handover_seal_scope("d", "r", names.TRANSFORM), ids),
+    }
+    run = object.__new__(FlaggingRun)  # only the check: the rest of a run needs a task's context
+    run.ti = SimpleNamespace(
+        dag_id="d", run_id="r", xcom_pull=lambda task_ids, key: xcoms.get((task_ids, key))
+    )
+    run._check_sealed(names.EXTRACT, stats, "the listing")  # as written: fine
+    run._check_sealed(names.TRANSFORM, ids, "the ids")
+    for task_id, edited in (
+        (names.EXTRACT, {**stats, "read_at": "2027-06-01T00:00:00Z"}),  # a later cutoff: more records "gone"
+        (names.TRANSFORM, ["id-1"]),  # a listed device left out
+    ):
+        with pytest.raises(
+            AirflowFailException, match=r"changed after the task wrote it.*Nothing was flagged"
+        ):
+            run._check_sealed(task_id, edited, "what it handed over")
+    del xcoms[(names.TRANSFORM, names.HANDOVER_SEAL)]
+    with pytest.raises(AirflowFailException, match="carries no seal"):
+        run._check_sealed(names.TRANSFORM, ids, "the ids")
