@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from kandji_oomnitza.exceptions import SettingsFileError
 
@@ -91,6 +91,17 @@ def duration_text(value: timedelta) -> str:
         if seconds >= UNIT_SECONDS[unit] and seconds % UNIT_SECONDS[unit] == 0:
             return f"{seconds / UNIT_SECONDS[unit]:g}{unit}"
     return f"{seconds:g}s"
+
+
+def _airflow_user_ids(value: list[str]) -> list[str]:
+    for user in value:
+        if not user.strip() or len(user) > 256:
+            raise ValueError(f"{user!r} is not an Airflow user id")
+    return value
+
+
+# Who may answer a human-in-the-loop question (a workflow's approvers, an integration's confirmers).
+AirflowUserIds = Annotated[list[str], AfterValidator(_airflow_user_ids)]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,15 @@ from kandji_oomnitza.common.notify import IntegrationNotify
 from kandji_oomnitza.exceptions import IntegrationFileError
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
-from kandji_oomnitza.settings_files import Duration, Kind, Strict, days_words, main, validated_file
+from kandji_oomnitza.settings_files import (
+    AirflowUserIds,
+    Duration,
+    Kind,
+    Strict,
+    days_words,
+    main,
+    validated_file,
+)
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,200}$")
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually", "@midnight"}
@@ -335,7 +343,7 @@ class Integration(Strict):
         None,
         description="notify the on_failure targets when a run has not finished this long after it was queued",
     )
-    confirmers: list[str] = Field(
+    confirmers: AirflowUserIds = Field(
         default_factory=list,
         max_length=50,
         description="Airflow user ids who may confirm what a safeguard stopped (Required Actions); empty: "
@@ -354,14 +362,6 @@ class Integration(Strict):
     )
     owner: str = "it-ops"
     tags: list[str] = Field(default_factory=list)
-
-    @field_validator("confirmers")
-    @classmethod
-    def _confirmers(cls, value: list[str]) -> list[str]:
-        for user in value:
-            if not user.strip() or len(user) > 256:
-                raise ValueError(f"{user!r} is not an Airflow user id")
-        return value
 
     @field_validator("mappings", mode="before")
     @classmethod

@@ -22,7 +22,15 @@ from kandji_oomnitza import names
 from kandji_oomnitza.common.notify import WorkflowNotify
 from kandji_oomnitza.exceptions import WorkflowFileError
 from kandji_oomnitza.presets.registry import CONN_ID_PATTERN, PRESETS, SERIAL_PATTERN, Preset
-from kandji_oomnitza.settings_files import FIELD_PATTERN, Duration, Kind, Strict, main, validated_file
+from kandji_oomnitza.settings_files import (
+    FIELD_PATTERN,
+    AirflowUserIds,
+    Duration,
+    Kind,
+    Strict,
+    main,
+    validated_file,
+)
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]{1,150}$")
 # The whole template language: {{ field }}. Nothing else is evaluated, so a record's own text (which
@@ -216,7 +224,7 @@ class Approval(Strict):
     mode: ApprovalMode | None = Field(
         None, description="required or none; by default required for destructive presets"
     )
-    approvers: list[str] = Field(
+    approvers: AirflowUserIds = Field(
         default_factory=list,
         max_length=50,
         description="Airflow user ids who may answer; empty: anyone whose role may act on this DAG",
@@ -232,14 +240,6 @@ class Approval(Strict):
     unattended_erase: bool = Field(
         False, description="erase_device with mode none: say so here, or the file is refused"
     )
-
-    @field_validator("approvers")
-    @classmethod
-    def _approvers(cls, value: list[str]) -> list[str]:
-        for user in value:
-            if not user.strip() or len(user) > 256:
-                raise ValueError(f"{user!r} is not an Airflow user id")
-        return value
 
 
 class Action(Strict):

@@ -11,6 +11,21 @@ from kandji_oomnitza.common import seal as sealing
 from kandji_oomnitza.common.seal import seal, unseal
 
 
+def watcher():
+    """A workflow's watcher as the triggerer runs it, its store in memory (a unit test's)."""
+    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
+
+    return OomnitzaRecordsTrigger(
+        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
+    )
+
+
+def snapshot(at: float, *lost: str) -> dict:
+    """A successful poll at ``at`` in which the records ``lost`` match (status Lost)."""
+    records = [{"equipment_id": rid, "serial_number": f"S{rid}", "status": "Lost"} for rid in lost]
+    return {"ok": True, "records": records or [{"equipment_id": "x", "status": "In Use"}], "warnings": [], "at": at}  # fmt: skip
+
+
 def test_a_sealed_value_reads_back_and_any_change_or_move_is_told():
     assert sealing.sealing(), "the tests run with [kandji_oomnitza] state_seal_key set (tests/conftest.py)"
     stored = seal("wf/sent:e1#1", {"run_id": "r1", "at": "2026-12-08T00:00:00+00:00"})
@@ -52,15 +67,7 @@ def test_the_key_comes_from_airflows_configuration(monkeypatch, derived_from):
 def test_after_a_restart_the_watcher_does_not_use_a_state_it_did_not_write_and_keeps_only_its_counters():
     from helpers.workflow_runs import opened
 
-    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
-
-    trigger = OomnitzaRecordsTrigger(
-        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
-    )
-
-    def snapshot(at: float, *lost: str) -> dict:
-        records = [{"equipment_id": rid, "serial_number": f"S{rid}", "status": "Lost"} for rid in lost]
-        return {"ok": True, "records": records or [{"equipment_id": "x", "status": "In Use"}], "warnings": [], "at": at}  # fmt: skip
+    trigger = watcher()
 
     async def scenario():
         await trigger._advance(snapshot(1.0))
@@ -71,12 +78,7 @@ def test_after_a_restart_the_watcher_does_not_use_a_state_it_did_not_write_and_k
         forged["baseline"] = True
         trigger.store.values["state"] = forged
         # ... and the triggerer restarts, so the watcher has no state of its own in memory to go on from.
-        restarted = OomnitzaRecordsTrigger(
-            workflow="kandji_workflow_x",
-            trigger=DATA["trigger"],
-            serial_field="serial_number",
-            record_fields=[],
-        )
+        restarted = watcher()
         restarted._memory = trigger._memory
         after = await restarted._advance(snapshot(3.0, "e1", "e2"))
         return event, after
@@ -93,15 +95,7 @@ def test_after_a_restart_the_watcher_does_not_use_a_state_it_did_not_write_and_k
 def test_while_the_triggerer_runs_a_replaced_or_replayed_state_changes_nothing():
     """An older state of the watcher's own, sealed, put back (role op can read and write the store), or
     junk: the watcher goes on from the state it wrote last and writes that back; nothing restarts."""
-    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
-
-    trigger = OomnitzaRecordsTrigger(
-        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
-    )
-
-    def snapshot(at: float, *lost: str) -> dict:
-        records = [{"equipment_id": rid, "serial_number": f"S{rid}", "status": "Lost"} for rid in lost]
-        return {"ok": True, "records": records or [{"equipment_id": "x", "status": "In Use"}], "warnings": [], "at": at}  # fmt: skip
+    trigger = watcher()
 
     async def scenario():
         await trigger._advance(snapshot(1.0))
@@ -122,15 +116,10 @@ def test_while_the_triggerer_runs_a_replaced_or_replayed_state_changes_nothing()
 
 
 def test_without_a_key_a_state_that_is_not_an_object_is_refused_not_a_crash(monkeypatch):
-    from kandji_oomnitza.workflows.trigger import OomnitzaRecordsTrigger
-
     monkeypatch.setattr(sealing, "_key", lambda: None)
-    trigger = OomnitzaRecordsTrigger(
-        workflow="kandji_workflow_x", trigger=DATA["trigger"], serial_field="serial_number", record_fields=[]
-    )
+    trigger = watcher()
     trigger.store.values["state"] = "text"
-    snapshot = {"ok": True, "records": [{"equipment_id": "e1", "status": "Lost"}], "warnings": [], "at": 1.0}
-    assert asyncio.run(trigger._advance(snapshot)) == []  # a new baseline
+    assert asyncio.run(trigger._advance(snapshot(1.0, "e1"))) == []  # a new baseline
     assert trigger.store.values["state"]["baseline"] is True
 
 

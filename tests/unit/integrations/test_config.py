@@ -113,6 +113,7 @@ INVALID = [
     ("wrong type", changed(type="computers"), ["type", "assets"]),
     ("batch too big", changed(load={"batch_size": 500}), ["load.batch_size", "100"]),
     ("missing name", changed(name=None), ["name", "is required"]),
+    ("blank confirmer", changed(confirmers=["alice", ""]), ["confirmers", "'' is not an Airflow user id"]),
     ("unknown software route", changed(software={"route": "magic"}), ["software.route", "per_device"]),
 ]
 

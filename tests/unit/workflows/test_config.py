@@ -56,6 +56,7 @@ def test_the_shipped_example_is_valid_disabled_and_asks_for_approval():
             "approvers is set but approval.mode is none",
         ),
         ({"approval__timeout": "10s"}, "at least a minute"),
+        ({"approval__approvers": ["alice", " "]}, "' ' is not an Airflow user id"),
         ({"enabled": None}, "enabled: is required"),
         ({"trigger__condition": []}, "trigger.condition: unknown key"),
         ({"notify__on_approval": ["it_alerts"]}, "notify.on_approval: unknown key"),
