@@ -376,11 +376,12 @@ def markdown(rows: list[dict], ratio_lines: list[str], parse: list[dict]) -> str
         "",
         *(f"- {line}" for line in ratio_lines),
         "",
-        "| DAG file | parse ms | within 100 ms |",
-        "|---|---|---|",
+        "| DAG file | parse ms (as the DAG processor: gc frozen) | parse ms (fresh process) | within 100 ms |",
+        "|---|---|---|---|",
     ]
     lines += [
-        f"| {p['file']} | {p['duration_ms']:.1f} | {'**no: over budget**' if p.get('over_budget') else 'yes'} |"
+        f"| {p['file']} | {p['duration_ms']:.1f} | {p['fresh_process_ms']:.1f} | "
+        f"{'**no: over budget**' if p.get('over_budget') else 'yes'} |"
         for p in parse
     ]
     machine = (
