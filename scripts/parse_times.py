@@ -85,14 +85,18 @@ def main() -> None:
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="parse-times-") as home:
-        results = [measure(f.resolve(), home, fresh=not args.frozen_only) for f in (args.files or dag_files())]
+        results = [
+            measure(f.resolve(), home, fresh=not args.frozen_only) for f in (args.files or dag_files())
+        ]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"{'DAG file':40} {'parse ms':>9} {'fresh ms':>9}  DAGs")
     for r in results:
         flag = f"  OVER {BUDGET_MS:g} ms" if r["over_budget"] else ""
-        print(f"{r['file']:40} {r['duration_ms']:9.1f} {r['fresh_process_ms'] or float('nan'):9.1f}  {len(r['dags'])}{flag}")
+        print(
+            f"{r['file']:40} {r['duration_ms']:9.1f} {r['fresh_process_ms'] or float('nan'):9.1f}  {len(r['dags'])}{flag}"
+        )
 
 
 if __name__ == "__main__":
