@@ -63,6 +63,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff check --select C901 plugins/
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The fault-injection suite over the real DAGs, then its table (faults, calls retried, loaded, reported, lost).
 reliability: install

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 
 from kandji_oomnitza.integrations.config import INTEGRATIONS
-from kandji_oomnitza.settings_files import main
+from kandji_oomnitza.settings_files import Kind, main
 from kandji_oomnitza.workflows.config import WORKFLOWS
 
-KINDS = (INTEGRATIONS, WORKFLOWS)
+KINDS: tuple[Kind, ...] = (INTEGRATIONS, WORKFLOWS)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], KINDS))

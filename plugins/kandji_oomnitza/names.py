@@ -43,9 +43,12 @@ RESULT = "result"  # load: what became of every batch (integrations.handover.Loa
 MISSING = "missing"  # flag_missing: what was flagged (integrations.handover.MissingResult)
 SKIPPED = "skipped"  # newest_run_only: why the run skipped itself
 SUMMARY = "summary"  # report / workflow summary: the run summary (also when the task failed)
+RETURN_VALUE = "return_value"  # Airflow's own key of a task's return value
 
 # -- preset DAGs ------------------------------------------------------------------------------------
 RUN_ACTION = "run_action"
+SERIAL_NUMBER = "serial_number"  # run_action: the serial number it acts on (read by its links)
+DEVICE_ID = "device_id"  # run_action: the Kandji device it resolved
 
 # -- workflow DAGs ----------------------------------------------------------------------------------
 PREPARE = "prepare"

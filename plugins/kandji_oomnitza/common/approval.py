@@ -9,11 +9,20 @@ can be written by others, and a cleared run would replay them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk.execution_time.hitl import HITLUser
 
 APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"
+
+
+def assigned_users(user_ids: Sequence[str]) -> list[HITLUser] | None:
+    """Who may answer, as Airflow's human-in-the-loop takes them (None: any user allowed to answer)."""
+    return [{"id": user, "name": user} for user in user_ids] or None
 
 
 def md_literal(value: Any) -> str:
@@ -59,7 +68,7 @@ def read_answer(event: Any, allowed: list[str], timeout: timedelta, asked: str =
     return Answer(name)
 
 
-def required_actions_url(context: dict[str, Any]) -> str:
+def required_actions_url(context: Any) -> str:
     """Where the person answers: Airflow's own link to the task's Required Actions (``[api] base_url``), or
     its path when no base URL is set."""
     from urllib.parse import quote

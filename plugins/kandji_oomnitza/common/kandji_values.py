@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, overload
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every timestamp we send: UTC ISO-8601, whole seconds
@@ -36,6 +36,14 @@ def valid_id(value: Any) -> bool:
     """Whether a Kandji id is usable: letters, digits and hyphens (Kandji's ids are UUIDs), so it can go
     into a URL path and name its record."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+@overload
+def to_int(value: Any, default: int) -> int: ...
+
+
+@overload
+def to_int(value: Any, default: None = None) -> int | None: ...
 
 
 def to_int(value: Any, default: int | None = None) -> int | None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from airflow.sdk import BaseNotifier
@@ -27,6 +27,9 @@ from pydantic import AfterValidator, Field
 
 from kandji_oomnitza.common.redaction import redact, shorten
 from kandji_oomnitza.settings_files import Strict
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +132,10 @@ def pulled_summary(context: dict[str, Any], task_id: str, key: str) -> dict[str,
     return pulled if isinstance(pulled, dict) else None
 
 
-def failure_reason(context: dict[str, Any], summary: dict[str, Any] | None) -> str:
+def failure_reason(context: dict[str, Any], failure: str | None) -> str:
     """Why a run failed, in words: the summary's sentence, else the failed task, else Airflow's reason."""
-    if summary and summary.get("failure"):
-        return str(summary["failure"])
+    if failure:
+        return failure
     if (ti := context.get("ti")) is not None:
         return f"task {ti.task_id} failed (its log says why)"
     return str(context.get("reason") or "see the run in Airflow")
@@ -142,8 +145,9 @@ def context_run_id(context: dict[str, Any]) -> str:
     return str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", None) or "?")
 
 
-def counts_line(counts: dict[str, Any], keys: Iterable[str]) -> str:
-    return ", ".join(f"{key.replace('_', ' ')} {counts[key]}" for key in keys if counts.get(key) is not None)
+def counts_line(counts: Mapping[str, int | None]) -> str:
+    """``kandji records 64, records sent 64``: the counts in words, in their order, leaving out the unknown."""
+    return ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in counts.items() if n is not None)
 
 
 # -- delivery -------------------------------------------------------------------------------------
@@ -256,12 +260,12 @@ class SettingsNotifier(BaseNotifier):
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing to render (and ``dag.test()`` hands callbacks a serialized DAG without a template env)."""
 
-    def __init__(self, targets: Sequence[str], compose: Callable[[dict[str, Any]], Notice]) -> None:
+    def __init__(self, targets: Sequence[str], compose: Callable[[Any], Notice]) -> None:
         super().__init__()
         self.targets = list(targets)
         self.compose = compose
 
-    def notify(self, context: dict[str, Any]) -> None:
+    def notify(self, context: Context) -> None:
         try:
             notice = self.compose(context)
         except Exception as exc:
@@ -278,15 +282,15 @@ class DeadlineNotifier(BaseNotifier):
     render_template_fields = SettingsNotifier.render_template_fields
 
     def __init__(
-        self, *, targets: Sequence[str], name: str, deadline: str, context: dict[str, Any] | None = None
+        self, *, targets: Sequence[str], name: str, deadline: str, context: Context | None = None
     ) -> None:
         super().__init__(context)
         self.targets, self.name, self.deadline = list(targets), name, deadline
 
-    def notify(self, context: dict[str, Any]) -> None:
+    def notify(self, context: Context) -> None:
         deliver(self.targets, self.notice(context))
 
-    async def async_notify(self, context: dict[str, Any]) -> None:
+    async def async_notify(self, context: Context) -> None:
         try:
             notice = self.notice(context)
         except Exception as exc:
@@ -294,7 +298,7 @@ class DeadlineNotifier(BaseNotifier):
             return
         await deliver_async(self.targets, notice)
 
-    def notice(self, context: dict[str, Any]) -> Notice:
+    def notice(self, context: Any) -> Notice:
         run = context.get("dag_run") or {}
         dag_id, run_id = str(run.get("dag_id", "?")), str(run.get("dag_run_id") or run.get("run_id") or "?")
         state = run.get("state") or "running"

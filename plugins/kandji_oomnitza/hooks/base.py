@@ -336,7 +336,7 @@ class RestApiHook(HttpHook):
             }
         except (OSError, UnicodeError):
             return
-        for text in sorted(resolved):
+        for text in sorted(str(a) for a in resolved):
             address = ipaddress.ip_address(text.split("%", 1)[0])
             mapped = getattr(address, "ipv4_mapped", None) or address
             if mapped.is_link_local or mapped in METADATA_ADDRESSES:
@@ -538,7 +538,7 @@ class RestApiHook(HttpHook):
             chunks.append(chunk)
         response._content = b"".join(chunks)  # what requests itself keeps once a body is read
 
-    def _transport_error(self, exc: requests.RequestException, label: str) -> ApiError:
+    def _transport_error(self, exc: requests.RequestException, label: str) -> ApiError | ConfigurationError:
         """Our own error for a failure below HTTP, redacted, classified from urllib3's exception types."""
         where = f"{self.service_name} API {label}"
         if isinstance(exc, requests.exceptions.SSLError):

@@ -63,8 +63,9 @@ class RunOutcome:
 
     @classmethod
     def from_run_log(cls, portion: str, body: dict[str, Any]) -> RunOutcome:
-        objects = body.get("objects") if isinstance(body.get("objects"), dict) else {}
-        logs = body.get("logs") if isinstance(body.get("logs"), dict) else {}
+        objects, logs = body.get("objects"), body.get("logs")
+        objects = objects if isinstance(objects, dict) else {}
+        logs = logs if isinstance(logs, dict) else {}
         counts = {k: to_int(objects.get(k), 0) for k in OUTCOMES}
         messages = {k: [redact(m) for m in logs.get(k) or []] for k in (*OUTCOMES, "Fatal Error")}
         return cls(

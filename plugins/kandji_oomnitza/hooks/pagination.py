@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlparse
 
 
@@ -25,6 +25,15 @@ class Paginator(Protocol):
     def records(self, body: Any) -> list[dict[str, Any]]: ...
 
     def next_params(self, body: Any, records: list[dict[str, Any]]) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class GuessingPaginator(Paginator, Protocol):
+    """A strategy that can tell the requests of the pages ahead before they are read (prefetch)."""
+
+    def ahead(self, params: dict[str, Any], pages: int) -> dict[str, Any]: ...
+
+    def full(self, body: Any) -> bool: ...
 
 
 class UnexpectedPageError(ValueError):
@@ -240,7 +249,7 @@ def paginate(
 
 def _pages(fetch, endpoint: str, paginator: Paginator, base: dict[str, Any], prefetch: int) -> Iterator[list]:
     step: dict[str, Any] | None = paginator.first_params()
-    if prefetch <= 1 or not hasattr(paginator, "ahead"):
+    if prefetch <= 1 or not isinstance(paginator, GuessingPaginator):
         while step is not None:
             body = fetch(endpoint, {**base, **step})
             records = paginator.records(body)

@@ -312,6 +312,26 @@ class WhenMissing(Strict):
         return list(dict.fromkeys([*self.set, *self.clear_when_seen]))
 
 
+@dataclass(frozen=True)
+class MissingSettings:
+    """An integration narrowed to what flagging records gone from Kandji reads (missing.py, safeguard.py):
+    every field present, none Optional."""
+
+    name: str
+    type: Literal["assets", "users"]
+    when_missing: WhenMissing
+    kandji_id_field: str  # the Oomnitza field holding the Kandji id
+    sync_time_field: str  # the Oomnitza field holding Connector Sync Time
+    sync_key: list[str]
+    batch_size: int
+    outcome_timeout_seconds: float
+
+    @property
+    def kind(self) -> str:
+        """What one record stands for in Kandji, in words."""
+        return "devices" if self.type == "assets" else "users"
+
+
 class Integration(Strict):
     name: str = Field(..., min_length=1, description="the descriptive name shown as the DAG's display name")
     type: Literal["assets", "users"]
@@ -488,6 +508,24 @@ class Integration(Strict):
         """The Oomnitza field holding Connector Sync Time (when Kandji was last read for the record)."""
         return next((t for t in self.mappings if self.resolved(t).special == "sync_time"), None)
 
+    @property
+    def missing_settings(self) -> MissingSettings | None:
+        """What flagging records gone from Kandji needs (None: when_missing is off); the file's validation
+        made sure both fields are mapped."""
+        option, kandji_id, sync_time = self.when_missing, self.kandji_id_field, self.sync_time_field
+        if option is None or kandji_id is None or sync_time is None:
+            return None
+        return MissingSettings(
+            name=self.name,
+            type=self.type,
+            when_missing=option,
+            kandji_id_field=kandji_id,
+            sync_time_field=sync_time,
+            sync_key=list(self.sync_key),
+            batch_size=self.load.batch_size,
+            outcome_timeout_seconds=self.load.outcome_timeout_seconds,
+        )
+
     # -- derived ------------------------------------------------------------------------------
     @property
     def software_settings(self) -> Software:
@@ -543,7 +581,7 @@ def load_integration(path: Path) -> Integration:
     return validated_file(path, Integration, INTEGRATIONS.what, IntegrationFileError)
 
 
-INTEGRATIONS = Kind(
+INTEGRATIONS: Kind = Kind(
     noun="integration",
     what="integration file",
     folder_env="KANDJI_OOMNITZA_INTEGRATIONS_DIR",

@@ -135,7 +135,7 @@ def extract_task(integration: Integration, ti: Any) -> Any:
         retries=kandji.retries,
         count=len(frame),
         software=software.summary() if software else None,
-        listing=listing_completeness(integration, len(frame), kandji.device_total),
+        listing=listing_completeness(integration.type, len(frame), kandji.device_total),
     )
     if software is not None:
         log.info("Software: %s", stats.software)
@@ -155,8 +155,7 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
     when the run fails, as XCom ``summary``: a failed task has no return value)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from kandji_oomnitza.exceptions import RunIncomplete, SafeguardStopped, TooManyFailures
-    from kandji_oomnitza.integrations.handover import ExtractStats, LoadResult, MissingResult
+    from kandji_oomnitza.integrations.handover import ExtractStats, FieldCheck, LoadResult, MissingResult
     from kandji_oomnitza.integrations.report import ERROR_LOG, build_report, log_report, write_artifact
 
     ti, run = context["ti"], context["dag_run"]
@@ -166,7 +165,7 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
     loaded = LoadResult.from_xcom(ti.xcom_pull(task_ids=names.LOAD, key=names.RESULT))
     report = build_report(
         integration,
-        checked=ti.xcom_pull(task_ids=names.CHECK_FIELDS),
+        checked=FieldCheck.from_xcom(ti.xcom_pull(task_ids=names.CHECK_FIELDS)),
         extracted=ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS)),
         index=ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX),
         loaded=loaded,
@@ -175,20 +174,17 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
         write_error_log=lambda text: write_artifact(dag_id, run.run_id, ERROR_LOG, [text]),
     )
     log_report(integration, report, loaded, log)
-    if report.failure is not None:
-        ti.xcom_push(key=names.SUMMARY, value={**report.summary, "failure": report.failure})
-        kind = {"incomplete": RunIncomplete, "safeguard": SafeguardStopped}.get(
-            report.failure_kind, TooManyFailures
-        )
-        raise kind(report.failure)
-    told = integration.notify.on_records_failed if integration.notify else None
     summary = report.summary
-    if told and not summary["dry_run"] and (summary["failures"] or summary.get("skipped")):
+    if report.failure_type is not None:
+        ti.xcom_push(key=names.SUMMARY, value=summary.to_xcom())
+        raise report.failure_type(report.failure)
+    told = integration.notify.on_records_failed if integration.notify else None
+    if told and not summary.dry_run and (summary.failures or summary.skipped):
         from kandji_oomnitza.common.notify import deliver
         from kandji_oomnitza.integrations.notices import records_failed_notice
 
         deliver(told, records_failed_notice(integration, dag_id, run.run_id, summary))
-    return summary
+    return summary.to_xcom()
 
 
 # -- the DAG --------------------------------------------------------------------------------------------
@@ -226,9 +222,13 @@ def _deadline(integration: Integration, dag_id: str) -> Any:
     """Airflow's deadline alert: a run not finished ``deadline`` after it was queued (for a scheduled run,
     just after its scheduled time; manual runs have no scheduled time, and are held to the same) tells
     the on_failure targets, once, from the triggerer."""
-    if integration.deadline is None:
+    # The file's validation gives a deadline someone to tell (notify.on_failure).
+    told = integration.notify.on_failure if integration.notify is not None else None
+    if integration.deadline is None or not told:
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    # From their own modules: airflow.sdk's type stub (__init__.pyi) does not list them (3.3.2).
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     from kandji_oomnitza.common.notify import DeadlineNotifier
 
@@ -238,7 +238,7 @@ def _deadline(integration: Integration, dag_id: str) -> Any:
         callback=AsyncCallback(
             DeadlineNotifier,
             kwargs={
-                "targets": list(integration.notify.on_failure),
+                "targets": list(told),
                 "name": integration.name,
                 "deadline": duration_words(integration.deadline),
             },
@@ -281,7 +281,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
             from kandji_oomnitza.integrations.steps import check_fields
 
-            return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id))
+            return check_fields(integration, OomnitzaHook(integration.oomnitza_conn_id)).to_xcom()
 
         # The frames travel as XComs of their own (the devices as extract's return value, the software
         # in parts under "software.N"); the small facts the report needs travel apart ("stats",
@@ -309,7 +309,9 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             from kandji_oomnitza.integrations.steps import report_index
             from kandji_oomnitza.integrations.steps import transform as transform_step
 
-            stats = ExtractStats.from_xcom(context["ti"].xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+            stats = ExtractStats.require(
+                context["ti"].xcom_pull(task_ids=names.EXTRACT, key=names.STATS), names.EXTRACT
+            )
             frame = transform_step(integration, source, stats.read_at)
             index = report_index(integration, frame)
             context["ti"].xcom_push(key=names.INDEX, value=index)
@@ -370,6 +372,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
 
 def build_entry(entry: SettingsFile, register: bool = True) -> DAG:
     """The DAG of one valid integration file."""
+    if entry.model is None:
+        raise ValueError(f"{entry.path}: not a valid integration file ({entry.error})")
     return build_dag(entry.dag_id, entry.model, entry.path, register)
 
 

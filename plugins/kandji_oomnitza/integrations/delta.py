@@ -85,7 +85,8 @@ def store_problem(store: Any, now: str) -> str | None:
     cannot be read or lie in the future (beyond a minute of clock skew)."""
     if not isinstance(store, dict) or not isinstance(store.get("records"), dict):
         return "it has an unexpected shape"
-    latest = _time(now) + SKEW if _time(now) else None
+    read = _time(now)
+    latest = read + SKEW if read is not None else None
     last_full = store.get("last_full_sync")
     if last_full is not None:
         when = _time(last_full)
@@ -94,14 +95,10 @@ def store_problem(store: Any, now: str) -> str | None:
         if latest and when > latest:
             return f"last_full_sync {last_full} is in the future"
     for key, entry in store["records"].items():
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and (entry[0] is None or isinstance(entry[0], str))
-            and _time(entry[1]) is not None
-        ):
+        seen = _time(entry[1]) if isinstance(entry, list) and len(entry) == 2 else None
+        if seen is None or not (entry[0] is None or isinstance(entry[0], str)):
             return f"the entry of {shorten(key, 40)} is not [fingerprint, time seen]"
-        if latest and _time(entry[1]) > latest:
+        if latest and seen > latest:
             return f"{shorten(key, 40)} was seen in the future ({entry[1]})"
     return None
 

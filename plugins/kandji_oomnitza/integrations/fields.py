@@ -174,7 +174,7 @@ def join(columns: pd.DataFrame, options: dict[str, Any]) -> ConversionResult:
     separator = options.get("separator", ", ")
 
     def join_row(row) -> str | None:
-        parts = []
+        parts: list[str] = []
         for value in row:
             value = plain(value)
             items = value if isinstance(value, list) else [value]

@@ -4,29 +4,17 @@ task that writes it (``to_xcom``) and every task that reads it (``from_xcom``):
     extract ──ExtractStats──► transform, load, flag_missing, report
     load ─────LoadResult────► report            (a dry run's result is a LoadResult too: dry_run=True)
     flag_missing ─MissingResult─► report
+    check_oomnitza_fields ─FieldCheck─► report
+    report ───RunSummary────► the Integrations page, the notifications, whoever reads the run
 
-XCom holds their JSON; text made from an API's answer is redacted before it gets there.
+XCom holds their JSON; text made from an API's answer is redacted before it gets there (``to_xcom``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from kandji_oomnitza.common.redaction import redact_value
-
-
-class Handover(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    def to_xcom(self) -> dict[str, Any]:
-        return redact_value(self.model_dump(mode="json"))
-
-    @classmethod
-    def from_xcom(cls, value: Any) -> Self | None:
-        """The hand-over, or None when the writing task did not finish (it left nothing)."""
-        return cls.model_validate(value) if isinstance(value, dict) else None
+from kandji_oomnitza.common.handover import Handover
 
 
 # -- extract --------------------------------------------------------------------------------------------
@@ -145,3 +133,96 @@ class MissingResult(Handover):
     portion: str | None = None
     outcome: dict[str, int] | None = None
     calls: int = 0
+
+
+# -- check_oomnitza_fields --------------------------------------------------------------------------------
+class FieldCheck(Handover):
+    """The field check's result: the Oomnitza fields the mapping writes that Oomnitza has, and what it
+    warns about (fields it could not check)."""
+
+    checked_fields: list[str] = []
+    warnings: list[str] = []
+    calls: int = 0
+
+
+# -- report -----------------------------------------------------------------------------------------------
+class Calls(Handover):
+    kandji: int = 0
+    oomnitza: int = 0
+    oomnitza_when_missing: int | None = None  # of the Oomnitza calls, flagging's (None: it did not run)
+
+
+class Retries(Handover):
+    kandji: int = 0
+    oomnitza: int = 0
+
+
+class RunSummary(Handover):
+    """The run summary: what Kandji held, what was sent, what Oomnitza made of it, what was not loaded.
+    The report task's return value (XCom ``summary`` too when the run fails, with ``failure``); every field
+    has a default, so a summary of an older version reads."""
+
+    integration: str = ""
+    type: str = ""
+    dry_run: bool = False
+    portion: str | None = None  # Oomnitza's run id of the load
+    read_at: str | None = None
+    kandji_records: int | None = None
+    records_sent: int = 0
+    would_send: int | None = None  # a dry run: how many would be sent
+    preview: list[dict[str, Any]] | None = None  # a dry run: its first records as they would be sent
+    dry_run_payloads: str | None = None  # a dry run: where every payload it would have sent is
+    rejected_before_load: int = 0
+    # Oomnitza's outcome of the load (hooks/oomnitza.OUTCOMES)
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    # the error log's stages, counted
+    unconfirmed: int = 0
+    never_sent: int = 0
+    refused: int = 0
+    failed_without_message: int = 0
+    loaded_without_software: int = 0
+    flagged_as_missing: int = 0
+    would_flag_as_missing: int = 0
+    back_in_kandji: int = 0
+    not_flagged_as_missing: int = 0
+    held_back_by_safeguard: int = 0
+    when_missing: str = "off"  # what flagging did, in words
+    safeguard: str | None = None  # a safeguard stopped the flagging: its sentence
+    safeguard_confirmed_by: str | None = None  # who confirmed it (Airflow's record of the answer)
+    delta: str = "off"  # "delta", "full: <why>", "off" or "did not run"
+    records_seen: int | None = None
+    records_changed: int | None = None
+    skipped_unchanged: int = 0
+    app_rows_sent: int | None = None
+    next_full_sync: str | None = None
+    oomnitza_status: str | None = None
+    software_route: str | None = None
+    software_rows: int = 0
+    calls: Calls = Calls()
+    retries: Retries = Retries()
+    duration_seconds: float = 0.0
+    not_loaded: int = 0
+    failures: int = 0
+    warnings: list[str] = []
+    error_log: str | None = None
+    error_log_rows: int | None = None  # None: a summary from before the count was kept
+    failure: str | None = None  # why the run failed (set only when it did)
+
+    @property
+    def flagged(self) -> int:
+        """Flagged as missing, or for a dry run how many would be."""
+        return self.would_flag_as_missing if self.dry_run else self.flagged_as_missing
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Oomnitza's outcome of the load, by its own names."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }

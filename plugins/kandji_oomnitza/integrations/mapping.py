@@ -228,7 +228,7 @@ def to_oomnitza(
     # Column by column into plain values (EMPTY where nothing is sent), then record by record.
     columns = [[_sendable(v) for v in records[name].tolist()] for name in fields]
     for row in zip(*columns, strict=True):
-        record = {}
+        record: dict[str, Any] = {}
         for name, value in zip(fields, row, strict=True):
             if value is EMPTY:
                 if name in clearing:

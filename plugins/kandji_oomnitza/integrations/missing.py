@@ -27,7 +27,7 @@ from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
-from kandji_oomnitza.integrations.config import Integration, WhenMissing
+from kandji_oomnitza.integrations.config import MissingSettings, WhenMissing
 from kandji_oomnitza.integrations.handover import Listing, MissingResult
 from kandji_oomnitza.integrations.safeguard import PreviousListing, Stop, listing_shrank, too_many
 
@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
 
 
-def listing_completeness(integration: Integration, listed: int, total: int | None) -> Listing:
+def listing_completeness(record_type: str, listed: int, total: int | None) -> Listing:
     """Whether this run's Kandji listing can be trusted to say what is gone. Every page was read (or the
     extract failed, and nothing runs after it); where Kandji gives a total (the device listing's
     X-Total-Count), the listing must hold at least that many records."""
     if total is not None and listed < total:
-        kind = "devices" if integration.type == "assets" else "users"
+        kind = "devices" if record_type == "assets" else "users"
         why = f"Kandji says it holds {total} {kind} but the listing returned {listed}"
         return Listing(complete=False, listed=listed, total=total, why=why)
     return Listing(complete=True, listed=listed, total=total)
@@ -88,13 +88,13 @@ class MissingPlan:
     calls: int = 0
 
 
-def _entry(integration: Integration, record: dict[str, Any]) -> dict[str, Any]:
-    keys = {k: record.get(k) for k in integration.sync_key if not is_empty(record.get(k))}
+def _entry(settings: MissingSettings, record: dict[str, Any]) -> dict[str, Any]:
+    keys = {k: record.get(k) for k in settings.sync_key if not is_empty(record.get(k))}
     return {
-        "kandji_id": str(record.get(integration.kandji_id_field)),
+        "kandji_id": str(record.get(settings.kandji_id_field)),
         "sync_key": next((f"{k}={v!r}" for k, v in keys.items()), ""),
         "keys": keys,
-        "last_seen": record.get(integration.sync_time_field),
+        "last_seen": record.get(settings.sync_time_field),
     }
 
 
@@ -106,44 +106,42 @@ def _condition(name: str, value: Any) -> str:
 
 
 def _records(
-    integration: Integration, oomnitza: OomnitzaHook, filter_expr: str, plan: MissingPlan
+    settings: MissingSettings, oomnitza: OomnitzaHook, filter_expr: str, plan: MissingPlan
 ) -> list[dict[str, Any]]:
     """This integration's records matching ``filter_expr``; every record when Oomnitza refuses the
     filter (HTTP 400), with a warning: the conditions are checked here either way."""
-    option = integration.when_missing
-    fields = [integration.kandji_id_field, integration.sync_time_field, *integration.sync_key, *option.fields]
+    option = settings.when_missing
+    fields = [settings.kandji_id_field, settings.sync_time_field, *settings.sync_key, *option.fields]
     fields = list(dict.fromkeys(f for f in fields if f))
     try:
         records = list(
-            oomnitza.iter_records(
-                integration.type, filter_expr=filter_expr, fields=fields, page_size=PAGE_SIZE
-            )
+            oomnitza.iter_records(settings.type, filter_expr=filter_expr, fields=fields, page_size=PAGE_SIZE)
         )
     except ApiError as exc:
         if exc.status != 400:
             raise
         plan.warnings.append(
-            f"Oomnitza refused the filter {filter_expr!r} ({shorten(exc, 200)}); every {integration.type} record "
+            f"Oomnitza refused the filter {filter_expr!r} ({shorten(exc, 200)}); every {settings.type} record "
             "was read instead (slower, same result)"
         )
-        records = list(oomnitza.iter_records(integration.type, fields=fields, page_size=PAGE_SIZE))
-    return [r for r in records if isinstance(r, dict) and not is_empty(r.get(integration.kandji_id_field))]
+        records = list(oomnitza.iter_records(settings.type, fields=fields, page_size=PAGE_SIZE))
+    return [r for r in records if isinstance(r, dict) and not is_empty(r.get(settings.kandji_id_field))]
 
 
 def plan_missing(
-    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], read_at: str
+    settings: MissingSettings, oomnitza: OomnitzaHook, seen_ids: set[str], read_at: str
 ) -> MissingPlan:
     """Find what to flag (gone for longer than the grace period, not flagged yet) and what to clear
     (flagged, and in this run's listing again)."""
-    option: WhenMissing = integration.when_missing
+    option = settings.when_missing
     plan = MissingPlan(cutoff=cutoff_of(read_at, option.after_days))
     calls_before = oomnitza.calls
-    _plan_flags(integration, oomnitza, seen_ids, plan)
+    _plan_flags(settings, oomnitza, seen_ids, plan)
     if option.clear_when_seen:
-        _plan_clears(integration, oomnitza, seen_ids, plan)
+        _plan_clears(settings, oomnitza, seen_ids, plan)
     if plan.unreadable_times:
         plan.warnings.append(
-            f"{plan.unreadable_times} record(s) have a {integration.sync_time_field} that cannot be read as a "
+            f"{plan.unreadable_times} record(s) have a {settings.sync_time_field} that cannot be read as a "
             "time, so they were not considered for flagging"
         )
     plan.calls = oomnitza.calls - calls_before
@@ -151,14 +149,14 @@ def plan_missing(
 
 
 def _plan_flags(
-    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
+    settings: MissingSettings, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
 ) -> None:
-    option: WhenMissing = integration.when_missing
+    option = settings.when_missing
     cutoff_time = datetime.strptime(plan.cutoff, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    for record in _records(integration, oomnitza, f"{integration.sync_time_field} lte '{plan.cutoff}'", plan):
-        if str(record[integration.kandji_id_field]) in seen_ids:
+    for record in _records(settings, oomnitza, f"{settings.sync_time_field} lte '{plan.cutoff}'", plan):
+        if str(record[settings.kandji_id_field]) in seen_ids:
             continue
-        last_seen = parse_time(record.get(integration.sync_time_field))
+        last_seen = parse_time(record.get(settings.sync_time_field))
         if last_seen is None:
             plan.unreadable_times += 1
         elif last_seen > cutoff_time:
@@ -166,64 +164,63 @@ def _plan_flags(
         elif all(same_value(record.get(k), v) for k, v in option.set.items()):
             plan.already_flagged += 1
         else:
-            entry = _entry(integration, record)
+            entry = _entry(settings, record)
             (plan.to_flag if entry["keys"] else plan.unaddressable).append(entry)
 
 
 def _plan_clears(
-    integration: Integration, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
+    settings: MissingSettings, oomnitza: OomnitzaHook, seen_ids: set[str], plan: MissingPlan
 ) -> None:
-    option: WhenMissing = integration.when_missing
+    option = settings.when_missing
     flagged_filter = " AND ".join(_condition(k, v) for k, v in option.set.items())
-    for record in _records(integration, oomnitza, flagged_filter, plan):
+    for record in _records(settings, oomnitza, flagged_filter, plan):
         if (
-            str(record[integration.kandji_id_field]) in seen_ids
+            str(record[settings.kandji_id_field]) in seen_ids
             and all(same_value(record.get(k), v) for k, v in option.set.items())
             and not all(same_value(record.get(k), v) for k, v in option.clear_when_seen.items())
         ):
-            entry = _entry(integration, record)
+            entry = _entry(settings, record)
             (plan.to_clear if entry["keys"] else plan.unaddressable).append(entry)
 
 
-def count_held(integration: Integration, oomnitza: OomnitzaHook) -> int:
+def count_held(settings: MissingSettings, oomnitza: OomnitzaHook) -> int:
     """The records Oomnitza holds with a Kandji id (the base of a percentage max_flagged)."""
-    field_name = integration.kandji_id_field
-    records = oomnitza.iter_records(integration.type, fields=[field_name], page_size=PAGE_SIZE)
+    field_name = settings.kandji_id_field
+    records = oomnitza.iter_records(settings.type, fields=[field_name], page_size=PAGE_SIZE)
     return sum(1 for r in records if isinstance(r, dict) and not is_empty(r.get(field_name)))
 
 
 @dataclass
 class FlagDecision:
-    """What a run may flag: the plan, and the safeguard that stops it until a person confirms (if any);
-    or, when the listing cannot be trusted, the result that says so and flags nothing."""
+    """What a run may flag: the plan, and the safeguard that stops it until a person confirms (if any)."""
 
-    plan: MissingPlan | None
+    plan: MissingPlan
     stop: Stop | None = None
-    skipped: MissingResult | None = None
 
 
 def decide(
-    integration: Integration,
+    settings: MissingSettings,
     oomnitza: OomnitzaHook,
     *,
     seen_ids: set[str],
     read_at: str,
     listing: Listing,
     previous: PreviousListing | None = None,
-) -> FlagDecision:
+) -> FlagDecision | MissingResult:
     """The records gone from Kandji and the ones back, and whether a safeguard stops flagging them (see
     safeguard.py): a listing far shorter than the last one that flagged, or more records to flag than
-    ``max_flagged``. A stopped plan is flagged only after a person confirms it (``operator.py``)."""
-    option: WhenMissing = integration.when_missing
+    ``max_flagged``. A stopped plan is flagged only after a person confirms it (``operator.py``). When the
+    listing cannot be trusted: the result that says so, and flags nothing."""
+    option = settings.when_missing
     if not listing.complete:
         why = listing.why or "the listing was not complete"
         log.warning("Nothing flagged as missing: %s", why)
-        return FlagDecision(None, skipped=MissingResult(**_base(option), status=f"skipped: {why}"))
-    plan = plan_missing(integration, oomnitza, seen_ids, read_at)
-    stop = listing_shrank(integration, listing, previous)
+        return MissingResult(**_base(option), status=f"skipped: {why}")
+    plan = plan_missing(settings, oomnitza, seen_ids, read_at)
+    stop = listing_shrank(settings, listing, previous)
     if stop is None and len(plan.to_flag) > option.flagging_limit(0):
-        held = None if isinstance(option.max_flagged, int) else count_held(integration, oomnitza)
-        stop = too_many(integration, listing.listed, len(plan.to_flag), held)
+        held = None if isinstance(option.max_flagged, int) else count_held(settings, oomnitza)
+        stop = too_many(settings, listing.listed, len(plan.to_flag), held)
     plan.calls = oomnitza.calls
     if stop is not None:
         log.warning("%s", stop.message)
@@ -256,26 +253,24 @@ def _planned(option: WhenMissing, plan: MissingPlan, dry_run: bool) -> dict[str,
     }
 
 
-def dry_run_result(integration: Integration, decision: FlagDecision) -> MissingResult:
+def dry_run_result(settings: MissingSettings, decision: FlagDecision) -> MissingResult:
     """What a dry run would flag and clear (nothing is sent, nobody is asked)."""
-    if decision.skipped is not None:
-        return decision.skipped.model_copy(update={"dry_run": True})
     plan = decision.plan
     log.info(
         "Dry run: %d record(s) would be flagged as missing, %d cleared; nothing sent",
         len(plan.to_flag),
         len(plan.to_clear),
     )
-    result = {**_planned(integration.when_missing, plan, True), "status": "dry run"}
+    result = {**_planned(settings.when_missing, plan, True), "status": "dry run"}
     result |= {"flagged": plan.to_flag, "cleared": plan.to_clear}
     if decision.stop is not None:
         result |= {"safeguard": decision.stop.message, "safeguard_kind": decision.stop.kind}
     return MissingResult.model_validate(result)
 
 
-def flag_nothing(integration: Integration, plan: MissingPlan, stop: Stop | None) -> MissingResult:
+def flag_nothing(settings: MissingSettings, plan: MissingPlan, stop: Stop | None) -> MissingResult:
     """A plan that sends nothing: no record to flag (the listing shrank, so there is nothing to ask)."""
-    result = {**_planned(integration.when_missing, plan, False), "status": "nothing to flag"}
+    result = {**_planned(settings.when_missing, plan, False), "status": "nothing to flag"}
     if stop is not None:
         result |= {
             "status": "stopped by the safeguard",
@@ -285,20 +280,19 @@ def flag_nothing(integration: Integration, plan: MissingPlan, stop: Stop | None)
     return MissingResult.model_validate(result)
 
 
-def stopped_result(integration: Integration, decision: FlagDecision, why: str) -> MissingResult:
+def stopped_result(settings: MissingSettings, plan: MissingPlan, stop: Stop, why: str) -> MissingResult:
     """Nothing flagged: the safeguard stopped the plan and no person confirmed it (``why``: rejected by
     whom, or no answer in time). Every record it held back is listed with the reason."""
-    plan, stop = decision.plan, decision.stop
     held_back = [
         {**e, "reason": f"the {stop.kind} safeguard stopped this run's flagging; {why}"} for e in plan.to_flag
     ]
-    result = {**_planned(integration.when_missing, plan, False), "status": "stopped by the safeguard"}
+    result = {**_planned(settings.when_missing, plan, False), "status": "stopped by the safeguard"}
     result |= {"safeguard": f"{stop.message} {why[0].upper()}{why[1:]}.", "safeguard_kind": stop.kind}
     return MissingResult.model_validate({**result, "held_back": held_back})
 
 
 def flag(
-    integration: Integration,
+    settings: MissingSettings,
     oomnitza: OomnitzaHook,
     plan: MissingPlan,
     *,
@@ -308,15 +302,15 @@ def flag(
     """Flag ``plan``'s records gone from Kandji and clear the ones back, and say what became of each.
     Returns the result (for the report) and the failure that stopped the sending, if any.
     ``confirmation``: who confirmed a plan a safeguard had stopped (Airflow's record of the answer)."""
-    option: WhenMissing = integration.when_missing
+    option = settings.when_missing
     result = _planned(option, plan, False) | {"confirmed_by": confirmation}
     if not plan.to_flag and not plan.to_clear:
         return MissingResult.model_validate({**result, "status": "nothing to flag"}), None
     run = oomnitza.start_run(
-        data_type=integration.type,
-        sync_field=integration.sync_key,
+        data_type=settings.type,
+        sync_field=settings.sync_key,
         preference=Preference.UPDATE_ONLY,
-        batch_size=integration.load.batch_size,
+        batch_size=settings.batch_size,
         portion=portion,
     )
     sent = [(e, option.set, True) for e in plan.to_flag]
@@ -324,8 +318,8 @@ def flag(
     try:
         run.add_many({**entry["keys"], **values} for entry, values, _ in sent)
     finally:
-        finished = run.finish(timeout_seconds=integration.load.outcome_timeout_seconds)
-    flagged, cleared, not_flagged = _account(integration, sent, finished)
+        finished = run.finish(timeout_seconds=settings.outcome_timeout_seconds)
+    flagged, cleared, not_flagged = _account(sent, finished)
     result.update(
         status="sent" if finished.outcome is not None else "sent, unconfirmed",
         portion=portion,
@@ -338,7 +332,7 @@ def flag(
     return MissingResult.model_validate(result), run.failure
 
 
-def _account(integration, sent, finished) -> tuple[list, list, list]:
+def _account(sent, finished) -> tuple[list, list, list]:
     """Each sent entry as flagged, cleared, or not flagged with Oomnitza's reason (its messages name a
     record by its sync-key value, INFERRED; a failure Oomnitza counts without naming the record
     leaves every entry of the run unconfirmed)."""
@@ -350,7 +344,9 @@ def _account(integration, sent, finished) -> tuple[list, list, list]:
         name: f"{stage} in Oomnitza: {message}"
         for name, (stage, message) in named_records(outcome.messages, ("failed", "skipped")).items()
     }
-    flagged, cleared, not_flagged = [], [], []
+    flagged: list[dict[str, Any]] = []
+    cleared: list[dict[str, Any]] = []
+    not_flagged: list[dict[str, Any]] = []
     named = 0
     for entry, _, flagging in sent:
         reason = next((problems[str(v)] for v in entry["keys"].values() if str(v) in problems), None)

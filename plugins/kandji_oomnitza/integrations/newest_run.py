@@ -32,6 +32,7 @@ ACTIVE_STATES = ["queued", "running", "success"]
 
 def next_scheduled_date(dag: Any, logical_date: datetime) -> datetime | None:
     """The schedule's next date after ``logical_date`` (None for a DAG without a schedule)."""
+    import pendulum
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import DataInterval, TimeRestriction
 
@@ -39,7 +40,9 @@ def next_scheduled_date(dag: Any, logical_date: datetime) -> datetime | None:
     if not getattr(timetable, "periodic", False):
         return None
     info = timetable.next_dagrun_info(
-        last_automated_data_interval=DataInterval(logical_date, logical_date),
+        last_automated_data_interval=DataInterval(
+            pendulum.instance(logical_date), pendulum.instance(logical_date)
+        ),
         restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
     )
     return info.logical_date if info else None

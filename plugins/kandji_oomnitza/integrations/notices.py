@@ -17,53 +17,51 @@ from kandji_oomnitza.common.notify import (
 )
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.handover import RunSummary
 from kandji_oomnitza.settings_files import duration_words
 
-COUNTS = (
-    "kandji_records",
-    "records_sent",
-    "added",
-    "updated",
-    "unchanged",
-    "skipped",
-    "failed",
-    "not_loaded",
-)
+
+def _counts(summary: RunSummary) -> dict[str, int | None]:
+    return {
+        "kandji_records": summary.kandji_records,
+        "records_sent": summary.records_sent,
+        **summary.outcome_counts(),
+        "not_loaded": summary.not_loaded,
+    }
 
 
-def _details(dag_id: str, run_id: str, summary: dict[str, Any] | None, error_log: str | None) -> list[str]:
+def _details(dag_id: str, run_id: str, summary: RunSummary | None) -> list[str]:
     lines = []
-    if summary and (counts := counts_line(summary, COUNTS)):
+    if summary is not None and (counts := counts_line(_counts(summary))):
         lines.append(counts)
     lines.append(f"run: {run_url(dag_id, run_id)}")
-    if error_log:
-        lines.append(f"error log: {error_log}")
+    if summary is not None and summary.error_log:
+        lines.append(f"error log: {summary.error_log}")
     return lines
 
 
 def failure_notice(integration: Integration, dag_id: str, context: dict[str, Any]) -> Notice:
     """The run failed (a DAG failure callback's context: the run, its last task, Airflow's reason)."""
     run_id = context_run_id(context)
-    summary = pulled_summary(context, names.REPORT, names.SUMMARY)
+    summary = RunSummary.read(pulled_summary(context, names.REPORT, names.SUMMARY))
+    reason = failure_reason(context, summary.failure if summary is not None else None)
     return Notice(
         title=f"{integration.name}: run failed",
-        sentence=f"{integration.name} ({dag_id}) run {run_id} failed: {shorten(failure_reason(context, summary), 600)}",
-        details=_details(dag_id, run_id, summary, (summary or {}).get("error_log")),
+        sentence=f"{integration.name} ({dag_id}) run {run_id} failed: {shorten(reason, 600)}",
+        details=_details(dag_id, run_id, summary),
     )
 
 
-def records_failed_notice(
-    integration: Integration, dag_id: str, run_id: str, summary: dict[str, Any]
-) -> Notice:
+def records_failed_notice(integration: Integration, dag_id: str, run_id: str, summary: RunSummary) -> Notice:
     """The run succeeded, but records were not loaded or Oomnitza skipped them."""
-    failed, skipped = summary.get("failures", 0), summary.get("skipped", 0)
+    failed, skipped = summary.failures, summary.skipped
     return Notice(
         title=f"{integration.name}: {failed} record(s) not loaded, {skipped} skipped",
         sentence=(
             f"{integration.name} ({dag_id}) run {run_id} finished, but {failed} record(s) were not loaded and "
             f"{skipped} were skipped by Oomnitza; the error log gives each one's reason."
         ),
-        details=_details(dag_id, run_id, summary, summary.get("error_log")),
+        details=_details(dag_id, run_id, summary),
         failure=False,
     )
 

@@ -15,10 +15,14 @@ from airflow.sdk import BaseOperator
 
 from kandji_oomnitza import names
 from kandji_oomnitza.hooks.links import OomnitzaRecordsLink
-from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.config import Integration, MissingSettings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the steps are imported when the task runs, not when the DAG file is parsed
     import pandas as pd
+
+    from kandji_oomnitza.integrations.handover import MissingResult
+    from kandji_oomnitza.integrations.missing import FlagDecision, MissingPlan
+    from kandji_oomnitza.integrations.safeguard import Stop
 
 # Sending a fleet in batches of 100 and waiting for Oomnitza's outcome (load.outcome_timeout_seconds, 15
 # minutes by default): 100,000 devices took under 3 minutes end to end in the benchmarks.
@@ -89,7 +93,7 @@ class OomnitzaLoadOperator(BaseOperator):
 
     def execute(self, context) -> None:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.integrations.handover import ExtractStats
+        from kandji_oomnitza.integrations.handover import ExtractStats, FieldCheck
         from kandji_oomnitza.integrations.report import DRY_RUN_PAYLOADS, write_artifact
         from kandji_oomnitza.integrations.steps import dry_run, load
 
@@ -103,7 +107,7 @@ class OomnitzaLoadOperator(BaseOperator):
             f" and {len(software)} software row(s)" if software is not None else "",
             time.monotonic() - started,
         )
-        stats = ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS))
+        stats = ExtractStats.require(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS), names.EXTRACT)
         delta, store_at = self._delta_plan(stats.read_at, bool(context["params"].get("full_sync")))
         if context["params"].get("dry_run"):
             result = dry_run(
@@ -115,7 +119,7 @@ class OomnitzaLoadOperator(BaseOperator):
             )
             ti.xcom_push(key=names.RESULT, value=result.to_xcom())
             return
-        checked = ti.xcom_pull(task_ids=names.CHECK_FIELDS)
+        checked = FieldCheck.from_xcom(ti.xcom_pull(task_ids=names.CHECK_FIELDS))
         portion = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.dag_id}/{ti.run_id}/{ti.try_number}"))
         result, failure = load(
             self.integration,
@@ -125,7 +129,7 @@ class OomnitzaLoadOperator(BaseOperator):
             portion=portion,
             delta=delta,
         )
-        result.calls += (checked or {}).get("calls", 0)
+        result.calls += checked.calls if checked is not None else 0
         if delta is not None and delta.store is not None:
             from kandji_oomnitza.integrations.delta import write_store
 
@@ -159,15 +163,14 @@ class FlagMissingOperator(HITLOperator):
     ui_color = "#fcf3cf"
 
     def __init__(self, *, integration: Integration, **kwargs: Any) -> None:
-        from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
+        from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION, assigned_users
 
-        confirmers = [{"id": user, "name": user} for user in integration.confirmers] or None
         kwargs.setdefault("retries", 0)  # a retry would ask again, or flag again: both are a person's call
         super().__init__(
             subject="(set when a safeguard asks)",
             options=[APPROVE_OPTION, REJECT_OPTION],
             defaults=REJECT_OPTION,
-            assigned_users=confirmers,
+            assigned_users=assigned_users(integration.confirmers),
             response_timeout=integration.confirm_within,
             notifiers=_safeguard_notifiers(integration),
             **kwargs,
@@ -176,25 +179,27 @@ class FlagMissingOperator(HITLOperator):
 
     # -- what Airflow calls ---------------------------------------------------------------------------
     def execute(self, context) -> None:
+        from kandji_oomnitza.integrations.handover import MissingResult
         from kandji_oomnitza.integrations.missing import dry_run_result
 
         run = self._prepare(context)
         decision = run.decide()
+        if isinstance(decision, MissingResult):  # the listing cannot be trusted: nothing is flagged
+            return run.done(decision.model_copy(update={"dry_run": run.dry_run}))
         if run.dry_run:
-            return run.done(dry_run_result(self.integration, decision))
-        if decision.skipped is not None:
-            return run.done(decision.skipped)
+            return run.done(dry_run_result(run.settings, decision))
         if decision.stop is None:
             return run.send(decision.plan)
         if not decision.plan.to_flag:  # the listing shrank, but nothing is to be flagged: nothing to ask
             return run.done(decision.plan, stop=decision.stop)
-        self._ask(context, run, decision)
+        self._ask(context, run, decision.plan, decision.stop)
         return HITLOperator.execute(self, context)  # parked under Required Actions until the answer
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
         # ``event`` is not an XCom: Airflow built it from this task's human-in-the-loop record, with the user
         # its API server authenticated (or, at the timeout, the default answer by nobody).
         from kandji_oomnitza.common.approval import read_answer
+        from kandji_oomnitza.integrations.handover import MissingResult
         from kandji_oomnitza.integrations.missing import stopped_result
         from kandji_oomnitza.integrations.safeguard import plan_path, read_plan
 
@@ -212,14 +217,13 @@ class FlagMissingOperator(HITLOperator):
             answer = type(answer)(
                 None, "the records asked about are not the ones the answer was given for", failure=True
             )
-        if decision.skipped is not None:
-            return run.done(decision.skipped)
-        if answer.approved_by is None:
+        if isinstance(decision, MissingResult):
+            return run.done(decision)
+        if answer.approved_by is None or asked is None:
             if decision.stop is None:  # asked, but no longer over any limit: nothing to hold back
                 self.log.warning("Not confirmed (%s), and no safeguard stops this plan now", answer.why_not)
             stop = decision.stop or run.asked_stop(asked)
-            decision.stop = stop
-            result = stopped_result(self.integration, decision, answer.why_not or "not confirmed")
+            result = stopped_result(run.settings, decision.plan, stop, answer.why_not or "not confirmed")
             return run.done(result, fail=stop.fails_the_run or answer.failure)
         from kandji_oomnitza.common.approval import not_running_any_more
 
@@ -242,14 +246,14 @@ class FlagMissingOperator(HITLOperator):
         return run.send(decision.plan, confirmation=answer.approved_by)
 
     # -- the question ----------------------------------------------------------------------------------
-    def _ask(self, context, run: FlaggingRun, decision: Any) -> None:
+    def _ask(self, context, run: FlaggingRun, plan: MissingPlan, stop: Stop) -> None:
         from airflow.sdk.definitions.param import Param, ParamsDict
 
         from kandji_oomnitza.integrations.safeguard import plan_path, question, write_plan
 
-        entries = decision.plan.to_flag
+        entries = plan.to_flag
         write_plan(plan_path(run.root, self.dag_id, run.folder, context["ti"].try_number), entries)
-        self.subject, self.body = question(self.integration, decision.stop, entries)
+        self.subject, self.body = question(run.settings, stop, entries)
         ids = {e["kandji_id"] for e in entries}
         # The digest of the records asked about, recorded by Airflow with the answer: what binds a
         # confirmation to these records (leave it as it is; any other value confirms nothing).
@@ -263,7 +267,7 @@ class FlagMissingOperator(HITLOperator):
                 )
             }
         )
-        self.log.warning("%s Asking a person under Required Actions.", decision.stop.message)
+        self.log.warning("%s Asking a person under Required Actions.", stop.message)
 
     def _prepare(self, context) -> FlaggingRun:
         from kandji_oomnitza.integrations.safeguard import RETIRED_PARAM
@@ -315,13 +319,17 @@ class FlaggingRun:
         from kandji_oomnitza.integrations.report import reports_root, run_folder
 
         self.integration, self.dag_id, self.context, self.log = integration, dag_id, context, log
+        settings = integration.missing_settings
+        if settings is None:  # build_dag adds this task only for an integration with when_missing
+            raise ValueError(f"{integration.name}: flag_missing runs only with when_missing set")
+        self.settings: MissingSettings = settings
         self.ti = context["ti"]
         self.dry_run = bool(context["params"].get("dry_run"))
         self.root = reports_root()
         self.folder = run_folder(self.ti.run_id)
         stats = self.ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS)
         self._check_sealed(names.EXTRACT, stats, "the listing's size and read time")
-        self.stats = ExtractStats.from_xcom(stats)
+        self.stats = ExtractStats.require(stats, names.EXTRACT)
 
     def _check_sealed(self, task_id: str, value: Any, what: str) -> None:
         """Refuse a hand-over changed after its task wrote it (an XCom edited through the REST API)."""
@@ -339,7 +347,7 @@ class FlaggingRun:
                 "flagged; run the DAG again for a new listing."
             )
 
-    def decide(self) -> Any:
+    def decide(self) -> FlagDecision | MissingResult:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
         from kandji_oomnitza.integrations.missing import cutoff_of, decide
         from kandji_oomnitza.integrations.safeguard import history_path, read_previous
@@ -354,7 +362,7 @@ class FlaggingRun:
             from kandji_oomnitza.integrations.delta import last_seen_after, read_store, store_path
 
             store, _ = read_store(store_path(self.root, self.dag_id), self.stats.read_at)
-            cutoff = cutoff_of(self.stats.read_at, self.integration.when_missing.after_days)
+            cutoff = cutoff_of(self.stats.read_at, self.settings.when_missing.after_days)
             seen_ids |= last_seen_after(store, cutoff)
         previous, problem = read_previous(history_path(self.root, self.dag_id), self.stats.read_at)
         if problem:
@@ -363,7 +371,7 @@ class FlaggingRun:
             )
         self.oomnitza = OomnitzaHook(self.integration.oomnitza_conn_id)
         return decide(
-            self.integration,
+            self.settings,
             self.oomnitza,
             seen_ids=seen_ids,
             read_at=self.stats.read_at,
@@ -371,13 +379,13 @@ class FlaggingRun:
             previous=previous,
         )
 
-    def asked_stop(self, asked: set[str] | None) -> Any:
+    def asked_stop(self, asked: set[str] | None) -> Stop:
         """A stop to report when the plan asked about no longer trips a safeguard (the answer still says no)."""
         from kandji_oomnitza.integrations.safeguard import MAX_FLAGGED, Stop
 
         return Stop(MAX_FLAGGED, f"A safeguard stopped the flagging of {len(asked or ())} record(s).")
 
-    def send(self, plan: Any, confirmation: str | None = None) -> None:
+    def send(self, plan: MissingPlan, confirmation: str | None = None) -> None:
         from kandji_oomnitza.integrations.missing import flag
 
         portion = str(
@@ -385,13 +393,16 @@ class FlaggingRun:
                 uuid.NAMESPACE_URL, f"{self.dag_id}/{self.ti.run_id}/{self.ti.try_number}/when_missing"
             )
         )
-        result, failure = flag(
-            self.integration, self.oomnitza, plan, portion=portion, confirmation=confirmation
-        )
+        result, failure = flag(self.settings, self.oomnitza, plan, portion=portion, confirmation=confirmation)
         self.done(result, failure=failure)
 
     def done(
-        self, result: Any, *, stop: Any = None, fail: bool = False, failure: BaseException | None = None
+        self,
+        result: MissingResult | MissingPlan,
+        *,
+        stop: Stop | None = None,
+        fail: bool = False,
+        failure: BaseException | None = None,
     ) -> None:
         """Push the result (a plan that was not sent becomes a result first); keep this listing for the next
         run's shrink check when it was acted on; raise the failure, if any, after both."""
@@ -401,7 +412,7 @@ class FlaggingRun:
         from kandji_oomnitza.integrations.safeguard import history_path, write_listing
 
         if not isinstance(result, MissingResult):
-            result = flag_nothing(self.integration, result, stop)
+            result = flag_nothing(self.settings, result, stop)
         self.ti.xcom_push(key=names.MISSING, value=result.to_xcom())
         if not result.dry_run and result.safeguard is None and self.stats.listing.complete:
             write_listing(history_path(self.root, self.dag_id), self.stats.listing, self.stats.read_at)

@@ -26,16 +26,21 @@ from typing import Any
 import pandas as pd
 
 from kandji_oomnitza.common.kandji_values import is_empty
-from kandji_oomnitza.common.redaction import redact, redact_value, shorten
+from kandji_oomnitza.common.redaction import redact, shorten
+from kandji_oomnitza.exceptions import RunIncomplete, SafeguardStopped, TooManyFailures
 from kandji_oomnitza.hooks.oomnitza import REFUSED, UNCONFIRMED, UNSENT
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_in
 from kandji_oomnitza.integrations.config import Integration, assignments_words
 from kandji_oomnitza.integrations.handover import (
+    Calls,
     ExtractStats,
+    FieldCheck,
     LoadResult,
     MissingEntry,
     MissingResult,
     Outcome,
+    Retries,
+    RunSummary,
 )
 from kandji_oomnitza.integrations.mapping import ID, LABEL, plain
 from kandji_oomnitza.integrations.safeguard import MAX_FLAGGED
@@ -315,7 +320,7 @@ def summarise(
     missing: MissingResult | None = None,
     started: float,
     error_log: str | None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """The run summary: what Kandji held, what was sent, what Oomnitza made of it, what was not loaded."""
     counts = loaded.outcome.counts if loaded is not None and loaded.outcome is not None else {}
     stages: dict[str, int] = {}
@@ -323,56 +328,64 @@ def summarise(
         stages[row["stage"]] = stages.get(row["stage"], 0) + 1
     failures = sum(n for stage, n in stages.items() if stage in FAILURE_STAGES)
     software = extracted.software if extracted is not None else None
-    return redact_value(
-        {
-            "integration": integration.name,
-            "type": integration.type,
-            "dry_run": loaded.dry_run if loaded else False,
-            "portion": loaded.portion if loaded else None,
-            "read_at": extracted.read_at if extracted else None,
-            "kandji_records": extracted.count if extracted else None,
-            "records_sent": loaded.sent if loaded else 0,
-            "would_send": loaded.would_send if loaded else None,
-            # A dry run's first records as they would be sent (a few mapped fields, app counts), and the
-            # file with every payload: the Integrations page shows both.
-            "preview": loaded.sample if loaded and loaded.dry_run else None,
-            "dry_run_payloads": loaded.payloads if loaded and loaded.dry_run else None,
-            "rejected_before_load": stages.get(REJECTED, 0),
-            **{k: counts.get(k, 0) for k in ("added", "updated", "unchanged", "skipped", "failed")},
-            "unconfirmed": stages.get(UNCONFIRMED, 0),
-            "never_sent": stages.get(UNSENT, 0),
-            "refused": stages.get(REFUSED, 0),
-            "failed_without_message": stages.get(FAILED_SILENTLY, 0),
-            "loaded_without_software": stages.get(WITHOUT_SOFTWARE, 0),
-            "flagged_as_missing": stages.get(FLAGGED, 0),
-            "would_flag_as_missing": stages.get(WOULD_FLAG, 0),
-            "back_in_kandji": stages.get(BACK, 0),
-            "not_flagged_as_missing": stages.get(NOT_FLAGGED, 0),
-            "held_back_by_safeguard": stages.get(HELD_BACK, 0),
-            "when_missing": _missing_status(integration, missing),
-            "safeguard": missing.safeguard if missing else None,
-            "safeguard_confirmed_by": missing.confirmed_by if missing else None,
-            **_delta_counts(integration, loaded),
-            "oomnitza_status": loaded.outcome.status if loaded and loaded.outcome else None,
-            "software_route": software.route if software else None,
-            "software_rows": software.software_rows if software else 0,
-            "calls": {
-                "kandji": extracted.calls if extracted else 0,
-                "oomnitza": (loaded.calls if loaded else 0) + (missing.calls if missing else 0),
-                **({"oomnitza_when_missing": missing.calls} if missing else {}),
-            },
-            "retries": {
-                "kandji": extracted.retries if extracted else 0,
-                "oomnitza": loaded.retries if loaded else 0,
-            },
-            "duration_seconds": round(time.time() - started, 1),
-            "not_loaded": failures,
-            "failures": failures,
-            "warnings": warnings,
-            "error_log": error_log,
-            "error_log_rows": len(rows),
-        }
-    )
+    delta = loaded.delta if loaded is not None else None
+    return RunSummary(
+        integration=integration.name,
+        type=integration.type,
+        dry_run=loaded.dry_run if loaded else False,
+        portion=loaded.portion if loaded else None,
+        read_at=extracted.read_at if extracted else None,
+        kandji_records=extracted.count if extracted else None,
+        records_sent=loaded.sent if loaded else 0,
+        would_send=loaded.would_send if loaded else None,
+        # A dry run's first records as they would be sent (a few mapped fields, app counts), and the
+        # file with every payload: the Integrations page shows both.
+        preview=loaded.sample if loaded and loaded.dry_run else None,
+        dry_run_payloads=loaded.payloads if loaded and loaded.dry_run else None,
+        rejected_before_load=stages.get(REJECTED, 0),
+        added=counts.get("added", 0),
+        updated=counts.get("updated", 0),
+        unchanged=counts.get("unchanged", 0),
+        skipped=counts.get("skipped", 0),
+        failed=counts.get("failed", 0),
+        unconfirmed=stages.get(UNCONFIRMED, 0),
+        never_sent=stages.get(UNSENT, 0),
+        refused=stages.get(REFUSED, 0),
+        failed_without_message=stages.get(FAILED_SILENTLY, 0),
+        loaded_without_software=stages.get(WITHOUT_SOFTWARE, 0),
+        flagged_as_missing=stages.get(FLAGGED, 0),
+        would_flag_as_missing=stages.get(WOULD_FLAG, 0),
+        back_in_kandji=stages.get(BACK, 0),
+        not_flagged_as_missing=stages.get(NOT_FLAGGED, 0),
+        held_back_by_safeguard=stages.get(HELD_BACK, 0),
+        when_missing=_missing_status(integration, missing),
+        safeguard=missing.safeguard if missing else None,
+        safeguard_confirmed_by=missing.confirmed_by if missing else None,
+        delta=delta.mode if delta else ("off" if not integration.delta.enabled else "did not run"),
+        records_seen=delta.seen if delta else None,
+        records_changed=delta.changed if delta else None,
+        skipped_unchanged=delta.skipped_unchanged if delta else 0,
+        app_rows_sent=delta.app_rows_sent if delta else None,
+        next_full_sync=delta.next_full_sync if delta else None,
+        oomnitza_status=loaded.outcome.status if loaded and loaded.outcome else None,
+        software_route=software.route if software else None,
+        software_rows=software.software_rows if software else 0,
+        calls=Calls(
+            kandji=extracted.calls if extracted else 0,
+            oomnitza=(loaded.calls if loaded else 0) + (missing.calls if missing else 0),
+            oomnitza_when_missing=missing.calls if missing else None,
+        ),
+        retries=Retries(
+            kandji=extracted.retries if extracted else 0,
+            oomnitza=loaded.retries if loaded else 0,
+        ),
+        duration_seconds=round(time.time() - started, 1),
+        not_loaded=failures,
+        failures=failures,
+        warnings=warnings,
+        error_log=error_log,
+        error_log_rows=len(rows),
+    ).redacted()
 
 
 def _missing_status(integration: Integration, missing: MissingResult | None) -> str:
@@ -394,35 +407,23 @@ def _missing_status(integration: Integration, missing: MissingResult | None) -> 
     )
 
 
-def _delta_counts(integration: Integration, loaded: LoadResult | None) -> dict[str, Any]:
-    """Delta loads in the summary: records seen, changed, sent, skipped as unchanged, the next full sync."""
-    delta = loaded.delta if loaded is not None else None
-    return {
-        "delta": delta.mode if delta else ("off" if not integration.delta.enabled else "did not run"),
-        "records_seen": delta.seen if delta else None,
-        "records_changed": delta.changed if delta else None,
-        "skipped_unchanged": delta.skipped_unchanged if delta else 0,
-        "app_rows_sent": delta.app_rows_sent if delta else None,
-        "next_full_sync": delta.next_full_sync if delta else None,
-    }
-
-
 # -- the report -----------------------------------------------------------------------------------------
 @dataclass
 class Report:
-    """What a run's report found: the summary, the error log's rows, and why the run fails (or None)."""
+    """What a run's report found: the summary, the error log's rows, and why the run fails (or None):
+    ``failure`` in words, raised as ``failure_type`` (whether Airflow retries it is the type's)."""
 
-    summary: dict[str, Any]
+    summary: RunSummary
     rows: list[dict[str, str]]
     warnings: list[str]
-    failure: str | None
-    failure_kind: str | None  # "incomplete", "safeguard" or "too many failures"
+    failure: str | None = None
+    failure_type: type[Exception] | None = None
 
 
 def build_report(
     integration: Integration,
     *,
-    checked: dict[str, Any] | None,
+    checked: FieldCheck | None,
     extracted: ExtractStats | None,
     index: pd.DataFrame | None,
     loaded: LoadResult | None,
@@ -450,7 +451,7 @@ def build_report(
     ) + missing_rows(integration, missing)
     location = write_error_log(error_csv(rows))
     warnings = [
-        *((checked or {}).get("warnings") or []),
+        *(checked.warnings if checked is not None else []),
         *(extracted.software.fallbacks if extracted and extracted.software else []),
         *_missing_warnings(missing),
     ]
@@ -471,24 +472,28 @@ def build_report(
     )
     limit = integration.load.max_failed_records
     if incomplete:
-        failure = (
-            f"{incomplete}. {summary['failures']} record(s) not loaded; what happened to each: {location}"
-        )
-        return Report(summary, rows, warnings, failure, "incomplete")
+        failure = f"{incomplete}. {summary.failures} record(s) not loaded; what happened to each: {location}"
+        return _failed(summary, rows, warnings, failure, RunIncomplete)
     if missing is not None and missing.safeguard_kind == MAX_FLAGGED and not missing.dry_run:
         failure = f"{missing.safeguard} The load's results stand; the records held back: {location}"
-        return Report(summary, rows, warnings, failure, "safeguard")
-    if not summary["dry_run"] and summary["failures"] > limit:
+        return _failed(summary, rows, warnings, failure, SafeguardStopped)
+    if not summary.dry_run and summary.failures > limit:
         failure = (
-            f"{summary['failures']} record(s) failed to load (allowed: {limit}); everything else was loaded. "
+            f"{summary.failures} record(s) failed to load (allowed: {limit}); everything else was loaded. "
             f"Reasons per record: {location}"
         )
-        return Report(summary, rows, warnings, failure, "too many failures")
-    return Report(summary, rows, warnings, None, None)
+        return _failed(summary, rows, warnings, failure, TooManyFailures)
+    return Report(summary, rows, warnings)
+
+
+def _failed(
+    summary: RunSummary, rows: list[dict[str, str]], warnings: list[str], failure: str, kind: type[Exception]
+) -> Report:
+    return Report(summary.model_copy(update={"failure": failure}), rows, warnings, failure, kind)
 
 
 def _incomplete(
-    checked: dict[str, Any] | None,
+    checked: FieldCheck | None,
     extracted: ExtractStats | None,
     index: Any,
     loaded: LoadResult | None,
@@ -532,7 +537,7 @@ def _missing_warnings(missing: MissingResult | None) -> list[str]:
 def log_report(integration: Integration, report: Report, loaded: LoadResult | None, log: Any) -> None:
     """The summary, its warnings and where the error log is, in the report task's log."""
     print("::group::Run summary")
-    for key, value in report.summary.items():
+    for key, value in report.summary.to_xcom().items():
         if value is None or value == [] or key in ("preview", "warnings"):  # warnings: logged below
             continue
         if isinstance(value, dict):  # e.g. calls: kandji 24, oomnitza 5
@@ -544,8 +549,8 @@ def log_report(integration: Integration, report: Report, loaded: LoadResult | No
     log.info(
         "Error log (%d record(s) listed, %d failure(s)): %s",
         len(report.rows),
-        report.summary["failures"],
-        report.summary["error_log"],
+        report.summary.failures,
+        report.summary.error_log,
     )
     if loaded is not None and loaded.dry_run:
         log.info(

@@ -26,7 +26,7 @@ from typing import Any
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.integrations.config import Integration, percent_of
+from kandji_oomnitza.integrations.config import MissingSettings, percent_of
 from kandji_oomnitza.integrations.handover import Listing
 
 RETIRED_PARAM = "confirm_mass_flag"  # once a conf flag anyone who could trigger the DAG could set
@@ -55,43 +55,39 @@ class PreviousListing:
     read_at: str
 
 
-def _kind(integration: Integration) -> str:
-    return "devices" if integration.type == "assets" else "users"
-
-
 def _how_to_confirm() -> str:
     return "Nothing is flagged unless a person confirms it under Airflow's Required Actions."
 
 
 def listing_shrank(
-    integration: Integration, listing: Listing, previous: PreviousListing | None
+    settings: MissingSettings, listing: Listing, previous: PreviousListing | None
 ) -> Stop | None:
     """The listing-shrink safeguard: this listing against the last one that flagged."""
     if previous is None or previous.listed <= 0 or listing.listed >= previous.listed:
         return None
-    limit = integration.when_missing.max_listing_shrink
+    limit = settings.when_missing.max_listing_shrink
     drop = (previous.listed - listing.listed) / previous.listed * 100
     if drop <= percent_of(limit):
         return None
     return Stop(
         LISTING_SHRANK,
-        f"Kandji listed {listing.listed} {_kind(integration)}, {previous.listed - listing.listed} fewer ({drop:.0f}%) "
+        f"Kandji listed {listing.listed} {settings.kind}, {previous.listed - listing.listed} fewer ({drop:.0f}%) "
         f"than at the last run that flagged ({previous.listed}, read {previous.read_at}); flagging was stopped by "
         f"the safeguard (max_listing_shrink {limit}). {_how_to_confirm()}",
     )
 
 
-def too_many(integration: Integration, listed: int, to_flag: int, held: int | None) -> Stop | None:
+def too_many(settings: MissingSettings, listed: int, to_flag: int, held: int | None) -> Stop | None:
     """The max_flagged safeguard: ``to_flag`` records against the limit (``held``: the records Oomnitza
     holds with a Kandji id; None when the limit is a number and they were not counted)."""
-    option = integration.when_missing
+    option = settings.when_missing
     limit = option.flagging_limit(held or 0)
     if to_flag <= limit:
         return None
     known = f" of the {held} Oomnitza holds with a Kandji id" if held is not None else ""
     return Stop(
         MAX_FLAGGED,
-        f"Kandji listed {listed} {_kind(integration)}, and {to_flag}{known} were not in it: flagging them was "
+        f"Kandji listed {listed} {settings.kind}, and {to_flag}{known} were not in it: flagging them was "
         f"stopped by the safeguard (max {limit}, max_flagged {option.max_flagged}). "
         f"{_how_to_confirm()}",
     )
@@ -115,16 +111,24 @@ def read_previous(path, now: str) -> tuple[PreviousListing | None, str | None]:
     except (OSError, ValueError) as exc:
         return None, f"the last listing's size could not be read ({shorten(exc, 200)})"
     listed, read_at = (data.get("listed"), data.get("read_at")) if isinstance(data, dict) else (None, None)
+    when: datetime | None
+    latest: datetime | None
     try:
-        when = datetime.strptime(read_at, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        when = datetime.strptime(str(read_at), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         latest = datetime.strptime(now, TIMESTAMP_FORMAT).replace(tzinfo=UTC) + SKEW
-    except (TypeError, ValueError):
+    except ValueError:
         when = latest = None
-    if isinstance(listed, bool) or not isinstance(listed, int) or listed < 0 or when is None:
+    if (
+        isinstance(listed, bool)
+        or not isinstance(listed, int)
+        or listed < 0
+        or when is None
+        or latest is None
+    ):
         return None, "the last listing's size is not {listed: <count>, read_at: <time>}"
     if when > latest:
         return None, f"the last listing's time ({read_at}) is in the future"
-    return PreviousListing(listed, read_at), None
+    return PreviousListing(listed, str(read_at)), None
 
 
 def write_listing(path, listing: Listing, read_at: str) -> None:
@@ -134,13 +138,13 @@ def write_listing(path, listing: Listing, read_at: str) -> None:
 
 
 # -- the question, and the plan a person confirms -------------------------------------------------------
-def question(integration: Integration, stop: Stop, entries: list[dict[str, Any]]) -> tuple[str, str]:
+def question(settings: MissingSettings, stop: Stop, entries: list[dict[str, Any]]) -> tuple[str, str]:
     """The human-in-the-loop request's subject and Markdown body: the count, the limit, the first records
     (each value literal text: a record's fields are whatever someone typed in Oomnitza)."""
     from kandji_oomnitza.common.approval import md_literal
 
-    kind = _kind(integration)
-    subject = f"{integration.name}: flag {len(entries)} {kind} gone from Kandji?"
+    kind = settings.kind
+    subject = f"{settings.name}: flag {len(entries)} {kind} gone from Kandji?"
     listed = "\n".join(
         f"- {md_literal(e.get('sync_key'))} (Kandji id {md_literal(e.get('kandji_id'))}, last seen "
         f"{md_literal(e.get('last_seen'))})"
@@ -151,7 +155,7 @@ def question(integration: Integration, stop: Stop, entries: list[dict[str, Any]]
         if len(entries) > SHOWN
         else ""
     )
-    option = integration.when_missing
+    option = settings.when_missing
     body = f"""**{md_literal(stop.message)}**
 
 Approve to set {md_literal(", ".join(f"{k} = {v}" for k, v in option.set.items()))} on these {len(entries)} Oomnitza

@@ -77,7 +77,7 @@ class SoftwareResult:
     fallbacks: list[str] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)  # device id -> why its apps could not be read
     parts: list[pd.DataFrame] = field(default_factory=list)
-    _pending: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+    _pending: list[tuple[Any, ...]] = field(default_factory=list)  # device id, then APP_FIELDS
 
     def add(self, device_id: str, apps: Iterable[dict[str, Any]], *, answered: bool = True) -> None:
         """A device's apps in any shape Kandji sends. ``answered``: the source speaks for the device

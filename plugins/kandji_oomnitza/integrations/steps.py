@@ -20,7 +20,7 @@ from kandji_oomnitza.hooks.oomnitza import SENT, UNCONFIRMED, Batch, OomnitzaHoo
 from kandji_oomnitza.hooks.oomnitza_protocol import named_records
 from kandji_oomnitza.integrations.config import Integration, UserSelection
 from kandji_oomnitza.integrations.delta import DeltaPlan
-from kandji_oomnitza.integrations.handover import BatchProblem, DeltaSummary, LoadResult, Outcome
+from kandji_oomnitza.integrations.handover import BatchProblem, DeltaSummary, FieldCheck, LoadResult, Outcome
 from kandji_oomnitza.integrations.mapping import (
     ID,
     LABEL,
@@ -45,14 +45,14 @@ def source_paths(integration: Integration) -> list[str]:
 
 
 # -- check --------------------------------------------------------------------------------------
-def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, Any]:
+def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> FieldCheck:
     """Stop before loading anything when Oomnitza's field metadata shows a mapped field missing or a
     sync key that is not unique. Metadata that cannot be read (no permission, not found, an outage)
     is a warning, not a failure: the load goes on, and a missing field then fails record by record.
     A wrong token fails at once (every other Oomnitza call would fail the same way). Off with
     ``load.check_fields: false``."""
     if not integration.load.check_fields:
-        return {"checked_fields": [], "warnings": [], "calls": 0}
+        return FieldCheck()
     try:
         fields = oomnitza.field_metadata(integration.type)
     except ApiError as exc:
@@ -63,7 +63,7 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
             f"checked before loading ({shorten(exc, 300)})"
         )
         log.warning(warning)
-        return {"checked_fields": [], "warnings": [warning], "calls": oomnitza.calls}
+        return FieldCheck(warnings=[warning], calls=oomnitza.calls)
     written = list(integration.mappings)
     if integration.when_missing is not None:
         written += [f for f in integration.when_missing.fields if f not in written]
@@ -80,7 +80,7 @@ def check_fields(integration: Integration, oomnitza: OomnitzaHook) -> dict[str, 
             f"{integration.name}: sync key field(s) {not_unique} are not Unique in Oomnitza; only unique "
             "fields can be sync keys. Pick another sync_key or mark the field Unique."
         )
-    return {"checked_fields": sorted(written), "warnings": [], "calls": oomnitza.calls}
+    return FieldCheck(checked_fields=sorted(written), calls=oomnitza.calls)
 
 
 # -- extract ------------------------------------------------------------------------------------
@@ -129,7 +129,8 @@ def extract_users(integration: Integration, kandji: KandjiHook) -> pd.DataFrame:
     filters = {"archived": "false"} if settings.skip_archived else {}
     columns = SourceColumns(source_paths(integration), id_path="id", label_path="name")
     seen: set[str] = set()
-    for integration_id in settings.integration_ids or [None]:
+    integration_ids: list[str | None] = [*settings.integration_ids] if settings.integration_ids else [None]
+    for integration_id in integration_ids:
         for page in kandji.iter_user_pages(integration_id=integration_id, **filters):
             for user in page:
                 user_id = user.get("id")

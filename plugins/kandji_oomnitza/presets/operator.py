@@ -8,8 +8,10 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from kandji_oomnitza import names
 from kandji_oomnitza.exceptions import PresetInputError
 from kandji_oomnitza.hooks.links import KandjiDeviceLink, OomnitzaAssetLink
+from kandji_oomnitza.presets.handover import ALREADY_DONE, SENT, ActionResult
 from kandji_oomnitza.presets.registry import CONNECTION_PARAMS, Preset
 
 COMMAND_STATUS = {1: "pending", 2: "running", 3: "completed", 4: "failed", 5: "not now"}
@@ -44,7 +46,7 @@ class KandjiDeviceActionOperator(BaseOperator):
     operator_extra_links = (KandjiDeviceLink(), OomnitzaAssetLink())
     ui_color = "#fdebd0"
     # ``inputs`` comes from a workflow's prepare step (an XCom, resolved, never rendered as Jinja).
-    template_fields = ("inputs",)
+    template_fields: tuple[str, ...] = ("inputs",)
 
     def __init__(
         self,
@@ -74,6 +76,9 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.device_id: str | None = None
 
     def execute(self, context) -> dict[str, Any]:
+        return self.run_preset(context).to_xcom()
+
+    def run_preset(self, context) -> ActionResult:
         """Run the preset. A failure a user can cause ends as one plain sentence in the log (the last
         line before Airflow's own record of the failure, whose traceback stops at this method)."""
         try:
@@ -82,7 +87,7 @@ class KandjiDeviceActionOperator(BaseOperator):
             self.log.error("%s", exc)
             raise exc.with_traceback(None) from None
 
-    def _run(self, context) -> dict[str, Any]:
+    def _run(self, context) -> ActionResult:
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
@@ -94,14 +99,14 @@ class KandjiDeviceActionOperator(BaseOperator):
         inputs = validate_inputs(self.preset, self.inputs if self.inputs is not None else context["params"])
         serial = inputs["serial_number"]
         self.serial_number = serial  # read by the task's links when it finishes
-        ti.xcom_push(key="serial_number", value=serial)
+        ti.xcom_push(key=names.SERIAL_NUMBER, value=serial)
         kandji = KandjiHook(self.kandji_conn_id)
         try:
             device = kandji.find_device_by_serial(serial)
         except ApiError as exc:
             raise AirflowFailException(str(exc)) from None
         self.device_id = device["device_id"]
-        ti.xcom_push(key="device_id", value=device["device_id"])
+        ti.xcom_push(key=names.DEVICE_ID, value=device["device_id"])
         platform = device.get("platform", "")
         if problem := self.preset.platform_problem(device):
             raise AirflowFailException(problem)
@@ -112,13 +117,13 @@ class KandjiDeviceActionOperator(BaseOperator):
         self.log.info(
             "Sending %s to %s (%s, %s)", self.preset.action, serial, device.get("device_name"), platform
         )
-        summary: dict[str, Any] = {
-            "preset": self.preset.title,
-            "serial_number": serial,
-            "device_id": device["device_id"],
-            "device_name": device.get("device_name"),
-            "platform": platform,
-        }
+        summary = ActionResult(
+            preset=self.preset.title,
+            serial_number=serial,
+            device_id=device["device_id"],
+            device_name=device.get("device_name"),
+            platform=platform,
+        )
         try:
             answer = kandji.device_action(device["device_id"], self.preset.action, body)
         except ApiError as exc:
@@ -127,7 +132,8 @@ class KandjiDeviceActionOperator(BaseOperator):
                     "Kandji answered %r: the device is already in the state this action sets.",
                     exc.api_message,
                 )
-                return {**summary, "result": "already done", "kandji_message": exc.api_message}
+                summary.result, summary.kandji_message = ALREADY_DONE, exc.api_message
+                return summary
             raise AirflowFailException(f"{self.preset.title} on {serial}: {exc}") from None
         if "PIN" in answer:
             from airflow.sdk.log import mask_secret
@@ -137,11 +143,11 @@ class KandjiDeviceActionOperator(BaseOperator):
                 "Kandji created an unlock PIN for this Mac. It is not shown here: read it in Kandji, on the "
                 "device's page under Device Secrets (Unlock PIN)."
             )
-            summary["unlock_pin"] = "kept in Kandji's device secrets"
+            summary.unlock_pin = "kept in Kandji's device secrets"
         # From here on Kandji has accepted the action: only Kandji reporting the command failed may fail
         # the run. Whoever sees a failed run may send the action again (a second lock, a second erase).
-        summary["result"] = "sent"
-        summary["delivery"] = self._confirm(kandji, device["device_id"])
+        summary.result = SENT
+        summary.delivery = self._confirm(kandji, device["device_id"])
         return summary
 
     def before_sending(self, context, device: dict[str, Any]) -> None:
@@ -193,12 +199,14 @@ class KandjiDeviceActionOperator(BaseOperator):
             )
         return delivery
 
-    def _asset_details(self, kandji, device: dict[str, Any]) -> dict[str, Any]:
+    def _asset_details(self, kandji, device: dict[str, Any]) -> ActionResult:
         """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
         sent to Oomnitza as an update of the asset with this serial number."""
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
         device["details"] = kandji.get_device_details(device["device_id"])
+        if self.asset_record is None:  # __init__ refuses a preset without an action and without it
+            raise ValueError(f"{self.preset.key} needs asset_record")
         try:
             record = self.asset_record(device)
         except ValueError as exc:
@@ -230,17 +238,19 @@ class KandjiDeviceActionOperator(BaseOperator):
                 "Get Asset Details only updates existing assets; run the devices integration to create it."
             )
         details = device["details"]
-        return {
-            "preset": self.preset.title,
-            "serial_number": device["serial_number"],
-            "device_name": device.get("device_name"),
-            "model": device.get("model"),
-            "platform": device.get("platform"),
-            "os_version": device.get("os_version"),
-            "user": (device.get("user") or {}).get("email") if isinstance(device.get("user"), dict) else None,
-            "last_check_in": record.get("kandji_last_check_in"),
-            "blueprint": device.get("blueprint_name"),
-            "mdm_enabled": details.get("mdm", {}).get("mdm_enabled"),
-            "oomnitza": outcome.status if outcome else f"sent, outcome unknown ({finished.outcome_error})",
-            "oomnitza_counts": {k: v for k, v in outcome.counts.items() if v} if outcome else {},
-        }
+        user = device.get("user")
+        return ActionResult(
+            preset=self.preset.title,
+            serial_number=device["serial_number"],
+            device_id=device["device_id"],
+            device_name=device.get("device_name"),
+            model=device.get("model"),
+            platform=device.get("platform"),
+            os_version=device.get("os_version"),
+            user=user.get("email") if isinstance(user, dict) else None,
+            last_check_in=record.get("kandji_last_check_in"),
+            blueprint=device.get("blueprint_name"),
+            mdm_enabled=details.get("mdm", {}).get("mdm_enabled"),
+            oomnitza=outcome.status if outcome else f"sent, outcome unknown ({finished.outcome_error})",
+            oomnitza_counts={k: v for k, v in outcome.counts.items() if v} if outcome else {},
+        )

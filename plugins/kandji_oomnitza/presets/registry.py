@@ -24,7 +24,7 @@ def _param(default: Any, type_: Any, title: str, description: str, **schema: Any
     return {"default": default, "type": type_, "title": title, "description": description, **schema}
 
 
-SERIAL_PARAM = {
+SERIAL_PARAM: dict[str, Any] = {
     "type": "string",
     "pattern": SERIAL_FORM_PATTERN,
     "minLength": 4,

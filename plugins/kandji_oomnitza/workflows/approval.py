@@ -8,17 +8,20 @@ from an XCom.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kandji_oomnitza.common.approval import md_literal, read_answer
 from kandji_oomnitza.workflows.config import Workflow
+
+if TYPE_CHECKING:
+    from kandji_oomnitza.workflows.handover import Request
 
 
 def approval_subject(workflow: Workflow, serial: str, device_name: Any) -> str:
     return f"{workflow.action.definition.title} on {serial} ({device_name})?"
 
 
-def approval_body(workflow: Workflow, request: dict[str, Any]) -> str:
+def approval_body(workflow: Workflow, request: Request) -> str:
     preset = workflow.action.definition
     device = request["device"]
     shown = {

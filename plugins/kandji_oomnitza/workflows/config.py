@@ -176,7 +176,7 @@ class Trigger(Strict):
     def fields(self) -> tuple[str, ...]:
         return tuple(sorted({c.field for c in self.conditions}))
 
-    def read_group(self) -> tuple[str, str, float, str, tuple[str, ...]]:
+    def read_group(self) -> tuple[str, str, timedelta, str, tuple[str, ...]]:
         """Triggers with the same read group share one read per poll (``shared_filters``): the same
         connection, object, interval and kind of match, over the same fields."""
         return (self.connection, self.object, self.poll_interval, str(self.match), self.fields)
@@ -417,7 +417,7 @@ def load_workflow(path: Path) -> Workflow:
     return validated_file(path, Workflow, WORKFLOWS.what, WorkflowFileError)
 
 
-WORKFLOWS = Kind(
+WORKFLOWS: Kind = Kind(
     noun="workflow",
     what="workflow file",
     folder_env="KANDJI_OOMNITZA_WORKFLOWS_DIR",

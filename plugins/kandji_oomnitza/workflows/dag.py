@@ -126,6 +126,7 @@ def summary_task(workflow: Workflow, asset: Asset, items: list[tasks.Item] | Non
     """Fails the run when a record could not be acted on, so it shows red in the grid."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from kandji_oomnitza.presets.handover import ActionResult
     from kandji_oomnitza.workflows import tasks
 
     ti = context["ti"]
@@ -148,20 +149,20 @@ def summary_task(workflow: Workflow, asset: Asset, items: list[tasks.Item] | Non
         unseal(sealed_under(asset.name, SENT_PREFIX + key), store.get(SENT_PREFIX + key))[0]
         for key in (item["request"]["key"] for item in items)
     ]
-    summary, failure = tasks.summarize(
+    summary = tasks.summarize(
         workflow,
         context["dag"].dag_id,
         items,
         ti.xcom_pull(task_ids=names.PREPARE, key=names.PROBLEMS) or [],
         ti.xcom_pull(task_ids=names.PREPARE, key=names.DUPLICATES) or [],
-        actions=pulled("return_value"),
+        actions=[ActionResult.read(value) for value in pulled(names.RETURN_VALUE)],
         stopped=pulled(names.NOT_SENT),
         marks=[m if isinstance(m, dict) and m.get("run_id") == context["run_id"] else None for m in marks],
     )
-    ti.xcom_push(key=names.SUMMARY, value=summary)
-    if failure:
-        raise AirflowFailException(failure)
-    return summary
+    ti.xcom_push(key=names.SUMMARY, value=summary.to_xcom())
+    if summary.failure:
+        raise AirflowFailException(summary.failure)
+    return summary.to_xcom()
 
 
 # -- the DAG --------------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ def build_workflow_dag(
 
         @task_group(group_id=names.PER_DEVICE)
         def per_device(subject: str, body: str, inputs: dict[str, Any], request: tasks.Request) -> None:
-            common = {
+            common: dict[str, Any] = {
                 "task_id": names.RUN_ACTION,
                 "task_display_name": preset.title,
                 "preset": preset,
@@ -293,7 +294,8 @@ def build_workflow_dag(
             return summary_task(workflow, asset, items, context)
 
         items = prepare()
-        summary(items).set_upstream(per_device.expand_kwargs(items))
+        # TaskFlow passes the XComArg; the decorated function's signature types the value it resolves to.
+        summary(items).set_upstream(per_device.expand_kwargs(items))  # type: ignore[arg-type]
 
     return workflow_dag()
 
@@ -305,6 +307,8 @@ def build_entry(
     register: bool = True,
 ) -> DAG:
     """The DAG of one valid workflow file."""
+    if entry.model is None:
+        raise ValueError(f"{entry.path}: not a valid workflow file ({entry.error})")
     return build_workflow_dag(
         entry.path.stem, entry.model, entry.path, asset_record, shared_filters, register
     )

@@ -19,6 +19,7 @@ from kandji_oomnitza.common.notify import (
 )
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.workflows.config import Workflow
+from kandji_oomnitza.workflows.handover import WorkflowSummary
 
 
 def workflow_label(workflow: Workflow, dag_id: str) -> str:
@@ -45,11 +46,12 @@ def approval_waiting_notice(workflow: Workflow, context: dict[str, Any]) -> Noti
 def failure_notice(workflow: Workflow, dag_id: str, context: dict[str, Any]) -> Notice:
     """A workflow run failed: a record could not be acted on, or a step failed."""
     run_id = context_run_id(context)
-    summary = pulled_summary(context, names.WORKFLOW_SUMMARY, names.SUMMARY)
+    summary = WorkflowSummary.read(pulled_summary(context, names.WORKFLOW_SUMMARY, names.SUMMARY))
     label = workflow_label(workflow, dag_id)
-    details = [counts_line(summary, ("sent", "possibly_sent", "not_sent"))] if summary else []
+    details = [counts_line(summary.counts())] if summary is not None else []
+    reason = failure_reason(context, summary.failure if summary is not None else None)
     return Notice(
         title=f"{label}: run failed",
-        sentence=f"{label} ({dag_id}) run {run_id} failed: {shorten(failure_reason(context, summary), 600)}",
+        sentence=f"{label} ({dag_id}) run {run_id} failed: {shorten(reason, 600)}",
         details=[*details, f"run: {run_url(dag_id, run_id)}"],
     )

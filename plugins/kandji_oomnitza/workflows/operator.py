@@ -18,14 +18,15 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset
 
 from kandji_oomnitza import names
-from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION
+from kandji_oomnitza.common.approval import APPROVE_OPTION, REJECT_OPTION, assigned_users
 from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
 from kandji_oomnitza.workflows.approval import approval_decision
 from kandji_oomnitza.workflows.config import Workflow
 from kandji_oomnitza.workflows.state import SENT_PREFIX, sealed_under
 
 if TYPE_CHECKING:  # the steps are imported when the task runs, not when the DAG file is parsed
-    from kandji_oomnitza.workflows.tasks import Request
+    from kandji_oomnitza.presets.handover import ActionResult
+    from kandji_oomnitza.workflows.handover import Request
 
 
 class WorkflowActionOperator(KandjiDeviceActionOperator):
@@ -35,7 +36,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
     the call. After the action, the write-back fields are set on the asset (its failure is reported, and
     fails the run in the summary, but never resends the action)."""
 
-    template_fields = ("inputs", "request")
+    template_fields: tuple[str, ...] = ("inputs", "request")
 
     def __init__(self, *, workflow: Workflow, asset: Asset, request: Request, **kwargs: Any) -> None:
         kwargs.setdefault("inlets", [asset])
@@ -54,15 +55,14 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         self.log.warning("%s", outcome["outcome"])
         return AirflowSkipException(outcome["outcome"])
 
-    def execute(self, context) -> dict[str, Any]:
-        result = super().execute(context)
-        if self.approved_by:
-            result["approved_by"] = self.approved_by
-        if self.workflow.write_back and result.get("result") in ("sent", "already done"):
-            result["write_back"], result["write_back_error"] = self._write_back(result)
+    def run_preset(self, context) -> ActionResult:
+        result = super().run_preset(context)
+        result.approved_by = self.approved_by
+        if self.workflow.write_back and result.acted:
+            result.write_back, result.write_back_error = self._write_back(result)
         return result
 
-    def _write_back(self, sent: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    def _write_back(self, sent: ActionResult) -> tuple[dict[str, Any] | None, str | None]:
         from kandji_oomnitza.common.redaction import shorten
         from kandji_oomnitza.hooks.base import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
@@ -171,12 +171,11 @@ class ApprovedWorkflowActionOperator(HITLOperator, WorkflowActionOperator):
     template_fields = ("subject", "body", "inputs", "request")
 
     def __init__(self, *, workflow: Workflow, **kwargs: Any) -> None:
-        approvers = [{"id": user, "name": user} for user in workflow.approval.approvers] or None
         super().__init__(
             workflow=workflow,
             options=[APPROVE_OPTION, REJECT_OPTION],
             defaults=REJECT_OPTION,
-            assigned_users=approvers,
+            assigned_users=assigned_users(workflow.approval.approvers),
             response_timeout=workflow.approval.timeout,
             **kwargs,
         )

@@ -165,7 +165,11 @@ def authentic(state: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
         return False
     known = ((state or {}).get("records") or {}).get(record_id) or {}
     expected = (known.get("nonces") or {}).get(str(number))
-    return bool(expected) and secrets.compare_digest(str(entry.get("nonce") or ""), expected)
+    return (
+        isinstance(expected, str)
+        and bool(expected)
+        and secrets.compare_digest(str(entry.get("nonce") or ""), expected)
+    )
 
 
 def first_sent_before(key: str, own_time: Any, events_of_asset: list[tuple[Any, str | None]]) -> Any | None:

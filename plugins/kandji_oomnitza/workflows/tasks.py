@@ -1,6 +1,6 @@
 """A workflow run's steps as plain functions over plain values (the DAG's tasks hand them what Airflow
-holds: the run's asset events, the watcher's state, the tasks' results), and the typed hand-overs
-between the tasks.
+holds: the run's asset events, the watcher's state, the tasks' results); what they hand each other is in
+``handover.py``.
 
     prepare: the run's events → the entries the watcher produced → one Item per record (what to ask,
              what to send), and the problems nothing may be sent for
@@ -14,63 +14,28 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from kandji_oomnitza.common.redaction import shorten
+from kandji_oomnitza.presets.handover import ActionResult
 from kandji_oomnitza.workflows.approval import approval_body, approval_subject
 from kandji_oomnitza.workflows.config import Workflow, render, serial_is_valid, valid_input
+from kandji_oomnitza.workflows.handover import (
+    Device,
+    Duplicate,
+    Item,
+    NotSent,
+    OutcomeLine,
+    Problem,
+    Request,
+    WorkflowSummary,
+)
 from kandji_oomnitza.workflows.state import authentic, entries_of, first_sent_before
 
 log = logging.getLogger(__name__)
 
-
-# -- what the tasks hand each other ---------------------------------------------------------------------
-class Device(TypedDict):
-    device_id: str | None
-    device_name: str | None
-    platform: str | None
-    model: str | None
-    user: str | None
-
-
-class Request(TypedDict):
-    """One record of the run, as resolved by ``prepare``: what ``run_action`` sends and checks again."""
-
-    key: str  # the entry: <record id>#<n>
-    record_id: str
-    serial_number: str
-    record: dict[str, Any]  # the record's fields the workflow uses
-    device: Device
-    inputs: dict[str, Any]  # the preset's inputs, filled and checked
-
-
-class Item(TypedDict):
-    """``prepare``'s return value, one per record: the keyword arguments of one ``per_device`` group."""
-
-    subject: str
-    body: str
-    inputs: dict[str, Any]
-    request: Request
-
-
-class Problem(TypedDict):
-    key: str | None
-    record_id: str | None
-    serial_number: str | None
-    problem: str
-
-
-class Duplicate(TypedDict):
-    key: str
-    record_id: str
-    first_sent: str
-
-
-class NotSent(TypedDict):
-    """``run_action``'s XCom ``not_sent``: why nothing was sent, and whether that fails the run."""
-
-    outcome: str
-    failure: bool
+# How a record's outcome line begins (the counts are read from it)
+SENT, ALREADY_DONE, POSSIBLY_SENT = "sent", "already done", "possibly sent"
 
 
 @dataclass(frozen=True)
@@ -117,12 +82,12 @@ def resolve(workflow: Workflow, entry: dict[str, Any], kandji: Any) -> Item:
     reason when nothing may be sent for it. ``kandji`` finds a device by its exact serial number."""
     from kandji_oomnitza.hooks.base import ApiError
 
-    serial = entry.get("serial_number")
-    if not serial_is_valid(serial):
+    given = entry.get("serial_number")
+    if not isinstance(given, str) or not serial_is_valid(given):
         raise ValueError(
-            f"the asset's {workflow.action.serial_field} is {serial!r}, not a serial number: nothing sent"
+            f"the asset's {workflow.action.serial_field} is {given!r}, not a serial number: nothing sent"
         )
-    serial = serial.upper()
+    serial = given.upper()
     try:
         device = kandji.find_device_by_serial(serial)
     except ApiError as exc:
@@ -258,13 +223,13 @@ def unknown_write_back_fields(workflow: Workflow, known: dict[str, Any]) -> list
 
 
 def write_back_changes(
-    workflow: Workflow, request: Request, sent: dict[str, Any], approved_by: str | None
+    workflow: Workflow, request: Request, sent: ActionResult, approved_by: str | None
 ) -> dict[str, Any]:
     """The fields set on the asset after the action, its templates filled."""
     values = {
         **request["record"],
         "action": workflow.action.definition.title.removeprefix("Kandji "),
-        "result": sent.get("result", ""),
+        "result": sent.result or "",
         "sent_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "serial_number_sent": request["serial_number"],
         "approved_by": approved_by or "",
@@ -276,54 +241,48 @@ def write_back_changes(
 def outcome(
     workflow: Workflow,
     request: Request,
-    action: dict[str, Any] | None,
+    action: ActionResult | None,
     stopped: NotSent | None,
     sent: dict[str, Any] | None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[OutcomeLine, bool]:
     """What happened to one record, and whether that is a failure of the run. ``sent`` is the entry's
     ``sent:`` mark, written by this run's action just before the call to Kandji: a result that claims a
     send without it was not written by the action (XComs can be written by hand), and sent nothing."""
-    line: dict[str, Any] = {
-        "record_id": request["record_id"],
-        "serial_number": request["serial_number"],
-        "entry": request["key"],
-    }
-    if isinstance(action, dict) and action.get("result"):
+    line = OutcomeLine(
+        record_id=request["record_id"], serial_number=request["serial_number"], entry=request["key"]
+    )
+    title = workflow.action.definition.title
+    if action is not None and action.result:
         if not sent:
-            return {
-                **line,
-                "outcome": f"per_device.run_action reports {shorten(action.get('result'), 40)!r}, but no send was "
-                "recorded for this entry: nothing was sent by this run (was its result written by hand?)",
-            }, True
-        line.update(
-            outcome=f"{action.get('result')} ({workflow.action.definition.title})",
-            delivery=action.get("delivery"),
-        )
-        if sent.get("approved_by"):  # who approved, as the action read it from Airflow's record
-            line["approved_by"] = sent["approved_by"]
-        if workflow.write_back:
-            wrote = action.get("write_back")
-            line["write_back"] = (
-                wrote or f"failed ({action.get('write_back_error') or 'see per_device.run_action'})"
+            line.outcome = (
+                f"per_device.run_action reports {action.result!r}, but no send was "
+                "recorded for this entry: nothing was sent by this run (was its result written by hand?)"
             )
+            return line, True
+        line.outcome = f"{action.result} ({title})"
+        line.delivery = action.delivery
+        line.approved_by = sent.get("approved_by")  # as the action read it from Airflow's record
+        if workflow.write_back:
+            wrote = action.write_back
+            line.write_back = wrote or f"failed ({action.write_back_error or 'see per_device.run_action'})"
             return line, not wrote
         return line, False
     if isinstance(stopped, dict) and stopped.get("outcome"):
-        return {**line, "outcome": stopped["outcome"]}, bool(stopped.get("failure"))
+        line.outcome = str(stopped["outcome"])
+        return line, bool(stopped.get("failure"))
     if sent:  # the mark is written right before the call: the action may have reached Kandji
-        return {
-            **line,
-            "outcome": f"possibly sent: this run recorded the send at {sent.get('at')}, but "
-            "per_device.run_action did not finish (see its log), so whether Kandji received the "
-            f"{workflow.action.definition.title} is not known: check the device's commands in Kandji; it is "
-            "never sent again for this entry",
-        }, True
-    return {
-        **line,
-        "outcome": "the action did not finish (see per_device.run_action's log) and recorded no send: nothing "
-        "was sent. An approval given within seconds of the question can make Airflow 3.3's scheduler fail the "
-        "task before it resumes; clear the task to ask again",
-    }, True
+        line.outcome = (
+            f"{POSSIBLY_SENT}: this run recorded the send at {sent.get('at')}, but per_device.run_action did not "
+            f"finish (see its log), so whether Kandji received the {title} is not known: check the device's "
+            "commands in Kandji; it is never sent again for this entry"
+        )
+        return line, True
+    line.outcome = (
+        "the action did not finish (see per_device.run_action's log) and recorded no send: nothing was sent. An "
+        "approval given within seconds of the question can make Airflow 3.3's scheduler fail the task before it "
+        "resumes; clear the task to ask again"
+    )
+    return line, True
 
 
 def summarize(
@@ -333,38 +292,44 @@ def summarize(
     problems: list[Problem],
     duplicates: list[Duplicate],
     *,
-    actions: list[dict[str, Any] | None],
+    actions: list[ActionResult | None],
     stopped: list[NotSent | None],
     marks: list[dict[str, Any] | None],
-) -> tuple[dict[str, Any], str | None]:
+) -> WorkflowSummary:
     """One line per record (sent, rejected, timed out, or why not) and, when a record could not be acted
-    on, why the run fails. ``actions``, ``stopped`` and ``marks`` are per item: what its run_action
-    returned, its ``not_sent``, and its entry's ``sent:`` mark made by this run."""
-    records, failed = [], []
+    on, why the run fails (``failure``). ``actions``, ``stopped`` and ``marks`` are per item: what its
+    run_action returned, its ``not_sent``, and its entry's ``sent:`` mark made by this run."""
+    records: list[OutcomeLine] = []
+    failed: list[OutcomeLine] = []
     for item, action, why, mark in zip(items, actions, stopped, marks, strict=True):
         line, bad = outcome(workflow, item["request"], action, why, mark)
         records.append(line)
         if bad:
             failed.append(line)
     for problem in problems:
-        records.append({**problem, "outcome": problem["problem"]})
-        failed.append(problem)
+        line = OutcomeLine(
+            record_id=problem["record_id"],
+            serial_number=problem["serial_number"],
+            key=problem["key"],
+            problem=problem["problem"],
+            outcome=problem["problem"],
+        )
+        records.append(line)
+        failed.append(line)
     for line in records:
-        log.info("%s (%s): %s", line.get("serial_number"), line.get("record_id"), line["outcome"])
-    done = ("sent", "already done")
-    summary = {
-        "workflow": dag_id,
-        "records": records,
-        "sent": sum(1 for r in records if str(r["outcome"]).startswith(done)),
-        "not_sent": sum(1 for r in records if not str(r["outcome"]).startswith((*done, "possibly sent"))),
-        "repeated_events": len(duplicates),
-    }
-    if possibly := sum(1 for r in records if str(r["outcome"]).startswith("possibly sent")):
-        summary["possibly_sent"] = possibly
-    summary["failure"] = failure = (
-        f"{len(failed)} record(s) could not be acted on: "
-        + "; ".join(f"{f.get('serial_number')}: {f.get('outcome') or f.get('problem')}" for f in failed)
-        if failed
-        else None
+        log.info("%s (%s): %s", line.serial_number, line.record_id, line.outcome)
+    done = (SENT, ALREADY_DONE)
+    return WorkflowSummary(
+        workflow=dag_id,
+        records=records,
+        sent=sum(1 for r in records if r.outcome.startswith(done)),
+        possibly_sent=sum(1 for r in records if r.outcome.startswith(POSSIBLY_SENT)),
+        not_sent=sum(1 for r in records if not r.outcome.startswith((*done, POSSIBLY_SENT))),
+        repeated_events=len(duplicates),
+        failure=(
+            f"{len(failed)} record(s) could not be acted on: "
+            + "; ".join(f"{f.serial_number}: {f.outcome}" for f in failed)
+            if failed
+            else None
+        ),
     )
-    return summary, failure

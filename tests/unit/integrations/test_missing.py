@@ -39,9 +39,9 @@ def test_cutoff_is_the_read_time_less_the_grace_period():
 
 
 def test_listing_is_complete_unless_kandji_counts_more_than_it_listed():
-    assert listing_completeness(ASSETS, 300, None).complete  # no total given: every page was read
-    assert listing_completeness(ASSETS, 301, 300).complete  # a device added during the walk
-    partial = listing_completeness(ASSETS, 297, 300)
+    assert listing_completeness("assets", 300, None).complete  # no total given: every page was read
+    assert listing_completeness("assets", 301, 300).complete  # a device added during the walk
+    partial = listing_completeness("assets", 297, 300)
     assert not partial.complete
     assert partial.why == "Kandji says it holds 300 devices but the listing returned 297"
 
@@ -102,21 +102,19 @@ def test_a_flag_counts_only_when_oomnitza_confirms_it():
         )
 
     flagged, cleared, not_flagged = _account(
-        ASSETS, sent, done({"updated": 2, "failed": 1}, {"failed": ["'B' invalid status"]})
+        sent, done({"updated": 2, "failed": 1}, {"failed": ["'B' invalid status"]})
     )
     assert [e["kandji_id"] for e in flagged] == ["d-A"] and [e["kandji_id"] for e in cleared] == ["d-C"]
     assert (
         not_flagged[0]["kandji_id"] == "d-B"
         and not_flagged[0]["reason"] == "failed in Oomnitza: 'B' invalid status"
     )
-    flagged, cleared, not_flagged = _account(
-        ASSETS, sent, done({"updated": 2, "failed": 1})
-    )  # unnamed failure
+    flagged, cleared, not_flagged = _account(sent, done({"updated": 2, "failed": 1}))  # unnamed failure
     assert (
         flagged == cleared == []
         and len(not_flagged) == 3
         and "without naming them" in not_flagged[0]["reason"]
     )
     nothing = RunResult(run=run, outcome=None, outcome_error="HTTP 503")
-    flagged, cleared, not_flagged = _account(ASSETS, sent, nothing)
+    flagged, cleared, not_flagged = _account(sent, nothing)
     assert flagged == [] and all("not confirmed by Oomnitza: HTTP 503" in e["reason"] for e in not_flagged)

@@ -8,12 +8,14 @@ import pytest
 import yaml
 from helpers.harness import ROOT
 
+from kandji_oomnitza.exceptions import RunIncomplete, TooManyFailures
 from kandji_oomnitza.hooks.oomnitza import REFUSED, UNCONFIRMED, UNSENT
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.integrations.handover import (
     BatchProblem,
     DeltaSummary,
     ExtractStats,
+    FieldCheck,
     LoadResult,
     MissingEntry,
     MissingResult,
@@ -181,7 +183,7 @@ def test_missing_rows_name_flagged_cleared_and_refused_records():
 def _report(**handovers):
     written = []
     defaults = {
-        "checked": {"warnings": []},
+        "checked": FieldCheck(),
         "extracted": ExtractStats(read_at="2026-11-28T10:00:00Z", count=5),
         "index": index(),
         "loaded": loaded(),
@@ -208,16 +210,17 @@ def _report(**handovers):
 )
 def test_a_step_that_did_not_finish_fails_the_run_and_says_which(handovers, why):
     report, _ = _report(**handovers)
-    assert report.failure_kind == "incomplete" and report.failure.startswith(why)
+    assert report.failure_type is RunIncomplete and report.failure.startswith(why)
+    assert report.summary.failure == report.failure  # what the failed run pushes as XCom summary
 
 
 def test_more_failures_than_allowed_fail_the_run_after_everything_else_loaded():
     report, text = _report()
-    assert report.failure_kind == "too many failures" and report.summary["failures"] == 1  # the reject
+    assert report.failure_type is TooManyFailures and report.summary.failures == 1  # the reject
     assert "1 record(s) failed to load (allowed: 0)" in report.failure
     assert text.splitlines()[0] == "stage,sync_key,kandji_id,name,reason" and "r0" in text
     clean, _ = _report(index=index(0))
-    assert clean.failure is None and clean.summary["failures"] == 0 and clean.summary["updated"] == 4
+    assert clean.failure is None and clean.summary.failures == 0 and clean.summary.updated == 4
 
 
 def test_the_summary_carries_the_software_route_and_every_warning():
@@ -229,7 +232,7 @@ def test_the_summary_carries_the_software_route_and_every_warning():
         ),
     )
     report, _ = _report(index=index(0), extracted=extracted, loaded=loaded(outcome=None, outcome_error="x"))
-    assert report.summary["software_route"] == "prism" and report.summary["software_rows"] == 12
+    assert report.summary.software_route == "prism" and report.summary.software_rows == 12
     assert (
         report.warnings[0] == "Prism export failed; pages used" and "could not be read" in report.warnings[1]
     )
@@ -238,7 +241,7 @@ def test_the_summary_carries_the_software_route_and_every_warning():
 def test_flagging_that_did_not_finish_fails_the_run_of_an_integration_that_flags():
     report = build_report(
         GONE,
-        checked={},
+        checked=FieldCheck(),
         extracted=ExtractStats(read_at="t"),
         index=index(0),
         loaded=loaded(),

@@ -9,7 +9,7 @@ import yaml
 from airflow.sdk import ObjectStoragePath
 from helpers.harness import ROOT
 
-from kandji_oomnitza.integrations.config import Integration
+from kandji_oomnitza.integrations.config import Integration, MissingSettings
 from kandji_oomnitza.integrations.handover import Listing
 from kandji_oomnitza.integrations.safeguard import (
     LISTING_SHRANK,
@@ -25,8 +25,13 @@ DATA = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_devices_and_s
 WHEN_MISSING = {"after_days": 1, "set": {"status": "Not in Kandji"}}
 
 
-def integration(**when_missing) -> Integration:
-    return Integration.model_validate({**DATA, "when_missing": {**WHEN_MISSING, **when_missing}})
+def integration(**when_missing) -> MissingSettings:
+    """The settings flagging reads, of the shipped devices file with ``when_missing``."""
+    settings = Integration.model_validate(
+        {**DATA, "when_missing": {**WHEN_MISSING, **when_missing}}
+    ).missing_settings
+    assert settings is not None
+    return settings
 
 
 def test_the_issues_example_stops_with_its_sentence():

@@ -71,9 +71,35 @@ def test_a_skipped_run_says_why_and_a_dry_run_carries_its_preview():
 
 
 def test_the_error_log_is_offered_only_when_it_lists_a_record():
+    from kandji_oomnitza.integrations.handover import RunSummary
     from kandji_oomnitza.ui.page.app import _lists_records
 
-    assert _lists_records({"error_log": "file:///r/errors.csv", "error_log_rows": 2})
-    assert not _lists_records({"error_log": "file:///r/errors.csv", "error_log_rows": 0})  # a header only
-    assert _lists_records({"error_log": "file:///r/errors.csv"})  # a summary from before the count
-    assert not _lists_records({"error_log": None}) and not _lists_records(None)
+    def lists(xcom):
+        return _lists_records(RunSummary.read(xcom))
+
+    assert lists({"error_log": "file:///r/errors.csv", "error_log_rows": 2})
+    assert not lists({"error_log": "file:///r/errors.csv", "error_log_rows": 0})  # a header only
+    assert lists({"error_log": "file:///r/errors.csv"})  # a summary from before the count
+    assert not lists({"error_log": None}) and not lists(None)
+    assert not lists({"error_log": "file:///r/errors.csv", "error_log_rows": "many"})  # edited by hand
+
+
+def test_a_summary_that_is_not_one_shows_as_none_never_as_an_error():
+    """A summary XCom edited through the REST API (role user may) is not read as a run summary."""
+    from types import SimpleNamespace
+
+    from kandji_oomnitza.ui.page.overview import run_summary
+
+    run = SimpleNamespace(
+        run_id="r",
+        state="success",
+        run_type="manual",
+        conf={},
+        queued_at=None,
+        start_date=None,
+        end_date=None,
+    )
+    row = run_summary("d", run, {"kandji_records": "lots", "added": [1]}, False)
+    assert row.has_summary is False and row.kandji_records is None and row.counts is None
+    row = run_summary("d", run, {"kandji_records": 3, "added": 2}, False)
+    assert row.has_summary and row.kandji_records == 3 and row.counts.added == 2

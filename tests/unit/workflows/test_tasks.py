@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from helpers.workflow_files import workflow
 
+from kandji_oomnitza.common.notify import counts_line
+from kandji_oomnitza.presets.handover import ActionResult
 from kandji_oomnitza.workflows.config import (
     render,
 )
+from kandji_oomnitza.workflows.handover import WorkflowSummary
 from kandji_oomnitza.workflows.tasks import render_inputs
 
 
@@ -27,7 +30,13 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
 
     lock = workflow()
     request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
-    sent = {"result": "sent", "delivery": "completed", "write_back": {"kandji_last_action": "x"}}
+    sent = ActionResult(
+        preset="Kandji Lock Device",
+        serial_number="C02ABC123XYZ",
+        result="sent",
+        delivery="completed",
+        write_back={"kandji_last_action": "x"},
+    )
     mark = {"run_id": "r1", "approved_by": "bob"}
     cases = [
         (None, None, None, "the action did not finish (see per_device.run_action's log)", True),
@@ -36,7 +45,8 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
         (None, {"outcome": "no answer within 1 day, 0:00:00: nothing sent", "failure": False}, None,
          "no answer within 1 day, 0:00:00: nothing sent", False),
         (sent, None, mark, "sent (Kandji Lock Device)", False),
-        ({**sent, "write_back": None, "write_back_error": "HTTP 500"}, None, mark, "sent (Kandji Lock Device)", True),
+        (sent.model_copy(update={"write_back": None, "write_back_error": "HTTP 500"}), None, mark,
+         "sent (Kandji Lock Device)", True),
         # A result that claims a send the action never marked: written by hand, nothing was sent.
         (sent, None, None, "per_device.run_action reports 'sent', but no send was recorded", True),
         # Marked by this run right before the call, then the task never finished (killed, or failed by
@@ -46,9 +56,9 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
     ]  # fmt: skip
     for action, stopped, marked, outcome, failed in cases:
         line, bad = _outcome(lock, request, action, stopped, marked)
-        assert line["outcome"].startswith(outcome) and bad is failed, line
+        assert line.outcome.startswith(outcome) and bad is failed, line
     line, _ = _outcome(lock, request, sent, None, mark)
-    assert line["approved_by"] == "bob" and line["write_back"] == {"kandji_last_action": "x"}
+    assert line.approved_by == "bob" and line.write_back == {"kandji_last_action": "x"}
 
 
 class Kandji:
@@ -137,16 +147,16 @@ def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
     lock = workflow(write_back={})
     item = {"request": {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}}
     mark = {"run_id": "r", "approved_by": "bob"}
-    summary, failure = summarize(
-        lock, "d", [item], [], [], actions=[{"result": "sent"}], stopped=[None], marks=[mark]
-    )
-    assert failure is None and summary["sent"] == 1 and summary["records"][0]["approved_by"] == "bob"
+    sent = ActionResult(preset="Kandji Lock Device", serial_number="C02ABC123XYZ", result="sent")
+    summary = summarize(lock, "d", [item], [], [], actions=[sent], stopped=[None], marks=[mark])
+    assert summary.failure is None and summary.sent == 1 and summary.records[0].approved_by == "bob"
     rejected = {"outcome": "rejected by bob: nothing sent", "failure": False}
-    summary, failure = summarize(lock, "d", [item], [], [], actions=[None], stopped=[rejected], marks=[None])
-    assert failure is None and summary["not_sent"] == 1
+    summary = summarize(lock, "d", [item], [], [], actions=[None], stopped=[rejected], marks=[None])
+    assert summary.failure is None and summary.not_sent == 1
     problem = {"key": None, "record_id": None, "serial_number": None, "problem": "forged"}
-    summary, failure = summarize(lock, "d", [], [problem], [], actions=[], stopped=[], marks=[])
-    assert failure == "1 record(s) could not be acted on: None: forged"
+    summary = summarize(lock, "d", [], [problem], [], actions=[], stopped=[], marks=[])
+    assert summary.failure == "1 record(s) could not be acted on: None: forged"
+    assert WorkflowSummary.read(summary.to_xcom()) == summary  # what the page and the notification read
 
 
 def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_not_sent():
@@ -158,10 +168,8 @@ def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_n
         for n in (1, 2)
     ]
     marks = [{"run_id": "r1", "at": "2026-12-08T01:00:00+00:00"}, None]
-    summary, failure = summarize(
-        lock, "d", items, [], [], actions=[None, None], stopped=[None, None], marks=marks
-    )
-    assert (summary["sent"], summary["possibly_sent"], summary["not_sent"]) == (0, 1, 1)
-    assert failure is not None and "possibly sent" in failure
-    clean, _ = summarize(lock, "d", items[1:], [], [], actions=[None], stopped=[None], marks=[None])
-    assert "possibly_sent" not in clean
+    summary = summarize(lock, "d", items, [], [], actions=[None, None], stopped=[None, None], marks=marks)
+    assert (summary.sent, summary.possibly_sent, summary.not_sent) == (0, 1, 1)
+    assert summary.failure is not None and "possibly sent" in summary.failure
+    clean = summarize(lock, "d", items[1:], [], [], actions=[None], stopped=[None], marks=[None])
+    assert clean.possibly_sent == 0 and "possibly" not in counts_line(clean.counts())

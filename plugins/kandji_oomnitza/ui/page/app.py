@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.common.db.common import SessionDep
@@ -31,10 +31,12 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kandji_oomnitza import names
+from kandji_oomnitza.integrations.handover import RunSummary
 from kandji_oomnitza.settings_files import SettingsFile
 from kandji_oomnitza.ui.page.overview import (
     Detail,
-    RunSummary,
+    RunRow,
     Tile,
     mapping_rows,
     read_integration_files,
@@ -49,7 +51,6 @@ from kandji_oomnitza.ui.page.workflows import card as workflow_card
 STATIC = Path(__file__).parent / "static"
 RUNS_SHOWN = 10
 ERROR_ROWS_SHOWN = 1000
-REPORT_TASK_ID = "report"
 
 
 def _auth_manager():
@@ -139,7 +140,7 @@ def _file(access: Access, integration_id: str) -> SettingsFile:
     )
 
 
-def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[RunSummary]:
+def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[RunRow]:
     runs = session.scalars(
         select(DagRun)
         .where(DagRun.dag_id == dag_id)
@@ -148,7 +149,7 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
     ).all()
     if not access.can_read_xcom(dag_id):
         return [run_summary(dag_id, run, None, False, summary_hidden=True) for run in runs]
-    summaries = run_summaries(session, dag_id, [r.run_id for r in runs], REPORT_TASK_ID)
+    summaries = run_summaries(session, dag_id, [r.run_id for r in runs], names.REPORT)
     skipped = skip_reasons(session, dag_id, [r.run_id for r in runs])
     logs = access.can_read_logs(dag_id)
     return [
@@ -156,20 +157,19 @@ def _runs(session: Session, access: Access, dag_id: str, limit: int) -> list[Run
             dag_id,
             run,
             summaries.get(run.run_id),
-            logs and _lists_records(summaries.get(run.run_id)),
+            logs and _lists_records(RunSummary.read(summaries.get(run.run_id))),
             skipped_reason=skipped.get(run.run_id),
         )
         for run in runs
     ]
 
 
-def _lists_records(summary: Any) -> bool:
+def _lists_records(summary: RunSummary | None) -> bool:
     """Whether a run's error log lists any record (an empty one is a header only: no button for it). A
     summary from before the count was kept: whether it names an error log at all."""
-    if not isinstance(summary, dict) or not summary.get("error_log"):
+    if summary is None or not summary.error_log:
         return False
-    rows = summary.get("error_log_rows")
-    return rows is None or (isinstance(rows, int) and rows > 0)
+    return summary.error_log_rows is None or summary.error_log_rows > 0
 
 
 def _dag_model(session: Session, dag_id: str) -> DagModel | None:
@@ -189,7 +189,7 @@ def _tile(session: Session, access: Access, entry: SettingsFile, detail: bool) -
         can_trigger=access.can_trigger(entry.dag_id),
         tile_type=Detail if detail else Tile,
     )
-    if detail:
+    if isinstance(result, Detail):
         result.mappings = mapping_rows(entry.model)
         result.runs = runs
     return result

@@ -13,10 +13,10 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
+from kandji_oomnitza import names
 from kandji_oomnitza.integrations.config import INTEGRATIONS, Integration
+from kandji_oomnitza.integrations.handover import RunSummary
 from kandji_oomnitza.settings_files import SettingsFile, duration_words, scan
-
-COUNT_NAMES = ("added", "updated", "unchanged", "skipped", "failed")
 
 
 def read_integration_files(folder: Path | None = None) -> list[SettingsFile]:
@@ -47,7 +47,9 @@ class RunCounts(BaseModel):
     failed: int = 0
 
 
-class RunSummary(BaseModel):
+class RunRow(BaseModel):
+    """A run as the page shows it."""
+
     run_id: str
     state: str | None
     run_type: str | None
@@ -98,7 +100,7 @@ class Tile(BaseModel):
     schedule: Schedule | None = None
     in_airflow: bool = False
     can_trigger: bool = False
-    last_run: RunSummary | None = None
+    last_run: RunRow | None = None
 
 
 class MappingRow(BaseModel):
@@ -113,7 +115,7 @@ class MappingRow(BaseModel):
 
 class Detail(Tile):
     mappings: list[MappingRow] = []
-    runs: list[RunSummary] = []
+    runs: list[RunRow] = []
 
 
 # -- builders ----------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def tile(
     entry: SettingsFile,
     *,
     dag_model: Any | None,
-    last_run: RunSummary | None,
+    last_run: RunRow | None,
     can_trigger: bool,
     tile_type: type[Tile] = Tile,
 ) -> Tile:
@@ -258,36 +260,36 @@ def run_summary(
     *,
     summary_hidden: bool = False,
     skipped_reason: Any = None,
-) -> RunSummary:
-    """A DAG run as the page shows it; ``summary`` is the report task's XCom (absent while running)."""
+) -> RunRow:
+    """A DAG run as the page shows it; ``summary`` is the report task's XCom (absent while running, and
+    shown as nothing when it is not a run summary: XComs can be edited by hand)."""
     conf = run.conf or {}
-    usable = isinstance(summary, dict)
-    counts = RunCounts(**{k: int(summary.get(k) or 0) for k in COUNT_NAMES}) if usable else None
-    return RunSummary(
+    read = RunSummary.read(summary)
+    return RunRow(
         run_id=run.run_id,
         state=str(run.state) if run.state is not None else None,
         run_type=str(run.run_type) if run.run_type is not None else None,
-        dry_run=bool(summary.get("dry_run")) if usable else bool(conf.get("dry_run")),
+        dry_run=read.dry_run if read else bool(conf.get("dry_run")),
         queued_at=_iso(run.queued_at),
         started_at=_iso(run.start_date),
         ended_at=_iso(run.end_date),
-        kandji_records=summary.get("kandji_records") if usable else None,
-        records_sent=summary.get("records_sent") if usable else None,
-        would_send=summary.get("would_send") if usable else None,
-        not_loaded=summary.get("not_loaded") if usable else None,
-        flagged_as_missing=_flagged(summary) if usable else None,
-        back_in_kandji=summary.get("back_in_kandji") if usable else None,
-        when_missing=summary.get("when_missing") if usable else None,
-        safeguard=_text(summary.get("safeguard")) if usable else None,
+        kandji_records=read.kandji_records if read else None,
+        records_sent=read.records_sent if read else None,
+        would_send=read.would_send if read else None,
+        not_loaded=read.not_loaded if read else None,
+        flagged_as_missing=read.flagged if read else None,
+        back_in_kandji=read.back_in_kandji if read else None,
+        when_missing=read.when_missing if read else None,
+        safeguard=_text(read.safeguard) if read else None,
         skipped_reason=_text(skipped_reason),
-        preview=_preview(summary.get("preview")) if usable else None,
-        dry_run_payloads=_text(summary.get("dry_run_payloads")) if usable else None,
-        rejected_before_load=summary.get("rejected_before_load") if usable else None,
-        safeguard_confirmed_by=_text(summary.get("safeguard_confirmed_by")) if usable else None,
-        delta=summary.get("delta") if usable else None,
-        skipped_unchanged=summary.get("skipped_unchanged") if usable else None,
-        counts=counts,
-        has_summary=usable,
+        preview=_preview(read.preview) if read else None,
+        dry_run_payloads=_text(read.dry_run_payloads) if read else None,
+        rejected_before_load=read.rejected_before_load if read else None,
+        safeguard_confirmed_by=_text(read.safeguard_confirmed_by) if read else None,
+        delta=read.delta if read else None,
+        skipped_unchanged=read.skipped_unchanged if read else None,
+        counts=RunCounts(**read.outcome_counts()) if read else None,
+        has_summary=read is not None,
         summary_hidden=summary_hidden,
         has_error_log=error_log_exists,
         airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
@@ -310,8 +312,6 @@ def skip_reasons(session: Any, dag_id: str, run_ids: list[str]) -> dict[str, Any
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
-    from kandji_oomnitza import names
-
     rows = session.scalars(
         select(XComModel).where(
             XComModel.dag_id == dag_id,
@@ -328,12 +328,7 @@ def _text(value: Any) -> str | None:
     return str(value)[:1000] if value else None
 
 
-def _flagged(summary: dict[str, Any]) -> int | None:
-    key = "would_flag_as_missing" if summary.get("dry_run") else "flagged_as_missing"
-    return summary.get(key)
-
-
-SUMMARY_KEYS = ("return_value", "summary")  # "summary" is also pushed by a run that fails
+SUMMARY_KEYS = (names.RETURN_VALUE, names.SUMMARY)  # names.SUMMARY is also pushed by a run that fails
 
 
 def run_summaries(session: Any, dag_id: str, run_ids: list[str], task_id: str) -> dict[str, Any]:
@@ -354,6 +349,6 @@ def run_summaries(session: Any, dag_id: str, run_ids: list[str], task_id: str) -
     found: dict[str, Any] = {}
     for row in rows:
         value = XComModel.deserialize_value(row)
-        if isinstance(value, dict) and (row.run_id not in found or row.key == "return_value"):
+        if isinstance(value, dict) and (row.run_id not in found or row.key == names.RETURN_VALUE):
             found[row.run_id] = value
     return found

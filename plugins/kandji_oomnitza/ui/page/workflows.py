@@ -10,13 +10,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kandji_oomnitza import names
 from kandji_oomnitza.settings_files import SettingsFile, duration_words, scan
 from kandji_oomnitza.ui.page.overview import run_summaries
 from kandji_oomnitza.workflows.config import WORKFLOWS
+from kandji_oomnitza.workflows.handover import WorkflowSummary
 
 RUNS_SHOWN = 5
-SUMMARY_TASK = "summary"
-APPROVE_TASK = "per_device.run_action"  # it asks for the approval, then acts
 
 
 class WorkflowRun(BaseModel):
@@ -64,13 +64,11 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _outcomes(summary: Any) -> list[str] | None:
-    if not isinstance(summary, dict):
+def _outcomes(value: Any) -> list[str] | None:
+    summary = WorkflowSummary.read(value)
+    if summary is None:
         return None
-    return [
-        f"{r.get('serial_number') or r.get('record_id')}: {r.get('outcome')}"
-        for r in summary.get("records", [])
-    ]
+    return [f"{r.serial_number or r.record_id}: {r.outcome}" for r in summary.records]
 
 
 def _runs(session: Session, dag_id: str, show_outcomes: bool) -> list[WorkflowRun]:
@@ -80,7 +78,7 @@ def _runs(session: Session, dag_id: str, show_outcomes: bool) -> list[WorkflowRu
         select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(RUNS_SHOWN)
     ).all()
     summaries = (
-        run_summaries(session, dag_id, [r.run_id for r in runs], SUMMARY_TASK)
+        run_summaries(session, dag_id, [r.run_id for r in runs], names.WORKFLOW_SUMMARY)
         if show_outcomes and runs
         else {}
     )
@@ -106,7 +104,7 @@ def _waiting(session: Session, dag_id: str) -> list[Approval]:
         .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
         .where(
             TaskInstance.dag_id == dag_id,
-            TaskInstance.task_id == APPROVE_TASK,
+            TaskInstance.task_id == names.WORKFLOW_ACTION,  # it asks for the approval, then acts
             TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
             HITLDetail.responded_at.is_(None),
         )
@@ -119,7 +117,7 @@ def _waiting(session: Session, dag_id: str) -> list[Approval]:
             since=_iso(detail.created_at),
             approvers=[a.get("name") or a.get("id") for a in detail.assignees or []],
             airflow_url=(
-                f"dags/{quote(dag_id)}/runs/{quote(ti.run_id, safe='')}/tasks/{quote(APPROVE_TASK)}"
+                f"dags/{quote(dag_id)}/runs/{quote(ti.run_id, safe='')}/tasks/{quote(names.WORKFLOW_ACTION)}"
                 f"/mapped/{ti.map_index}/required_actions"
             ),
         )
