@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit repeat lint bench reliability format wheel clean
+.PHONY: install run test test-unit repeat lint docs bench reliability format wheel clean
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml Makefile
 
 # This checkout's own modules, compiled for the same reason (py_compile writes whatever
 # PYTHONDONTWRITEBYTECODE says; a file changed since is recompiled, the rest is an mtime check).
-BYTECODE = $(BIN)/python -m compileall -q -j 0 plugins dags include tests scripts > /dev/null
+BYTECODE = $(BIN)/python -m compileall -q -j 0 plugins dags dev tests scripts > /dev/null
 
 run: install
 	@$(BYTECODE)
@@ -64,6 +64,14 @@ lint: install
 	$(BIN)/ruff check --select C901 plugins/
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/settings_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (docs/, mkdocs.yml), rebuilt as pages change; DOCS_ADDRESS=host:port.
+DOCS_ADDRESS ?= 127.0.0.1:8000
+docs: install
+	$(BIN)/python scripts/settings_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(DOCS_ADDRESS)
 
 # The fault-injection suite over the real DAGs, then its table (faults, calls retried, loaded, reported, lost).
 reliability: install
@@ -86,4 +94,4 @@ wheel: install
 	$(BIN)/python scripts/build_wheel.py dist
 
 clean:
-	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results dist build plugins/*.egg-info
+	rm -rf $(VENV) .airflow .airflow_test_home artifacts bench-results dist build site plugins/*.egg-info

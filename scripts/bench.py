@@ -35,7 +35,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
-from include.emulators.client import EmulatorProcess  # noqa: E402
+from dev.emulators.client import EmulatorProcess  # noqa: E402
 
 OUT = ROOT / "bench-results"
 LATENCY_MS = float(os.environ.get("LATENCY_MS", "50"))
@@ -450,7 +450,7 @@ def main() -> None:
     )
     biggest = max(s.devices for s in chosen)
     kandji = EmulatorProcess(
-        "include.emulators.kandji",
+        "dev.emulators.kandji",
         "--devices",
         "10",
         "--token",
@@ -460,7 +460,7 @@ def main() -> None:
         "--per-hour",
         "0",
     )
-    oomnitza = EmulatorProcess("include.emulators.oomnitza", "--token", OOMNITZA_TOKEN)
+    oomnitza = EmulatorProcess("dev.emulators.oomnitza", "--token", OOMNITZA_TOKEN)
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as workdir:

@@ -214,13 +214,13 @@ def start_emulators(env: dict[str, str], home: Path, logs: Path) -> list[subproc
     fresh = not state.exists()
     procs = [
         start(
-            [sys.executable, "-m", "include.emulators.kandji", "--host", HOST, "--port", str(KANDJI_PORT),
+            [sys.executable, "-m", "dev.emulators.kandji", "--host", HOST, "--port", str(KANDJI_PORT),
              "--devices", str(DEVICES), "--token", KANDJI_TOKEN],
             env,
             logs / "kandji-emulator.log",
         ),
         start(
-            [sys.executable, "-m", "include.emulators.oomnitza", "--host", HOST, "--port", str(OOMNITZA_PORT),
+            [sys.executable, "-m", "dev.emulators.oomnitza", "--host", HOST, "--port", str(OOMNITZA_PORT),
              "--token", OOMNITZA_TOKEN, "--state-file", str(state)],
             env,
             logs / "oomnitza-emulator.log",

@@ -198,9 +198,9 @@ def artifacts_dir() -> Path:
 # -- emulators ------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def kandji_process():
-    from include.emulators.client import EmulatorProcess
+    from dev.emulators.client import EmulatorProcess
 
-    process = EmulatorProcess("include.emulators.kandji", "--devices", "10", "--token", KANDJI_TOKEN)
+    process = EmulatorProcess("dev.emulators.kandji", "--devices", "10", "--token", KANDJI_TOKEN)
     yield process
     process.stop()
 
@@ -227,12 +227,10 @@ def kandji_emulator(kandji_process, airflow_connections):
 
 @pytest.fixture(scope="session")
 def oomnitza_process(tmp_path_factory):
-    from include.emulators.client import EmulatorProcess
+    from dev.emulators.client import EmulatorProcess
 
     state = tmp_path_factory.mktemp("oomnitza") / "state.json"
-    process = EmulatorProcess(
-        "include.emulators.oomnitza", "--token", OOMNITZA_TOKEN, "--state-file", str(state)
-    )
+    process = EmulatorProcess("dev.emulators.oomnitza", "--token", OOMNITZA_TOKEN, "--state-file", str(state))
     process.state_file = state
     yield process
     process.stop()

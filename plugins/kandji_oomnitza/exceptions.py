@@ -11,6 +11,11 @@ from __future__ import annotations
 from airflow.sdk.exceptions import AirflowFailException
 
 
+class SettingsFileDeprecation(UserWarning):
+    """A settings file uses an option that does nothing any more: the file still loads, and the warning
+    (shown beside the DAG in Airflow, and by the checker) says what to change."""
+
+
 class SettingsFileError(ValueError):
     """A settings file is invalid; the message names the file, each field and the fix."""
 

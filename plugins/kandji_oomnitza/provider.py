@@ -75,7 +75,7 @@ OOMNITZA = {
         "placeholders": {
             "host": "https://acme.oomnitza.com",
             "password": "an API token (Configuration > Security > API tokens), sent as Authorization2",
-            "login": "the user the integration acts as (optional, shown in run summaries)",
+            "login": "the Oomnitza user the integration acts as (optional; each run summary names it)",
         },
     },
 }

@@ -8,7 +8,7 @@ import pytest
 import requests
 from helpers.harness import OOMNITZA_TOKEN
 
-from include.emulators.client import EmulatorProcess
+from dev.emulators.client import EmulatorProcess
 from kandji_oomnitza.hooks.base import ApiError, ConfigurationError, RetryMode, TransportError
 from kandji_oomnitza.hooks.oomnitza import UNCONFIRMED, OomnitzaHook, Preference, RunOutcomeTimeout
 
@@ -316,7 +316,7 @@ def test_create_is_not_resent_after_a_timeout(oomnitza_emulator):
 
 def test_state_persists_across_restarts(tmp_path):
     state = tmp_path / "state.json"
-    first = EmulatorProcess("include.emulators.oomnitza", "--token", "t", "--state-file", str(state))
+    first = EmulatorProcess("dev.emulators.oomnitza", "--token", "t", "--state-file", str(state))
     try:
         requests.post(
             f"{first.url}/api/v3/assets",
@@ -326,7 +326,7 @@ def test_state_persists_across_restarts(tmp_path):
         ).raise_for_status()
     finally:
         first.stop()
-    second = EmulatorProcess("include.emulators.oomnitza", "--token", "t", "--state-file", str(state))
+    second = EmulatorProcess("dev.emulators.oomnitza", "--token", "t", "--state-file", str(state))
     try:
         listed = requests.get(
             f"{second.url}/api/v3/assets", headers={"Authorization2": "t"}, timeout=5

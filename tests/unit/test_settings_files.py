@@ -279,3 +279,21 @@ def test_a_key_written_twice_is_refused_naming_both_lines(kind, tmp_path):
     message = str(raised.value)
     first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("name:"))
     assert f"key 'name' is written twice, on line {first} and on line {lines + 2}" in message
+
+
+def test_integration_user_in_a_file_still_loads_with_a_warning_naming_the_file(tmp_path):
+    """It never did anything: the connection's login is what run summaries show."""
+    import warnings
+
+    from kandji_oomnitza.exceptions import SettingsFileDeprecation
+    from kandji_oomnitza.integrations.config import load_integration
+
+    source = (ROOT / "include" / "integrations" / "kandji_users.yaml").read_text()
+    path = tmp_path / "old_users.yaml"
+    path.write_text(source + "integration_user: kandji-integration\n")
+    with pytest.warns(SettingsFileDeprecation, match=r"old_users\.yaml: integration_user does nothing"):
+        assert load_integration(path).name
+    path.write_text(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_integration(path)  # the shipped file: no warning

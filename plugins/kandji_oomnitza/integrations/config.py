@@ -15,6 +15,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kandji_oomnitza import names
 from kandji_oomnitza.common.notify import IntegrationNotify
-from kandji_oomnitza.exceptions import IntegrationFileError
+from kandji_oomnitza.exceptions import IntegrationFileError, SettingsFileDeprecation
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.integrations.fields import CONVERTERS, STANDARD_FIELDS
 from kandji_oomnitza.settings_files import (
@@ -56,7 +57,7 @@ class UserSelection(enum.StrEnum):
 class Converter(Strict):
     """A converter from the registry in ``fields.py``, by name, with its options."""
 
-    name: str
+    name: str = Field(..., description="the converter (integrations/fields.py lists them), e.g. join, lower")
     separator: str = Field(", ", description="join: what goes between the values")
 
     @field_validator("name")
@@ -93,11 +94,13 @@ class Mapping(Strict):
     path: str | list[str] | None = Field(
         None, description="dot path(s) into the Kandji record; 'details.' reads the device's /details"
     )
-    constant: str | int | float | bool | None = None
+    constant: str | int | float | bool | None = Field(None, description="the same value for every record")
     template: str | None = Field(
         None, description="text with {path} placeholders, e.g. '{device_name} ({platform})'"
     )
-    converter: Converter | None = None
+    converter: Converter | None = Field(
+        None, description="turns the Kandji value into Oomnitza's (a standard field has its own)"
+    )
     clear_when_empty: bool = Field(
         False, description="send an empty value (clearing the Oomnitza field) instead of skipping it"
     )
@@ -144,7 +147,7 @@ class Schedule(Strict):
     cron: str | None = Field(
         "@daily", description="a cron expression or preset (@daily); null for manual runs only"
     )
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="the cron's time zone (an IANA name, e.g. Europe/Berlin)")
 
     @field_validator("cron")
     @classmethod
@@ -181,8 +184,12 @@ class Schedule(Strict):
 
 
 class Software(Strict):
-    enabled: bool = True
-    route: SoftwareRoute = SoftwareRoute.AUTO
+    enabled: bool = Field(True, description="load each device's installed apps as its software")
+    route: SoftwareRoute = Field(
+        SoftwareRoute.AUTO,
+        description="how the apps are read: auto picks the cheapest that covers the fleet (Prism, its CSV "
+        "export, or one /apps call per device)",
+    )
     export_threshold_rows: Annotated[int, Field(ge=0)] = Field(
         50_000, description="with route auto, Prism app rows at or above which the CSV export is used"
     )
@@ -192,15 +199,20 @@ class Software(Strict):
 
 
 class Users(Strict):
-    selection: UserSelection = UserSelection.USER_PLUS_SAAS_USER
-    skip_archived: bool = False
+    selection: UserSelection = Field(
+        UserSelection.USER_PLUS_SAAS_USER,
+        description="Oomnitza users only, or users marked as SaaS users of Kandji too",
+    )
+    skip_archived: bool = Field(False, description="leave Kandji's archived users out")
     integration_ids: list[str] = Field(
         default_factory=list, description="only users of these directory integrations"
     )
 
 
 class Load(Strict):
-    batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=100)] = Field(
+        100, description="records per Oomnitza bulk request (Oomnitza takes at most 100)"
+    )
     concurrency: Annotated[int, Field(ge=1, le=8)] = Field(
         4, description="Oomnitza batches in flight at once (1 sends them one after another)"
     )
@@ -210,7 +222,9 @@ class Load(Strict):
     check_fields: bool = Field(
         True, description="check the mapped fields against Oomnitza's field metadata first"
     )
-    outcome_timeout_seconds: Annotated[float, Field(gt=0)] = 900.0
+    outcome_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        900.0, description="how long to wait for Oomnitza's outcome of a load before calling it unconfirmed"
+    )
 
 
 FieldValue = str | int | float | bool | None
@@ -219,7 +233,9 @@ FieldValue = str | int | float | bool | None
 class Delta(Strict):
     """Send Oomnitza only the records that changed since it last confirmed them (see delta.py)."""
 
-    enabled: bool = False
+    enabled: bool = Field(
+        False, description="send only the records that changed since Oomnitza confirmed them"
+    )
     full_sync_every: Annotated[
         timedelta,
         Duration(
@@ -334,21 +350,35 @@ class MissingSettings:
 
 class Integration(Strict):
     name: str = Field(..., min_length=1, description="the descriptive name shown as the DAG's display name")
-    type: Literal["assets", "users"]
-    description: str = ""
-    kandji_conn_id: str = "kandji_default"
-    oomnitza_conn_id: str = "oomnitza_default"
-    integration_user: str | None = None
-    preference: Preference = Preference.CREATE_AND_UPDATE
-    software: Software | None = None
-    users: Users | None = None
-    sync_key: list[str] = Field(..., min_length=1)
-    mappings: dict[str, Mapping] = Field(..., min_length=1)
-    schedule: Schedule = Field(default_factory=Schedule)
-    load: Load = Field(default_factory=Load)
-    when_missing: WhenMissing | None = None
-    delta: Delta = Field(default_factory=Delta)
-    notify: IntegrationNotify | None = None
+    type: Literal["assets", "users"] = Field(
+        ..., description="what the file loads: Kandji devices as assets, or Kandji users as users"
+    )
+    description: str = Field("", description="shown on the tile and in the DAG's docs")
+    kandji_conn_id: str = Field("kandji_default", description="the Airflow connection to Kandji")
+    oomnitza_conn_id: str = Field("oomnitza_default", description="the Airflow connection to Oomnitza")
+    integration_user: str | None = Field(
+        None,
+        description="deprecated, does nothing (a warning says so): run summaries show the Oomnitza connection's "
+        "login (its Integration user field); delete the line",
+    )
+    preference: Preference = Field(
+        Preference.CREATE_AND_UPDATE, description="what Oomnitza does with a record: create, update, or both"
+    )
+    software: Software | None = Field(None, description="assets: the devices' installed apps")
+    users: Users | None = Field(None, description="users: which Kandji users, marked how")
+    sync_key: list[str] = Field(
+        ..., min_length=1, description="the Oomnitza field(s) a record is matched on (unique in Oomnitza)"
+    )
+    mappings: dict[str, Mapping] = Field(
+        ..., min_length=1, description="each Oomnitza field (its external id) and where its value comes from"
+    )
+    schedule: Schedule = Field(default_factory=Schedule, description="when the DAG runs")
+    load: Load = Field(default_factory=Load, description="how records are sent to Oomnitza")
+    when_missing: WhenMissing | None = Field(
+        None, description="flag Oomnitza records whose device or user left Kandji (never deleted)"
+    )
+    delta: Delta = Field(default_factory=Delta, description="delta loads: send only what changed")
+    notify: IntegrationNotify | None = Field(None, description="who is told when a run fails or asks")
     deadline: (
         Annotated[
             timedelta,
@@ -380,8 +410,10 @@ class Integration(Strict):
         timedelta(days=1),
         description="how long a safeguard's question waits for an answer; then nothing is done",
     )
-    owner: str = "it-ops"
-    tags: list[str] = Field(default_factory=list)
+    owner: str = Field("it-ops", description="the DAG's owner in Airflow")
+    tags: list[str] = Field(
+        default_factory=list, description="more tags on the DAG, beside kandji and oomnitza"
+    )
 
     @field_validator("mappings", mode="before")
     @classmethod
@@ -578,7 +610,15 @@ def load_integration(path: Path) -> Integration:
         raise IntegrationFileError(
             f"Invalid integration file {path}: the file name becomes the DAG id; use letters, digits and underscores"
         )
-    return validated_file(path, Integration, INTEGRATIONS.what, IntegrationFileError)
+    integration = validated_file(path, Integration, INTEGRATIONS.what, IntegrationFileError)
+    if integration.integration_user is not None:
+        warnings.warn(
+            f"{path}: integration_user does nothing and will be removed; run summaries show the Oomnitza "
+            "connection's login (its Integration user field) instead. Delete the line.",
+            SettingsFileDeprecation,
+            stacklevel=2,
+        )
+    return integration
 
 
 INTEGRATIONS: Kind = Kind(

@@ -172,6 +172,7 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
         missing=MissingResult.from_xcom(ti.xcom_pull(task_ids=names.FLAG_MISSING, key=names.MISSING)),
         started=began.timestamp() if began else time.time(),
         write_error_log=lambda text: write_artifact(dag_id, run.run_id, ERROR_LOG, [text]),
+        integration_user=_integration_user(integration),
     )
     log_report(integration, report, loaded, log)
     summary = report.summary
@@ -185,6 +186,18 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
 
         deliver(told, records_failed_notice(integration, dag_id, run.run_id, summary))
     return summary.to_xcom()
+
+
+def _integration_user(integration: Integration) -> str | None:
+    """The Oomnitza connection's login (its form's Integration user), for the summary; None without one."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+
+    try:
+        return OomnitzaHook(integration.oomnitza_conn_id).integration_user
+    except AirflowNotFoundException:
+        return None
 
 
 # -- the DAG --------------------------------------------------------------------------------------------

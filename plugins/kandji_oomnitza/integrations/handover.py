@@ -164,6 +164,7 @@ class RunSummary(Handover):
 
     integration: str = ""
     type: str = ""
+    integration_user: str | None = None  # the Oomnitza connection's login: who the integration acts as
     dry_run: bool = False
     portion: str | None = None  # Oomnitza's run id of the load
     read_at: str | None = None

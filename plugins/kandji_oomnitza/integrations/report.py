@@ -320,6 +320,7 @@ def summarise(
     missing: MissingResult | None = None,
     started: float,
     error_log: str | None,
+    integration_user: str | None = None,
 ) -> RunSummary:
     """The run summary: what Kandji held, what was sent, what Oomnitza made of it, what was not loaded."""
     counts = loaded.outcome.counts if loaded is not None and loaded.outcome is not None else {}
@@ -332,6 +333,7 @@ def summarise(
     return RunSummary(
         integration=integration.name,
         type=integration.type,
+        integration_user=integration_user,
         dry_run=loaded.dry_run if loaded else False,
         portion=loaded.portion if loaded else None,
         read_at=extracted.read_at if extracted else None,
@@ -430,6 +432,7 @@ def build_report(
     missing: MissingResult | None,
     started: float,
     write_error_log: Any,
+    integration_user: str | None = None,
 ) -> Report:
     """Account for every record whatever happened upstream, write the error log (``write_error_log(text)``
     returns where), and say whether the run fails: records failed beyond ``load.max_failed_records``, or
@@ -469,6 +472,7 @@ def build_report(
         started=started,
         error_log=location,
         missing=missing,
+        integration_user=integration_user,
     )
     limit = integration.load.max_failed_records
     if incomplete:

@@ -74,9 +74,11 @@ class Condition(Strict):
     """One test on one field of the record: exactly one of ``equals``, ``in``, ``not_empty``."""
 
     field: str = Field(..., pattern=FIELD_PATTERN, description="the field's external id in Oomnitza")
-    equals: str | int | float | bool | None = None
-    in_: list[str | int | float] | None = Field(None, alias="in", min_length=1)
-    not_empty: bool | None = None
+    equals: str | int | float | bool | None = Field(None, description="the field holds exactly this value")
+    in_: list[str | int | float] | None = Field(
+        None, alias="in", min_length=1, description="the field holds one of these values"
+    )
+    not_empty: bool | None = Field(None, description="true: the field holds a value; false: it is empty")
 
     @model_validator(mode="after")
     def _one_test(self) -> Condition:
@@ -102,12 +104,16 @@ class Condition(Strict):
             return _text(value) in {_text(v) for v in self.in_}
         return _text(value) == _text(self.equals)
 
+    def values(self) -> list[str | int | float | bool | None]:
+        """The values the field may hold (``in``, else ``equals``)."""
+        return list(self.in_) if self.in_ is not None else [self.equals]
+
     def server_filter(self) -> str | None:
         """This test in Oomnitza's filter language, or None when a value cannot be quoted safely (the
         records are then checked here only)."""
         if self.not_empty:
             return f"{self.field} IS NOT NULL"
-        values = self.in_ if self.in_ is not None else [self.equals]
+        values = self.values()
         if any("'" in _text(v) or '"' in _text(v) for v in values):
             return None
         if self.in_ is not None:
@@ -132,8 +138,10 @@ def _text(value: Any) -> str:
 
 class Trigger(Strict):
     object: str = Field("assets", description="the Oomnitza object watched (assets)")
-    conditions: list[Condition] = Field(..., min_length=1, max_length=20)
-    match: Match = Match.ALL
+    conditions: list[Condition] = Field(
+        ..., min_length=1, max_length=20, description="what a record must hold to enter (at most 20)"
+    )
+    match: Match = Field(Match.ALL, description="all conditions must hold, or any one of them")
     poll_interval: Annotated[
         timedelta,
         Duration(
@@ -142,7 +150,9 @@ class Trigger(Strict):
             why="Oomnitza would be polled too often below it, and a change would wait more than a day above it",
         ),
     ] = Field(timedelta(minutes=5), description="how often Oomnitza is asked (e.g. 5m, 30s)")
-    connection: str = Field("oomnitza_default", pattern=CONN_ID_PATTERN)
+    connection: str = Field(
+        "oomnitza_default", pattern=CONN_ID_PATTERN, description="the Airflow connection to Oomnitza"
+    )
 
     @field_validator("object")
     @classmethod
@@ -203,7 +213,7 @@ def shared_filters(triggers: list[Trigger]) -> list[str | None]:
         if any(c.not_empty for c in conditions):
             clauses.append(f"{name} IS NOT NULL")
             continue
-        values = sorted({_text(v) for c in conditions for v in (c.in_ if c.in_ is not None else [c.equals])})
+        values = sorted({_text(v) for c in conditions for v in c.values()})
         if any(v == "" or "'" in v or '"' in v for v in values):
             clauses.append(None)
         elif len(values) > MAX_SHARED_VALUES:
@@ -244,8 +254,14 @@ class Approval(Strict):
 
 class Action(Strict):
     preset: str = Field(..., description="a preset key, e.g. lock_device")
-    inputs: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    serial_field: str = Field("serial_number", pattern=FIELD_PATTERN)
+    inputs: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="the preset's inputs; text may use {record fields} as a template"
+    )
+    serial_field: str = Field(
+        "serial_number",
+        pattern=FIELD_PATTERN,
+        description="the Oomnitza field holding the device's serial number",
+    )
     kandji_connection: str = Field(
         "kandji_default", pattern=CONN_ID_PATTERN, description="the Airflow connection to Kandji"
     )
@@ -323,17 +339,17 @@ def _check_input(preset: Preset, name: str, value: Any) -> None:
 
 class Workflow(Strict):
     name: str = Field("", max_length=200, description="shown in Airflow and on the Integrations page")
-    description: str = Field("", max_length=2000)
+    description: str = Field("", max_length=2000, description="shown in the DAG's docs and on the card")
     enabled: bool = Field(..., description="false: the DAG is shown, Oomnitza is not polled")
-    trigger: Trigger
-    action: Action
-    approval: Approval = Field(default_factory=Approval)
+    trigger: Trigger = Field(..., description="the Oomnitza change that starts a run")
+    action: Action = Field(..., description="the preset each record that entered runs")
+    approval: Approval = Field(default_factory=Approval, description="who approves before it is sent")
     write_back: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict,
         max_length=20,
         description="Oomnitza field -> value set on the record after the action",
     )
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[str] = Field(default_factory=list, max_length=20, description="more tags on the DAG")
     notify: WorkflowNotify | None = Field(
         None, description="who hears that a person must approve, or that a run failed"
     )

@@ -34,6 +34,7 @@ def test_first_run_creates_every_asset_with_mapped_values_and_software(
     assets = oomnitza_assets(oomnitza_emulator)
     assert summary["added"] == len(devices) == len(assets) == summary["kandji_records"]
     assert summary["failed"] == summary["rejected_before_load"] == summary["not_loaded"] == 0
+    assert summary["integration_user"] == "kandji-integration"  # the Oomnitza connection's login
     for device in devices:
         asset = assets[device["serial_number"]]
         assert asset["device_name"] == device["device_name"]

@@ -2,7 +2,7 @@
 its permission (the emulators' per-token permission models), ends in the documented state.
 
 Essential calls fail the run at once, in one task attempt, with a message naming the permission;
-auxiliary calls never fail a run. SECURITY.md documents the same matrix (checked below).
+auxiliary calls never fail a run. docs/security.md documents the same matrix (checked below).
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def test_a_token_without_one_permission_ends_in_the_documented_state(
 
 
 def test_security_md_documents_every_row():
-    text = (ROOT / "SECURITY.md").read_text()
+    text = (ROOT / "docs" / "security.md").read_text()
     matrix = text[text.index("## Least privilege") :]
     for row in MATRIX:
         line = next((ln for ln in matrix.splitlines() if f"`{row.permission}`" in ln and row.dag in ln), None)
-        assert line, f"SECURITY.md has no matrix row for {row.dag} / {row.permission}"
+        assert line, f"docs/security.md has no matrix row for {row.dag} / {row.permission}"
         assert ("essential" if row.essential else "auxiliary") in line, line
     assert re.search(r"\|\s*`?kandji_devices_and_software`?", matrix)

@@ -9,7 +9,7 @@ from helpers.kandji_examples import EXAMPLES, example
 
 # -- the emulator matches Kandji's own examples ---------------------------------------------------
 def test_emulator_records_have_the_official_keys():
-    from include.emulators.kandji_fleet import Fleet
+    from dev.emulators.kandji_fleet import Fleet
 
     fleet = Fleet(seed=1, device_count=60)
     official_device = example("list_devices_list_devices")[0]
@@ -29,7 +29,7 @@ def test_emulator_records_have_the_official_keys():
 def test_fleets_are_deterministic_and_large_ones_are_fast():
     import time
 
-    from include.emulators.kandji_fleet import Fleet
+    from dev.emulators.kandji_fleet import Fleet
 
     a, b = Fleet(seed=5, device_count=50), Fleet(seed=5, device_count=50)
     assert [d["serial_number"] for d in a.devices] == [d["serial_number"] for d in b.devices]
@@ -51,7 +51,7 @@ def test_the_export_file_is_what_csv_writer_writes_for_its_rows():
     import csv
     import io
 
-    from include.emulators.kandji_fleet import Fleet
+    from dev.emulators.kandji_fleet import Fleet
 
     fleet = Fleet(seed=3, device_count=80)
     expected = io.StringIO()

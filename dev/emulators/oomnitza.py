@@ -1,6 +1,6 @@
 """An Oomnitza emulator: the connector ingestion protocol and the REST API (docs/reference/oomnitza.md).
 
-Run it:  python -m include.emulators.oomnitza --port 8282 --token sandbox-oomnitza-token [--state-file F]
+Run it:  python -m dev.emulators.oomnitza --port 8282 --token sandbox-oomnitza-token [--state-file F]
 
 Followed from the reference: ``Authorization2: <token>`` auth; ``POST /api/v3/bulk`` with the connector's
 payload (``sync_field``, ``records``, ``portion``, ``data_type``, ``insert_only``/``update_only``,
@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from include.emulators.common import BODY_JSON, NOT_JSON, Emulator, RateLimitConfig, serve
+from dev.emulators.common import BODY_JSON, NOT_JSON, Emulator, RateLimitConfig, serve
 
 SPECIAL_FIELDS = {"APPLICATIONS", "SAAS"}
 

@@ -1,6 +1,6 @@
 """A Kandji API emulator, faithful to ``docs/reference/kandji-api.md`` including its quirks.
 
-Run it:  python -m include.emulators.kandji --port 8181 --devices 300 --token sandbox-kandji-token
+Run it:  python -m dev.emulators.kandji --port 8181 --devices 300 --token sandbox-kandji-token
 
 Followed from the reference: bare-array ``/devices`` pages capped at 300 with substring filters and
 ``ordering``; ``user`` as an object or ``""``; ``"True"``/``"False"`` strings in details; mixed
@@ -34,8 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
-from include.emulators.common import Emulator, RateLimitConfig, serve
-from include.emulators.kandji_fleet import APPLE_PLATFORMS, Fleet
+from dev.emulators.common import Emulator, RateLimitConfig, serve
+from dev.emulators.kandji_fleet import APPLE_PLATFORMS, Fleet
 
 PRISM_CATEGORIES = {
     "activation_lock", "apps", "application_firewall", "cellular", "certificates", "desktop_and_screensaver",
