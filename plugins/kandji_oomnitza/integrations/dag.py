@@ -156,7 +156,8 @@ def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) 
     from airflow.sdk.exceptions import AirflowSkipException
 
     from kandji_oomnitza.integrations.handover import ExtractStats, FieldCheck, LoadResult, MissingResult
-    from kandji_oomnitza.integrations.report import ERROR_LOG, build_report, log_report, write_artifact
+    from kandji_oomnitza.integrations.report import build_report, log_report
+    from kandji_oomnitza.integrations.storage import ERROR_LOG, write_artifact
 
     ti, run = context["ti"], context["dag_run"]
     if skipped := ti.xcom_pull(task_ids=names.NEWEST_RUN_ONLY, key=names.SKIPPED):

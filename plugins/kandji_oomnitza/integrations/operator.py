@@ -81,7 +81,7 @@ class OomnitzaLoadOperator(BaseOperator):
         if not self.integration.delta.enabled:
             return None, None
         from kandji_oomnitza.integrations.delta import DeltaPlan, full_sync_reason, read_store, store_path
-        from kandji_oomnitza.integrations.report import reports_root
+        from kandji_oomnitza.integrations.storage import reports_root
 
         path = store_path(reports_root(), self.dag_id)
         store, problem = read_store(path, read_at)
@@ -94,8 +94,8 @@ class OomnitzaLoadOperator(BaseOperator):
     def execute(self, context) -> None:
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
         from kandji_oomnitza.integrations.handover import ExtractStats, FieldCheck
-        from kandji_oomnitza.integrations.report import DRY_RUN_PAYLOADS, write_artifact
         from kandji_oomnitza.integrations.steps import dry_run, load
+        from kandji_oomnitza.integrations.storage import DRY_RUN_PAYLOADS, write_artifact
 
         ti = context["ti"]
         started = time.monotonic()
@@ -316,7 +316,7 @@ class FlaggingRun:
 
     def __init__(self, integration: Integration, dag_id: str, context: dict[str, Any], log: Any) -> None:
         from kandji_oomnitza.integrations.handover import ExtractStats
-        from kandji_oomnitza.integrations.report import reports_root, run_folder
+        from kandji_oomnitza.integrations.storage import reports_root, run_folder
 
         self.integration, self.dag_id, self.context, self.log = integration, dag_id, context, log
         settings = integration.missing_settings

@@ -18,6 +18,7 @@ from kandji_oomnitza.hooks.base import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import SENT, UNCONFIRMED, Batch, OomnitzaHook, RunResult
 from kandji_oomnitza.hooks.oomnitza_protocol import named_records
+from kandji_oomnitza.integrations.accounting import FAILED_SILENTLY, silent_failures, split
 from kandji_oomnitza.integrations.config import Integration, UserSelection
 from kandji_oomnitza.integrations.delta import DeltaPlan
 from kandji_oomnitza.integrations.handover import BatchProblem, DeltaSummary, FieldCheck, LoadResult, Outcome
@@ -30,7 +31,6 @@ from kandji_oomnitza.integrations.mapping import (
     plain,
     to_oomnitza,
 )
-from kandji_oomnitza.integrations.report import FAILED_SILENTLY, silent_failures, split
 from kandji_oomnitza.integrations.software import Applications, SoftwareResult, collect
 
 log = logging.getLogger(__name__)

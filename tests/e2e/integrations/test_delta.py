@@ -18,7 +18,7 @@ DELTA = {"enabled": True, "full_sync_every": "7d"}
 def store(airflow_db):
     """The devices integration's fingerprint store (the default reports path), removed before and after."""
     from kandji_oomnitza.integrations.delta import store_path
-    from kandji_oomnitza.integrations.report import default_reports_root
+    from kandji_oomnitza.integrations.storage import default_reports_root
 
     paths = [
         Path(str(store_path(default_reports_root(), name)).removeprefix("file://"))

@@ -274,7 +274,7 @@ def test_a_delta_run_shows_its_mode_and_what_it_did_not_send(
     from pathlib import Path
 
     from kandji_oomnitza.integrations.delta import store_path
-    from kandji_oomnitza.integrations.report import default_reports_root
+    from kandji_oomnitza.integrations.storage import default_reports_root
 
     store = Path(str(store_path(default_reports_root(), DEVICES)).removeprefix("file://"))
     store.unlink(missing_ok=True)

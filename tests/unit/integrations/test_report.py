@@ -10,6 +10,22 @@ from helpers.harness import ROOT
 
 from kandji_oomnitza.exceptions import RunIncomplete, TooManyFailures
 from kandji_oomnitza.hooks.oomnitza import REFUSED, UNCONFIRMED, UNSENT
+from kandji_oomnitza.integrations.accounting import (
+    BACK,
+    FAILED,
+    FAILED_SILENTLY,
+    FATAL,
+    FLAGGED,
+    NOT_FLAGGED,
+    REJECTED,
+    SKIPPED,
+    WITHOUT_SOFTWARE,
+    WOULD_FLAG,
+    error_csv,
+    error_rows,
+    missing_rows,
+    safe_cell,
+)
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.integrations.handover import (
     BatchProblem,
@@ -22,24 +38,8 @@ from kandji_oomnitza.integrations.handover import (
     Outcome,
     SoftwareStats,
 )
-from kandji_oomnitza.integrations.report import (
-    BACK,
-    FAILED,
-    FAILED_SILENTLY,
-    FATAL,
-    FLAGGED,
-    NOT_FLAGGED,
-    REJECTED,
-    SKIPPED,
-    WITHOUT_SOFTWARE,
-    WOULD_FLAG,
-    build_report,
-    error_csv,
-    error_rows,
-    missing_rows,
-    run_folder,
-    safe_cell,
-)
+from kandji_oomnitza.integrations.report import build_report
+from kandji_oomnitza.integrations.storage import run_folder
 
 DATA = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text())
 ASSETS = Integration.model_validate(DATA)

@@ -10,8 +10,8 @@ from helpers.harness import ROOT
 
 from kandji_oomnitza.hooks.oomnitza import SENT, UNCONFIRMED, Batch, ConnectorRun, RunOutcome, RunResult
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
+from kandji_oomnitza.integrations.accounting import FAILED_SILENTLY, silent_failures
 from kandji_oomnitza.integrations.config import Integration
-from kandji_oomnitza.integrations.report import FAILED_SILENTLY, silent_failures
 from kandji_oomnitza.integrations.steps import _confirmed, _pinpoint_unaccounted, load_result
 
 DATA = yaml.safe_load((ROOT / "include" / "integrations" / "kandji_devices_and_software.yaml").read_text())

@@ -199,7 +199,7 @@ def _reports_root() -> str:
     # The API server has no task context, where the Task SDK's Variable.get only returns the default.
     from airflow.models import Variable
 
-    from kandji_oomnitza.integrations.report import REPORTS_VARIABLE, default_reports_root
+    from kandji_oomnitza.integrations.storage import REPORTS_VARIABLE, default_reports_root
 
     return Variable.get(REPORTS_VARIABLE, default_var=default_reports_root())  # noqa: AIR311
 
@@ -230,7 +230,7 @@ def create_app() -> FastAPI:
         access: AccessDep,
         limit: Annotated[int, Query(ge=1, le=ERROR_ROWS_SHOWN)] = ERROR_ROWS_SHOWN,
     ) -> ErrorLog:
-        from kandji_oomnitza.integrations.report import artifact_path
+        from kandji_oomnitza.integrations.storage import artifact_path
 
         entry = _file(access, integration_id)
         if not access.can_read_logs(entry.dag_id):
