@@ -12,7 +12,7 @@ import pytest
 from helpers.harness import KANDJI_TOKEN, OOMNITZA_TOKEN
 from helpers.hostile import CaptureServer
 
-from kandji_oomnitza.hooks.base import MalformedResponseError, PermanentApiError
+from kandji_oomnitza.hooks.errors import MalformedResponseError, PermanentApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 

@@ -8,7 +8,8 @@ import pytest
 import requests
 from helpers.harness import KANDJI_TOKEN
 
-from kandji_oomnitza.hooks.base import ApiError, ConfigurationError, MalformedResponseError, PermanentApiError
+from kandji_oomnitza.exceptions import ConfigurationError
+from kandji_oomnitza.hooks.errors import ApiError, MalformedResponseError, PermanentApiError
 from kandji_oomnitza.hooks.kandji import (
     AmbiguousDeviceError,
     DeviceNotFoundError,
@@ -16,6 +17,7 @@ from kandji_oomnitza.hooks.kandji import (
     KandjiHook,
     PrismExportError,
 )
+from kandji_oomnitza.hooks.kandji_export import export_prism
 
 
 def hook(**kwargs) -> KandjiHook:
@@ -225,10 +227,10 @@ def test_find_by_serial_none_and_several_are_distinct_errors(kandji_emulator):
 # -- Prism export ---------------------------------------------------------------------------------
 def test_prism_export_polls_and_downloads_without_the_token(kandji_emulator):
     summary = kandji_emulator.get("summary")
-    chunks = list(hook().export_prism("apps", poll_seconds=0.01, chunk_rows=1000))
+    chunks = list(export_prism(hook(), "apps", poll_seconds=0.01, chunk_rows=1000))
     assert len(chunks) > 1 and sum(len(c) for c in chunks) == summary["prism_app_rows"]
     assert {"device_id", "serial_number", "name", "version", "path"} <= set(chunks[0].columns)
-    narrow = list(hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "name")))
+    narrow = list(export_prism(hook(), "apps", poll_seconds=0.01, required_columns=("device_id", "name")))
     assert set(narrow[0].columns) == {"device_id", "name"}
     downloads = kandji_emulator.requests("^/_s3/")
     assert len(downloads) == 2
@@ -242,7 +244,7 @@ def test_prism_export_and_prism_pages_list_the_same_app_rows(kandji_emulator):
 
     exported = sorted(
         key(row)
-        for chunk in hook().export_prism("apps", poll_seconds=0.01)
+        for chunk in export_prism(hook(), "apps", poll_seconds=0.01)
         for row in chunk.to_dict("records")
     )
     paged = sorted(key(row) for page in hook().iter_prism_pages("apps") for row in page)
@@ -252,10 +254,10 @@ def test_prism_export_and_prism_pages_list_the_same_app_rows(kandji_emulator):
 def test_prism_export_failure_and_unexpected_columns(kandji_emulator):
     kandji_emulator.put("settings", {"export_mode": "failed"})
     with pytest.raises(PrismExportError, match="status 'failed'"):
-        list(hook().export_prism("apps", poll_seconds=0.01))
+        list(export_prism(hook(), "apps", poll_seconds=0.01))
     kandji_emulator.put("settings", {"export_mode": "bad_columns"})
     with pytest.raises(PrismExportError, match="lacks columns"):
-        list(hook().export_prism("apps", poll_seconds=0.01, required_columns=("device_id", "serial_number")))
+        list(export_prism(hook(), "apps", poll_seconds=0.01, required_columns=("device_id", "serial_number")))
 
 
 def test_an_export_cut_on_a_row_boundary_is_caught_by_the_row_count(kandji_emulator):
@@ -272,17 +274,17 @@ def test_an_export_cut_on_a_row_boundary_is_caught_by_the_row_count(kandji_emula
         scripted=[{"kind": "truncate", "bytes": boundary, "framing": "eof", "path": "^/_s3/"}]
     )
     with pytest.raises(PrismExportError, match=f"but Prism counted {count.rows}: the file is incomplete"):
-        list(h.export_prism("apps", poll_seconds=0.01, expected=count))
+        list(export_prism(h, "apps", poll_seconds=0.01, expected=count))
     kandji_emulator.faults(
         scripted=[{"kind": "truncate", "bytes": boundary - 5, "framing": "eof", "path": "^/_s3/"}]
     )
     with pytest.raises(PrismExportError, match="ends mid-row"):
-        list(h.export_prism("apps", poll_seconds=0.01, expected=count))
+        list(export_prism(h, "apps", poll_seconds=0.01, expected=count))
 
 
 def test_prism_export_bad_category_is_kandjis_400(kandji_emulator):
     with pytest.raises(ApiError, match="Invalid category: nope"):
-        list(hook().export_prism("nope"))
+        list(export_prism(hook(), "nope"))
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -452,7 +454,7 @@ def test_device_removed_mid_walk_is_not_lost(kandji_emulator):
 def test_a_page_that_is_not_utf8_is_unreadable_never_loaded_with_replacement_characters(airflow_connections):
     from helpers.hostile import CaptureServer
 
-    from kandji_oomnitza.hooks.base import MalformedResponseError
+    from kandji_oomnitza.hooks.errors import MalformedResponseError
 
     latin1 = b'[{"device_id": "d1", "device_name": "Caf\xe9 Mac", "serial_number": "C02X"}]'
     server = CaptureServer((200, "application/json; charset=utf-8", latin1))

@@ -9,8 +9,10 @@ import requests
 from helpers.harness import OOMNITZA_TOKEN
 
 from dev.emulators.client import EmulatorProcess
-from kandji_oomnitza.hooks.base import ApiError, ConfigurationError, RetryMode, TransportError
+from kandji_oomnitza.exceptions import ConfigurationError
+from kandji_oomnitza.hooks.errors import ApiError, TransportError
 from kandji_oomnitza.hooks.oomnitza import UNCONFIRMED, OomnitzaHook, Preference, RunOutcomeTimeout
+from kandji_oomnitza.hooks.retry import RetryMode
 
 
 def hook(**kwargs) -> OomnitzaHook:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kandji_oomnitza.hooks.base import CrossOriginRedirectError
+from kandji_oomnitza.hooks.errors import CrossOriginRedirectError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 

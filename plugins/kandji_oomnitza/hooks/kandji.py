@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import re
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
@@ -12,16 +10,9 @@ from urllib.parse import urlsplit
 import requests
 
 from kandji_oomnitza.common.kandji_values import to_int, valid_id
-from kandji_oomnitza.common.polling import poll
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.hooks.base import (
-    ApiError,
-    MalformedResponseError,
-    PermanentApiError,
-    RestApiHook,
-    RetryMode,
-    json_of,
-)
+from kandji_oomnitza.hooks.base import RestApiHook
+from kandji_oomnitza.hooks.errors import ApiError, MalformedResponseError, PermanentApiError, json_of
 from kandji_oomnitza.hooks.pagination import (
     ListingShifted,
     NextLinkCursorPaginator,
@@ -30,9 +21,10 @@ from kandji_oomnitza.hooks.pagination import (
     PrismCursorPaginator,
 )
 from kandji_oomnitza.hooks.ratelimit import RateLimiter
+from kandji_oomnitza.hooks.retry import RetryMode
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 SUBDOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 REGION_HOSTS = {"us": "https://{sub}.api.kandji.io", "eu": "https://{sub}.api.eu.kandji.io"}
@@ -296,7 +288,7 @@ class KandjiHook(RestApiHook):
     def get_device_details(self, device_id: str) -> dict[str, Any]:
         """The device's ``/details`` document (hardware, MDM, agent, network, ... as Kandji sends them)."""
         return self.request(
-            "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: _dict_body(json_of(r))
+            "GET", f"{API}/devices/{_path_id(device_id)}/details", decode=lambda r: dict_body(json_of(r))
         )
 
     def get_device_apps(self, device_id: str) -> list[dict[str, Any]]:
@@ -311,7 +303,7 @@ class KandjiHook(RestApiHook):
             "GET",
             f"{API}/devices/{_path_id(device_id)}/commands",
             params={"limit": limit},
-            decode=lambda r: _list_in(_dict_body(json_of(r)).get("commands"), "results"),
+            decode=lambda r: _list_in(dict_body(json_of(r)).get("commands"), "results"),
         )
 
     def prism_count(self, category: str) -> PrismCount:
@@ -354,165 +346,6 @@ class KandjiHook(RestApiHook):
         return exact[0]
 
     # -- Prism export -------------------------------------------------------------------------
-    def export_prism(
-        self,
-        category: str,
-        *,
-        device_families: list[str] | None = None,
-        required_columns: tuple[str, ...] = (),
-        expected: PrismCount | None = None,
-        poll_seconds: float = 0.5,
-        timeout_seconds: float = 900.0,
-        chunk_rows: int = 200_000,
-        dtype: str = "str",
-    ) -> Iterator[pd.DataFrame]:
-        """Run an asynchronous Prism export and yield its CSV in chunks of strings (``dtype="category"``:
-        of categories, built by the CSV parser itself: a fleet repeats a few thousand apps millions of times).
-
-        Column names are normalised (``Serial Number`` → ``serial_number``). Only ``required_columns``
-        are read when given, and the file is streamed to disk first, so a ten-million-row export never
-        sits in memory whole. The CSV is downloaded from the signed URL without any Kandji credential.
-
-        A file that is not proven complete raises ``PrismExportError`` after its last chunk (so the caller
-        must drop what it read): a download cut mid-row, fewer rows than ``expected`` (``/prism/count`` read
-        just before), or, when that count is approximate (or missing), a download whose end nothing vouches
-        for: no Content-Length and no chunked framing, so a cut between two rows would look like the end.
-        """
-        signed_url, export_id = self._run_export(category, device_families, poll_seconds, timeout_seconds)
-        rows = 0
-        framed: list[bool] = []
-        for chunk in self._read_export(
-            signed_url, export_id, category, required_columns, chunk_rows, framed, dtype
-        ):
-            rows += len(chunk)
-            yield chunk
-        if expected is not None and not expected.approximate:
-            if rows < expected.rows:
-                raise PrismExportError(
-                    f"Kandji's Prism export {export_id} ({category}) holds {rows} rows, but Prism counted "
-                    f"{expected.rows}: the file is incomplete",
-                    endpoint=f"GET {API}/prism/export/{export_id}",
-                )
-        elif not all(framed):
-            raise PrismExportError(
-                f"Kandji's Prism export {export_id} ({category}) cannot be proven complete: Prism's row count is "
-                f"{'approximate' if expected else 'unknown'} and the download had no length, so a cut between "
-                "two rows would look like its end",
-                endpoint=f"GET {API}/prism/export/{export_id}",
-            )
-
-    def _run_export(self, category, device_families, poll_seconds, timeout_seconds) -> tuple[str, str]:
-        body = {
-            "blueprint_ids": [],
-            "device_families": device_families or [],
-            "category": category,
-            "filter": {},
-            "sort_by": "",
-        }
-        # Starting an export twice only costs a second export, never wrong data: safe to retry.
-        job = self.request(
-            "POST", f"{API}/prism/export", json_body=body, decode=lambda r: _dict_body(json_of(r))
-        )
-        export_id = job.get("id")
-        if not valid_id(export_id):
-            raise PrismExportError(
-                f"Kandji did not return a usable export id for category {category!r}: {shorten(job, 200)}"
-            )
-        if job.get("status") in EXPORT_PENDING:
-            job = poll(
-                lambda: self.request(
-                    "GET", f"{API}/prism/export/{export_id}", decode=lambda r: _dict_body(json_of(r))
-                ),
-                done=lambda answer: answer.get("status") not in EXPORT_PENDING,
-                timeout_seconds=timeout_seconds,
-                first_wait=poll_seconds,
-                max_wait=30.0,
-            )
-        status = job.get("status")
-        if status in EXPORT_PENDING:
-            raise PrismExportError(
-                f"Kandji's Prism export {export_id} ({category}) was not ready after {timeout_seconds:.0f}s"
-            )
-        if status != "success":
-            raise PrismExportError(
-                f"Kandji's Prism export {export_id} ({category}) ended with status {shorten(status, 40)!r}: "
-                f"{shorten(job.get('error_msg') or 'no message', 200)}"
-            )
-        if not job.get("signed_url"):
-            raise PrismExportError(f"Kandji's Prism export {export_id} succeeded without a download URL")
-        return job["signed_url"], export_id
-
-    def _read_export(
-        self, signed_url, export_id, category, required_columns, chunk_rows, framed: list[bool], dtype: str
-    ) -> Iterator[pd.DataFrame]:
-        """The CSV in chunks; ``framed`` gets whether HTTP itself marked the body's end (a Content-Length
-        or chunked encoding, whose cut the client detects)."""
-        import pandas as pd
-
-        with tempfile.TemporaryFile() as spool:
-            # A bare request: the signed URL carries its own authorisation, and no Kandji token may leave.
-            with self._count_lock:
-                self.calls += 1
-            try:
-                with requests.get(signed_url, timeout=max(self.timeout, 300.0), stream=True) as response:
-                    if response.status_code >= 400:
-                        raise PrismExportError(
-                            f"Downloading Kandji's Prism export {export_id} failed with HTTP {response.status_code}"
-                        )
-                    framed.append(
-                        "Content-Length" in response.headers
-                        or "chunked" in response.headers.get("Transfer-Encoding", "").lower()
-                    )
-                    limit = self._setting("max_export_gb", None, MAX_EXPORT_GB, float) * 1024**3
-                    for block in response.iter_content(chunk_size=1 << 20):
-                        spool.write(block)
-                        if spool.tell() > limit:
-                            raise PrismExportError(
-                                f"Kandji's Prism export {export_id} ({category}) is larger than {limit / 1024**3:g} GB "
-                                f"(the extra max_export_gb of connection '{self.kandji_conn_id}'): not read further"
-                            )
-            except requests.RequestException as exc:
-                raise PrismExportError(
-                    f"Could not download Kandji's Prism export {export_id}: {type(exc).__name__}"
-                ) from None
-            size = spool.tell()
-            if size:
-                spool.seek(size - 1)
-                if spool.read(1) not in (b"\n", b"\r"):
-                    raise PrismExportError(
-                        f"Kandji's Prism export {export_id} ({category}) ends mid-row after {size} bytes: "
-                        "the download was cut off"
-                    )
-            spool.seek(0)
-            header = spool.readline().decode("utf-8-sig", "replace")
-            raw_names = next(csv.reader([header]), [])
-            by_normal = {normalise_column(name): name for name in raw_names}
-            missing = [c for c in required_columns if c not in by_normal]
-            if missing:
-                raise PrismExportError(
-                    f"Kandji's Prism export {export_id} ({category}) lacks columns {missing}; "
-                    f"it has {shorten(sorted(by_normal)[:20], 300)}"
-                )
-            spool.seek(0)
-            usecols = [by_normal[c] for c in required_columns] if required_columns else None
-            try:
-                reader = pd.read_csv(
-                    spool,
-                    dtype=dtype,
-                    keep_default_na=False,
-                    usecols=usecols,
-                    chunksize=chunk_rows,
-                    on_bad_lines="error",  # a row we cannot read makes the export unusable, not shorter
-                )
-                for chunk in reader:
-                    chunk.columns = [normalise_column(str(c)) for c in chunk.columns]
-                    yield chunk
-            except (ValueError, pd.errors.ParserError) as exc:
-                raise PrismExportError(
-                    f"Kandji's Prism export {export_id} could not be parsed: {shorten(exc, 200)}"
-                ) from None
-
-    # -- actions ------------------------------------------------------------------------------
     def device_action(
         self, device_id: str, action: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -557,7 +390,7 @@ def _path_id(value: Any) -> str:
     return value
 
 
-def _dict_body(body: Any) -> dict[str, Any]:
+def dict_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError(f"expected a JSON object, got {type(body).__name__}")
     return body

@@ -23,14 +23,8 @@ from kandji_oomnitza import __version__
 from kandji_oomnitza.common.kandji_values import to_int
 from kandji_oomnitza.common.polling import poll
 from kandji_oomnitza.common.redaction import redact, shorten
-from kandji_oomnitza.hooks.base import (
-    MAX_RECORDS,
-    ApiError,
-    MalformedResponseError,
-    RestApiHook,
-    TransportError,
-    json_of,
-)
+from kandji_oomnitza.hooks.base import MAX_RECORDS, RestApiHook
+from kandji_oomnitza.hooks.errors import ApiError, MalformedResponseError, TransportError, json_of
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 from kandji_oomnitza.hooks.pagination import LimitSkipPaginator, PageGuard
 

@@ -24,7 +24,7 @@ import pendulum
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.hooks.base import ApiError
+from kandji_oomnitza.hooks.errors import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import MissingSettings, WhenMissing

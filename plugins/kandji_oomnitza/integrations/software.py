@@ -28,8 +28,9 @@ import pandas as pd
 
 from kandji_oomnitza.common.kandji_values import software_entry, valid_id
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.hooks.base import ApiError
+from kandji_oomnitza.hooks.errors import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook, PrismCount, PrismExportError
+from kandji_oomnitza.hooks.kandji_export import export_prism
 from kandji_oomnitza.integrations.config import Software, SoftwareRoute
 from kandji_oomnitza.integrations.handover import SoftwareStats
 from kandji_oomnitza.integrations.mapping import ID
@@ -285,8 +286,8 @@ def _from_prism(kandji: KandjiHook, route: SoftwareRoute, count: PrismCount | No
 
 
 def _from_export(kandji: KandjiHook, found: SoftwareResult, count: PrismCount | None) -> None:
-    for chunk in kandji.export_prism(
-        "apps", required_columns=EXPORT_COLUMNS, expected=count, dtype="category"
+    for chunk in export_prism(
+        kandji, "apps", required_columns=EXPORT_COLUMNS, expected=count, dtype="category"
     ):
         rows = chunk[(chunk["device_id"] != "") & (chunk["name"] != "")].rename(columns={"device_id": ID})
         # An empty cell is no value (None), not the text "".

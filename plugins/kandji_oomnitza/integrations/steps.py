@@ -14,7 +14,7 @@ import pandas as pd
 from kandji_oomnitza.common.kandji_values import is_empty, valid_id
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.exceptions import FieldCheckError
-from kandji_oomnitza.hooks.base import ApiError
+from kandji_oomnitza.hooks.errors import ApiError
 from kandji_oomnitza.hooks.kandji import KandjiHook
 from kandji_oomnitza.hooks.oomnitza import SENT, UNCONFIRMED, Batch, OomnitzaHook, RunResult
 from kandji_oomnitza.hooks.oomnitza_protocol import named_records

@@ -88,7 +88,7 @@ class KandjiDeviceActionOperator(BaseOperator):
             raise exc.with_traceback(None) from None
 
     def _run(self, context) -> ActionResult:
-        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.errors import ApiError
         from kandji_oomnitza.hooks.kandji import KandjiHook
 
         ti = context["ti"]
@@ -158,7 +158,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         that cannot be read (no permission, an outage) leaves delivery unknown, with a warning."""
         from kandji_oomnitza.common.polling import poll
         from kandji_oomnitza.common.redaction import shorten
-        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.errors import ApiError
 
         if not self.preset.command_type or self.confirm_timeout_seconds <= 0:
             return "not checked"

@@ -64,7 +64,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
 
     def _write_back(self, sent: ActionResult) -> tuple[dict[str, Any] | None, str | None]:
         from kandji_oomnitza.common.redaction import shorten
-        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.errors import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
         from kandji_oomnitza.workflows.tasks import write_back_changes
 
@@ -87,7 +87,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from kandji_oomnitza.common.seal import seal, unseal
-        from kandji_oomnitza.hooks.base import ApiError
+        from kandji_oomnitza.hooks.errors import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
         request, store = self.request, context["asset_state_store"][self.asset]

@@ -80,7 +80,7 @@ def render_inputs(workflow: Workflow, fields: dict[str, Any], serial: str) -> di
 def resolve(workflow: Workflow, entry: dict[str, Any], kandji: Any) -> Item:
     """One record → the approval's subject and body and the action's inputs; ``ValueError`` with the
     reason when nothing may be sent for it. ``kandji`` finds a device by its exact serial number."""
-    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.errors import ApiError
 
     given = entry.get("serial_number")
     if not isinstance(given, str) or not serial_is_valid(given):

@@ -53,7 +53,7 @@ def read_records(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The records the filters select (each read paged; an Oomnitza that refuses a filter with 400 is
     read in full instead), and warnings for the log. Blocking: run it in a thread."""
-    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.errors import ApiError
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
     hook = OomnitzaHook(conn_id)
@@ -85,7 +85,7 @@ def read_by_id(conn_id: str, kind: str, ids: list[str]) -> dict[str, dict[str, A
     could not be read is left out (not known to be gone). Blocking: run it in a thread."""
     from urllib.parse import quote
 
-    from kandji_oomnitza.hooks.base import ApiError
+    from kandji_oomnitza.hooks.errors import ApiError
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
     hook = OomnitzaHook(conn_id)

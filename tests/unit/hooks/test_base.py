@@ -8,18 +8,17 @@ import urllib3.exceptions
 from airflow.sdk.exceptions import AirflowFailException
 from helpers.harness import OOMNITZA_TOKEN
 
-from kandji_oomnitza.hooks.base import (
+from kandji_oomnitza.exceptions import ConfigurationError
+from kandji_oomnitza.hooks.errors import (
     ApiError,
-    ConfigurationError,
     MalformedResponseError,
     PermanentApiError,
-    RetryMode,
     TransportError,
     api_error,
     is_permanent_status,
-    is_retryable,
 )
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+from kandji_oomnitza.hooks.retry import RetryMode, is_retryable
 
 
 # -- hosts with credentials ------------------------------------------------------------------------
