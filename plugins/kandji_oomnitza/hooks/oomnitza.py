@@ -258,6 +258,35 @@ class OomnitzaHook(RestApiHook):
         for page in self.pages(listing, LimitSkipPaginator(page_size), params, guard=guard):
             yield from page
 
+    def read_filtered(
+        self,
+        kind: str,
+        filter_expr: str | None,
+        *,
+        fields: Iterable[str] | None = None,
+        page_size: int = 100,
+        max_records: int = MAX_RECORDS,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The records ``filter_expr`` selects; when Oomnitza refuses the filter (HTTP 400: an Oomnitza
+        without that operator or field), every record instead, with a warning saying so. Either way the
+        caller checks its conditions on what it reads."""
+        try:
+            return list(
+                self.iter_records(
+                    kind, filter_expr=filter_expr, fields=fields, page_size=page_size, max_records=max_records
+                )
+            ), None
+        except ApiError as exc:
+            if exc.status != 400 or not filter_expr:
+                raise
+            records = list(
+                self.iter_records(kind, fields=fields, page_size=page_size, max_records=max_records)
+            )
+            return records, (
+                f"Oomnitza refused the filter {filter_expr!r} ({shorten(exc.api_message or exc, 200)}); every "
+                f"{kind} record was read instead and checked here"
+            )
+
     def update_record(self, kind: str, ident: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Set ``changes`` (field external id → value) on one record, by its id (``equipment_id`` for
         assets). A PATCH sets fields to values: sending it twice has the same effect as once."""

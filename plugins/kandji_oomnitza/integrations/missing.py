@@ -24,7 +24,6 @@ import pendulum
 
 from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT, is_empty
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.hooks.errors import ApiError
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import MissingSettings, WhenMissing
@@ -113,18 +112,9 @@ def _records(
     option = settings.when_missing
     fields = [settings.kandji_id_field, settings.sync_time_field, *settings.sync_key, *option.fields]
     fields = list(dict.fromkeys(f for f in fields if f))
-    try:
-        records = list(
-            oomnitza.iter_records(settings.type, filter_expr=filter_expr, fields=fields, page_size=PAGE_SIZE)
-        )
-    except ApiError as exc:
-        if exc.status != 400:
-            raise
-        plan.warnings.append(
-            f"Oomnitza refused the filter {filter_expr!r} ({shorten(exc, 200)}); every {settings.type} record "
-            "was read instead (slower, same result)"
-        )
-        records = list(oomnitza.iter_records(settings.type, fields=fields, page_size=PAGE_SIZE))
+    records, refused = oomnitza.read_filtered(settings.type, filter_expr, fields=fields, page_size=PAGE_SIZE)
+    if refused:
+        plan.warnings.append(f"{refused} (slower, same result)")
     return [r for r in records if isinstance(r, dict) and not is_empty(r.get(settings.kandji_id_field))]
 
 

@@ -53,7 +53,6 @@ def read_records(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The records the filters select (each read paged; an Oomnitza that refuses a filter with 400 is
     read in full instead), and warnings for the log. Blocking: run it in a thread."""
-    from kandji_oomnitza.hooks.errors import ApiError
     from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 
     hook = OomnitzaHook(conn_id)
@@ -61,20 +60,12 @@ def read_records(
     records: list[dict[str, Any]] = []
     try:
         for expression in filters:
-            try:
-                records.extend(
-                    hook.iter_records(
-                        kind, filter_expr=expression, page_size=PAGE_SIZE, max_records=MAX_WATCHED_RECORDS
-                    )
-                )
-            except ApiError as exc:
-                if exc.status != 400 or expression is None:
-                    raise
-                warnings.append(
-                    f"Oomnitza refused the filter {expression!r} ({exc.api_message or exc}); read every "
-                    f"{kind} record instead and checked the conditions here"
-                )
-                records.extend(hook.iter_records(kind, page_size=PAGE_SIZE, max_records=MAX_WATCHED_RECORDS))
+            read, refused = hook.read_filtered(
+                kind, expression, page_size=PAGE_SIZE, max_records=MAX_WATCHED_RECORDS
+            )
+            records.extend(read)
+            if refused:
+                warnings.append(refused)
     finally:
         hook.close()
     return records, warnings
