@@ -14,7 +14,7 @@ Scenarios (pick with SCENARIOS=a,b or a preset name):
   large    = devices_100k_auto (opt-in: about 10M app rows)
   workflows = workflows_100_10k_assets (100 workflow files polling one Oomnitza of 10,000 assets, on the
              `make run` sandbox: change-to-run latency and Oomnitza reads per poll; scripts/bench_workflows.py)
-Knobs: LATENCY_MS (50); BENCH_MODE=executor (default: LocalExecutor, each task in its own process, as in
+Knobs: LATENCY_MS (50); SCENARIO_TIMEOUT (1800 s per scenario run); BENCH_MODE=executor (default: LocalExecutor, each task in its own process, as in
 production) or in-process (plain dag.test(), every task in one process); PROFILE=py-spy (a flame graph of where the wall time goes) or PROFILE=memray
 (what holds the memory at the peak: `python -m memray flamegraph bench-results/<scenario>.memray.bin`). Results go to bench-results/ (git-ignored): results.json, results.md, chart.png.
 """
@@ -40,6 +40,10 @@ from dev.emulators.client import EmulatorProcess  # noqa: E402
 OUT = ROOT / "bench-results"
 LATENCY_MS = float(os.environ.get("LATENCY_MS", "50"))
 PROFILE = os.environ.get("PROFILE", "")  # "", "py-spy" or "memray"
+# One scenario's run may take this long (the 10k per-device route takes about 10 minutes); past it the run
+# is stopped with its process group, and the bench says which scenario hung instead of waiting forever
+# (seen once: Airflow's LocalExecutor waiting at its end for a worker that never took its shutdown message).
+SCENARIO_TIMEOUT = float(os.environ.get("SCENARIO_TIMEOUT", "1800"))
 KANDJI_TOKEN, OOMNITZA_TOKEN = "bench-kandji", "bench-oomnitza"
 
 
@@ -109,6 +113,25 @@ def write_integration(folder: Path, scenario: Scenario) -> str:
         old.unlink()
     (folder / f"{dag_id}.yaml").write_text(yaml.safe_dump(data))
     return dag_id
+
+
+def run_child(scenario: Scenario, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """One scenario's DAG run in a child process (and its own process group), bounded by SCENARIO_TIMEOUT."""
+    import signal
+
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = child.communicate(timeout=SCENARIO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        stdout, stderr = child.communicate()
+        raise SystemExit(
+            f"{scenario.name}: its run did not end within {SCENARIO_TIMEOUT:g}s (SCENARIO_TIMEOUT) and was "
+            f"stopped; its last output:\n{stdout[-4000:]}\n{stderr[-4000:]}"
+        ) from None
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
 
 
 def lower_bound(scenario: Scenario, fleet: dict, records: int, per_device_platforms: int) -> dict[str, int]:
@@ -236,7 +259,7 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
     child = [str(ROOT / "scripts" / "bench_child.py"), dag_id, str(ROOT / "dags")]
     full_run = None
     if scenario.delta_changed:  # the full run that fills the store, then the changes, then the measured run
-        first = subprocess.run([sys.executable, *child], env=env, capture_output=True, text=True, check=False)
+        first = run_child(scenario, [sys.executable, *child], env)
         line = next((x for x in first.stdout.splitlines() if x.startswith("BENCH ")), None)
         if line is None:
             raise SystemExit(
@@ -254,7 +277,7 @@ def run(scenario: Scenario, kandji: EmulatorProcess, oomnitza: EmulatorProcess, 
         for emulator in (kandji, oomnitza):
             emulator.admin.clear_requests()
     started = time.perf_counter()
-    out = subprocess.run(profiled(scenario, child), env=env, capture_output=True, text=True, check=False)
+    out = run_child(scenario, profiled(scenario, child), env)
     (OUT / f"{scenario.name}.log").write_text(out.stdout + out.stderr)  # the run's Airflow logs
     for task_log in sorted(home.rglob("*.log")):
         with (OUT / f"{scenario.name}.log").open("a") as combined:

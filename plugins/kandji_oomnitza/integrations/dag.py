@@ -1,5 +1,6 @@
-"""One DAG per integration file. The DAG is thin: each task hands what Airflow holds (the run's params, the
-tasks' hand-overs) to one plain step (``steps.py``, ``missing.py``, ``report.py``) and stores its result.
+"""One DAG per integration file: only its building. Each task hands what Airflow holds to its glue in
+``tasks.py`` (or an operator in ``operator.py``), which calls one plain step (``steps.py``, ``missing.py``,
+``report.py``) and stores its result; the DAG's docs are ``docs.py``.
 
 Parsing stays cheap: only the integration file is read (no network); hooks, pandas and requests are
 imported inside the tasks.
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ from airflow.sdk import DAG, Param, TriggerRule, dag, task
 
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import default_args
-from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
 from kandji_oomnitza.integrations.config import INTEGRATIONS, Integration
+from kandji_oomnitza.integrations.docs import dag_doc
 from kandji_oomnitza.integrations.newest_run import NewestRunOnly
-from kandji_oomnitza.integrations.operator import FlagMissingOperator, OomnitzaLoadOperator, push_software
+from kandji_oomnitza.integrations.operator import FlagMissingOperator, OomnitzaLoadOperator
 from kandji_oomnitza.settings_files import SettingsFile, build_each, duration_words, scan
 
 log = logging.getLogger(__name__)
@@ -51,154 +51,6 @@ def _timetable(integration: Integration):
     return CronTriggerTimetable(
         integration.schedule.cron, timezone=integration.schedule.timezone, run_immediately=timedelta(0)
     )
-
-
-def _doc(dag_id: str, integration: Integration, source: Path) -> str:
-    what = (
-        "Kandji devices (and their installed software) → Oomnitza **assets**"
-        if integration.type == "assets"
-        else "Kandji directory users → Oomnitza **users**"
-    )
-    software = ""
-    if integration.type == "assets":
-        s = integration.software_settings
-        software = f"- Software: {'on, route ' + s.route.value if s.enabled else 'off'}\n"
-    else:
-        software = f"- User selection: {integration.user_settings.selection.value}\n"
-    mappings = "\n".join(f"| `{t}` | {integration.resolved(t).label} |" for t in integration.mappings)
-    return f"""
-# {integration.name}
-
-{integration.description or what}
-
-Defined by `{source.name}` (edit the file to change anything below; a mistake shows as an import error
-naming the file, the field and the fix).
-
-- Flow: {what}
-- Preference: **{integration.preference.value}**; sync key: `{", ".join(integration.sync_key)}`
-{software}- Schedule: `{integration.schedule.cron or "manual only"}` ({integration.schedule.timezone})
-- Connections: `{integration.kandji_conn_id}` (Kandji), `{integration.oomnitza_conn_id}` (Oomnitza)
-- Records gone from Kandji: {integration.when_missing_words}
-- Notifications: {_notify_words(integration)}
-
-**Every run is a full, idempotent snapshot of Kandji as it is when the run reads it**: Oomnitza matches
-records on the sync key, so a rerun or a retry creates no duplicates, and Connector Sync Time is the
-time Kandji was read (never the logical date). Because of that, only the newest run syncs: a scheduled
-or backfill run skips itself ("Newest run only") when a newer run exists, so a backfill
-(`airflow backfill create --dag-id {dag_id} ...` or Trigger → Backfill) does one real sync, for its
-newest date, or none when a newer run already synced, and old dates never overwrite newer data. Runs
-never overlap: a run waits while an earlier one is still running. Manual runs always sync.
-
-**Trigger with `dry_run: true`** to run everything but the load: the report shows what would be sent.
-
-**Results**: the `report` task logs a summary (Kandji records, sent, added, updated, unchanged, skipped,
-failed, calls) and writes the error log (every record not loaded, with its reason) as a CSV at the
-path it prints. The run fails when more than {integration.load.max_failed_records} record(s) were not
-loaded, after everything else was loaded.
-
-| Oomnitza field | Kandji source |
-|---|---|
-{mappings}
-"""
-
-
-def _notify_words(integration: Integration) -> str:
-    from kandji_oomnitza.common.notify import notify_words
-
-    words = notify_words(integration.notify)
-    if integration.deadline is not None:
-        words += (
-            f"; deadline {duration_words(integration.deadline)} after a run is queued (told to on_failure)"
-        )
-    return words
-
-
-# -- the tasks' Airflow side: what Airflow holds in, plain values out -----------------------------------
-def extract_task(integration: Integration, ti: Any) -> Any:
-    from kandji_oomnitza.hooks.kandji import KandjiHook
-    from kandji_oomnitza.integrations.handover import ExtractStats
-    from kandji_oomnitza.integrations.missing import listing_completeness
-    from kandji_oomnitza.integrations.steps import extract_assets, extract_users
-
-    # Connector Sync Time is when Kandji was read: taken here, once, and reused by the later tasks and
-    # their retries (a retried extract reads Kandji again, and takes a new time).
-    read_at = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
-    kandji = KandjiHook(integration.kandji_conn_id)
-    software = None
-    if integration.type == "assets":
-        frame, software = extract_assets(integration, kandji)
-    else:
-        frame = extract_users(integration, kandji)
-    stats = ExtractStats(
-        read_at=read_at,
-        calls=kandji.calls,
-        retries=kandji.retries,
-        count=len(frame),
-        software=software.summary() if software else None,
-        listing=listing_completeness(integration.type, len(frame), kandji.device_total),
-    )
-    if software is not None:
-        log.info("Software: %s", stats.software)
-        push_software(ti, software.frame())
-    ti.xcom_push(key=names.STATS, value=stats.to_xcom())
-    if integration.when_missing is not None:  # flag_missing decides on it: see steps.handover_seal_scope
-        from kandji_oomnitza.common.seal import seal_of
-        from kandji_oomnitza.integrations.steps import handover_seal_scope
-
-        scope = handover_seal_scope(ti.dag_id, ti.run_id, names.EXTRACT)
-        ti.xcom_push(key=names.HANDOVER_SEAL, value=seal_of(scope, stats.to_xcom()))
-    return frame
-
-
-def report_task(integration: Integration, dag_id: str, context: dict[str, Any]) -> dict[str, Any]:
-    """Every record accounted for, the error log written, the summary published (as the return value, or,
-    when the run fails, as XCom ``summary``: a failed task has no return value)."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from kandji_oomnitza.integrations.handover import ExtractStats, FieldCheck, LoadResult, MissingResult
-    from kandji_oomnitza.integrations.report import build_report, log_report
-    from kandji_oomnitza.integrations.storage import ERROR_LOG, write_artifact
-
-    ti, run = context["ti"], context["dag_run"]
-    if skipped := ti.xcom_pull(task_ids=names.NEWEST_RUN_ONLY, key=names.SKIPPED):
-        raise AirflowSkipException(skipped)
-    began = run.start_date or run.run_after
-    loaded = LoadResult.from_xcom(ti.xcom_pull(task_ids=names.LOAD, key=names.RESULT))
-    report = build_report(
-        integration,
-        checked=FieldCheck.from_xcom(ti.xcom_pull(task_ids=names.CHECK_FIELDS)),
-        extracted=ExtractStats.from_xcom(ti.xcom_pull(task_ids=names.EXTRACT, key=names.STATS)),
-        index=ti.xcom_pull(task_ids=names.TRANSFORM, key=names.INDEX),
-        loaded=loaded,
-        missing=MissingResult.from_xcom(ti.xcom_pull(task_ids=names.FLAG_MISSING, key=names.MISSING)),
-        started=began.timestamp() if began else time.time(),
-        write_error_log=lambda text: write_artifact(dag_id, run.run_id, ERROR_LOG, [text]),
-        integration_user=_integration_user(integration),
-    )
-    log_report(integration, report, loaded, log)
-    summary = report.summary
-    if report.failure_type is not None:
-        ti.xcom_push(key=names.SUMMARY, value=summary.to_xcom())
-        raise report.failure_type(report.failure)
-    told = integration.notify.on_records_failed if integration.notify else None
-    if told and not summary.dry_run and (summary.failures or summary.skipped):
-        from kandji_oomnitza.common.notify import deliver
-        from kandji_oomnitza.integrations.notices import records_failed_notice
-
-        deliver(told, records_failed_notice(integration, dag_id, run.run_id, summary))
-    return summary.to_xcom()
-
-
-def _integration_user(integration: Integration) -> str | None:
-    """The Oomnitza connection's login (its form's Integration user), for the summary; None without one."""
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-
-    try:
-        return OomnitzaHook(integration.oomnitza_conn_id).integration_user
-    except AirflowNotFoundException:
-        return None
 
 
 # -- the DAG --------------------------------------------------------------------------------------------
@@ -274,7 +126,7 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
         catchup=False,
         max_active_runs=1,
         tags=list(dict.fromkeys(tags)),
-        doc_md=_doc(dag_id, integration, source),
+        doc_md=dag_doc(dag_id, integration, source),
         default_args=default_args(
             owner=integration.owner, retry_delay=timedelta(minutes=2), max_retry_delay=timedelta(minutes=30)
         ),
@@ -309,6 +161,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             execution_timeout=TIMEOUTS[names.EXTRACT],
         )
         def extract(**context) -> Any:
+            from kandji_oomnitza.integrations.tasks import extract_task
+
             return extract_task(integration, context["ti"])
 
         @task(
@@ -319,24 +173,9 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             execution_timeout=TIMEOUTS[names.TRANSFORM],
         )
         def transform(source: Any, **context) -> Any:
-            from kandji_oomnitza.integrations.handover import ExtractStats
-            from kandji_oomnitza.integrations.steps import report_index
-            from kandji_oomnitza.integrations.steps import transform as transform_step
+            from kandji_oomnitza.integrations.tasks import transform_task
 
-            stats = ExtractStats.require(
-                context["ti"].xcom_pull(task_ids=names.EXTRACT, key=names.STATS), names.EXTRACT
-            )
-            frame = transform_step(integration, source, stats.read_at)
-            index = report_index(integration, frame)
-            context["ti"].xcom_push(key=names.INDEX, value=index)
-            if integration.when_missing is not None:
-                from kandji_oomnitza.common.seal import seal_of
-                from kandji_oomnitza.integrations.steps import handover_seal_scope, seen_ids
-
-                ti = context["ti"]
-                scope = handover_seal_scope(ti.dag_id, ti.run_id, names.TRANSFORM)
-                ti.xcom_push(key=names.HANDOVER_SEAL, value=seal_of(scope, sorted(seen_ids(index))))
-            return frame
+            return transform_task(integration, source, context["ti"])
 
         # The report runs whatever happened upstream, so every record is accounted for even when the
         # load broke part-way, and it fails the run when anything was not loaded.
@@ -352,6 +191,8 @@ def build_dag(dag_id: str, integration: Integration, source: Path, register: boo
             show_return_value_in_logs=False,
         )
         def report(**context) -> dict[str, Any]:
+            from kandji_oomnitza.integrations.tasks import report_task
+
             return report_task(integration, dag_id, context)
 
         # Snapshot semantics (see newest_run.py): only the newest run syncs, and runs never overlap.

@@ -1,4 +1,5 @@
-"""One on-demand DAG per device-action preset, from the registry in ``presets.py``."""
+"""One on-demand DAG per device-action preset, from the registry (``registry.py``): only its building; the
+DAG's docs are ``docs.py``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from airflow.sdk import DAG, Param, dag
 
 from kandji_oomnitza import names
 from kandji_oomnitza.common.dag_defaults import START_DATE, default_args
+from kandji_oomnitza.presets.docs import dag_doc
 from kandji_oomnitza.presets.operator import KandjiDeviceActionOperator
 from kandji_oomnitza.presets.registry import (
     CONNECTION_PARAMS,
@@ -18,47 +20,6 @@ from kandji_oomnitza.presets.registry import (
     Preset,
     connection_param,
 )
-
-CURL_EXAMPLE = """curl -X POST "$AIRFLOW_URL/api/v2/dags/{dag_id}/dagRuns" \\
-  -H "Authorization: Bearer $AIRFLOW_TOKEN" -H "Content-Type: application/json" \\
-  -d '{{"logical_date": null, "conf": {{"serial_number": "C02ABC123XYZ"{extra}}}}}'"""
-
-
-def _doc(preset: Preset) -> str:
-    inputs = (
-        "\n".join(f"- `{name}`: {spec['description']}" for name, spec in preset.params.items()) or "- none"
-    )
-    extra = "".join(
-        f', "{name}": ...'
-        for name, spec in preset.params.items()
-        if spec.get("default") is None and "null" not in spec["type"]
-    )
-    target = (
-        f"Kandji action `{preset.action}`"
-        if preset.action
-        else "no Kandji action (a read, then an Oomnitza update)"
-    )
-    return f"""
-# {preset.title}
-
-{preset.summary}
-
-- Runs {target} on the device whose serial number is given (exact match; Kandji's own filter matches
-  substrings, so near-misses are refused, as are serial numbers shared by two devices).
-- Platforms: {", ".join(preset.platforms)}. Any other device is refused before anything is sent.
-- Sent **at most once**: the action task does not retry (device actions are not idempotent).
-
-Inputs (the trigger form; conf keys for the REST API):
-- `serial_number`: the device's serial number
-{inputs}
-
-Trigger from an Oomnitza workflow's API block or any script through Airflow's REST API:
-
-```bash
-{CURL_EXAMPLE.format(dag_id=preset.dag_id, extra=extra)}
-```
-"""
-
 
 # A run resolves one device, sends one command and watches its delivery for 30 s; Get Asset Details also
 # reads the device's details and waits up to 120 s for Oomnitza's outcome.
@@ -83,7 +44,7 @@ def build_preset_dag(
         catchup=False,
         max_active_runs=16,
         tags=["kandji", "preset", "device-action"],
-        doc_md=_doc(preset),
+        doc_md=dag_doc(preset),
         # A device action is never sent twice by Airflow: its only task has no retries.
         default_args=default_args(retries=0, retry_delay=timedelta(0), max_retry_delay=timedelta(0)),
         params=params,

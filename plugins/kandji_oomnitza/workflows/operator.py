@@ -66,7 +66,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         from kandji_oomnitza.common.redaction import shorten
         from kandji_oomnitza.hooks.errors import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
-        from kandji_oomnitza.workflows.tasks import write_back_changes
+        from kandji_oomnitza.workflows.steps import write_back_changes
 
         changes = write_back_changes(self.workflow, self.request, sent, self.approved_by)
         try:

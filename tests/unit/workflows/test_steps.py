@@ -1,4 +1,4 @@
-"""workflows/tasks.py: inputs filled from a record, and each record's outcome in the summary."""
+"""workflows/steps.py: inputs filled from a record, and each record's outcome in the summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kandji_oomnitza.workflows.config import (
     render,
 )
 from kandji_oomnitza.workflows.handover import WorkflowSummary
-from kandji_oomnitza.workflows.tasks import render_inputs
+from kandji_oomnitza.workflows.steps import render_inputs
 
 
 def test_templates_fill_fields_only_and_never_evaluate_what_a_record_holds():
@@ -26,7 +26,7 @@ def test_templates_fill_fields_only_and_never_evaluate_what_a_record_holds():
 
 
 def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_should():
-    from kandji_oomnitza.workflows.tasks import outcome as _outcome
+    from kandji_oomnitza.workflows.steps import outcome as _outcome
 
     lock = workflow()
     request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
@@ -81,7 +81,7 @@ class Kandji:
 def watcher_event(state, *records: str, at: float, forged: dict | None = None):
     """What the watcher fires for ``records`` entering (and the state it keeps), as a run sees it."""
     from kandji_oomnitza.workflows.state import advance
-    from kandji_oomnitza.workflows.tasks import EventView
+    from kandji_oomnitza.workflows.steps import EventView
 
     payloads = {
         rid: {"serial_number": f"C02{rid.upper():0>9}", "fields": {"assigned_to": "ann@example.com"}}
@@ -93,7 +93,7 @@ def watcher_event(state, *records: str, at: float, forged: dict | None = None):
 
 def test_prepare_claims_and_resolves_only_the_entries_the_watcher_produced():
     from kandji_oomnitza.workflows.state import advance
-    from kandji_oomnitza.workflows.tasks import EventView, prepare
+    from kandji_oomnitza.workflows.steps import EventView, prepare
 
     state, _ = advance(None, {}, now=0, claimed=set(), reemit_after=900)  # the baseline
     state, real = watcher_event(state, "a", "b", at=1.0)
@@ -116,7 +116,7 @@ def test_prepare_claims_and_resolves_only_the_entries_the_watcher_produced():
 
 def test_a_repeated_event_defers_to_the_first_and_an_unknown_serial_is_a_problem_not_a_send():
     from kandji_oomnitza.workflows.state import advance
-    from kandji_oomnitza.workflows.tasks import EventView, prepare
+    from kandji_oomnitza.workflows.steps import EventView, prepare
 
     state, _ = advance(None, {}, now=0, claimed=set(), reemit_after=900)
     state, first = watcher_event(state, "a", "z", at=1.0)
@@ -142,7 +142,7 @@ def test_a_repeated_event_defers_to_the_first_and_an_unknown_serial_is_a_problem
 
 
 def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
-    from kandji_oomnitza.workflows.tasks import summarize
+    from kandji_oomnitza.workflows.steps import summarize
 
     lock = workflow(write_back={})
     item = {"request": {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}}
@@ -160,7 +160,7 @@ def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
 
 
 def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_not_sent():
-    from kandji_oomnitza.workflows.tasks import summarize
+    from kandji_oomnitza.workflows.steps import summarize
 
     lock = workflow()
     items = [
