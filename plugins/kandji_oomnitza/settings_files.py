@@ -34,6 +34,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.exceptions import SettingsFileError
 
 MAX_FILE_BYTES = 256 * 1024  # a settings file is a page of settings; anything larger is a mistake
@@ -77,10 +78,10 @@ def parse_duration(value: Any, bare: str = "s") -> float:
     else:
         match = DURATION.fullmatch(str(value))
         if not match:
-            raise ValueError(f"{short(repr(value), 40)} is not a duration like '30s', '5m', '12h' or '7d'")
+            raise ValueError(f"{shorten(repr(value), 40)} is not a duration like '30s', '5m', '12h' or '7d'")
         seconds = float(match[1]) * UNIT_SECONDS[match[2]]
     if not math.isfinite(seconds):
-        raise ValueError(f"{short(repr(value), 40)} is not a finite duration")
+        raise ValueError(f"{shorten(repr(value), 40)} is not a finite duration")
     return seconds
 
 
@@ -122,7 +123,7 @@ class Duration:
         seconds = parse_duration(value, self.bare)
         if not parse_duration(self.at_least) <= seconds <= parse_duration(self.at_most):
             raise ValueError(
-                f"{short(repr(value), 40)} is not between {self.at_least} and {self.at_most}: {self.why}"
+                f"{shorten(repr(value), 40)} is not between {self.at_least} and {self.at_most}: {self.why}"
             )
         return timedelta(seconds=seconds)
 
@@ -152,11 +153,6 @@ def days_words(days: float | timedelta) -> str:
     return f"{days:g} day{'' if days == 1 else 's'}"
 
 
-def short(text: Any, limit: int) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 # -- reading a file safely -----------------------------------------------------------------------------
 # libyaml's loader when PyYAML was built with it: the pure-Python scanner costs ~10 ms per commented
 # file, on every parse of the DAG folder.
@@ -179,7 +175,7 @@ class _UniqueKeysLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"key {short(repr(key), 60)} is written twice, on line {earlier} and on line "
+                    f"key {shorten(repr(key), 60)} is written twice, on line {earlier} and on line "
                     f"{key_node.start_mark.line + 1}: keep one (YAML would silently use the last)",
                     key_node.start_mark,
                 )
@@ -243,7 +239,9 @@ def _parsed(path: Path, data: bytes, what: str, error: type[SettingsFileError]) 
     try:
         return _load_without_aliases(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise error(f"Invalid {what} {edited_file(path, data)}: not valid YAML: {short(exc, 400)}") from None
+        raise error(
+            f"Invalid {what} {edited_file(path, data)}: not valid YAML: {shorten(exc, 400)}"
+        ) from None
 
 
 def _format_validation_error(path: Path | str, exc: ValidationError, what: str) -> str:
@@ -257,8 +255,8 @@ def _format_validation_error(path: Path | str, exc: ValidationError, what: str) 
         elif problem["type"] == "missing":
             message = "is required"
         elif problem["type"] in ("enum", "literal_error"):
-            message = f"{message} (got {short(repr(problem.get('input')), 60)})"
-        lines.append(f"  - {short(location or '(top level)', 80)}: {short(message, MESSAGE_LIMIT)}")
+            message = f"{message} (got {shorten(repr(problem.get('input')), 60)})"
+        lines.append(f"  - {shorten(location or '(top level)', 80)}: {shorten(message, MESSAGE_LIMIT)}")
     return "\n".join(lines)
 
 
@@ -352,7 +350,7 @@ def build_each(
             try:
                 dags[entry.dag_id] = build(entry, register=register)
             except Exception as exc:
-                reason = short(f"{type(exc).__name__}: {exc}", MESSAGE_LIMIT)
+                reason = shorten(f"{type(exc).__name__}: {exc}", MESSAGE_LIMIT)
                 entry = SettingsFile(
                     entry.dag_id,
                     entry.path,

@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, overload
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every timestamp we send: UTC ISO-8601, whole seconds
+# How far ahead of a run's read time a time it stored may be (clocks of two machines differ a little).
+CLOCK_SKEW = timedelta(minutes=1)
 TRUE_STRINGS = {"true", "yes", "1", "y", "on"}
 FALSE_STRINGS = {"false", "no", "0", "n", "off"}
 

@@ -20,17 +20,16 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
+from kandji_oomnitza.common.kandji_values import CLOCK_SKEW, TIMESTAMP_FORMAT
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import Integration
 from kandji_oomnitza.settings_files import duration_words
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the fingerprint changes meaning: every integration then does a full sync
-SKEW = timedelta(minutes=1)  # how far ahead of this run's read time a stored time may be
 STORE_NAME = "fingerprints.json.gz"
 
 
@@ -86,7 +85,7 @@ def store_problem(store: Any, now: str) -> str | None:
     if not isinstance(store, dict) or not isinstance(store.get("records"), dict):
         return "it has an unexpected shape"
     read = _time(now)
-    latest = read + SKEW if read is not None else None
+    latest = read + CLOCK_SKEW if read is not None else None
     last_full = store.get("last_full_sync")
     if last_full is not None:
         when = _time(last_full)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from kandji_oomnitza.common.kandji_values import TIMESTAMP_FORMAT
+from kandji_oomnitza.common.kandji_values import CLOCK_SKEW, TIMESTAMP_FORMAT
 from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.integrations.config import MissingSettings, percent_of
 from kandji_oomnitza.integrations.handover import Listing
@@ -32,7 +32,6 @@ from kandji_oomnitza.integrations.handover import Listing
 RETIRED_PARAM = "confirm_mass_flag"  # once a conf flag anyone who could trigger the DAG could set
 SHOWN = 20  # records a question lists (the error log and the plan file hold them all)
 HISTORY_NAME = "listing.json"
-SKEW = timedelta(minutes=1)
 MAX_FLAGGED = "max_flagged"
 LISTING_SHRANK = "listing_shrank"
 
@@ -115,7 +114,7 @@ def read_previous(path, now: str) -> tuple[PreviousListing | None, str | None]:
     latest: datetime | None
     try:
         when = datetime.strptime(str(read_at), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-        latest = datetime.strptime(now, TIMESTAMP_FORMAT).replace(tzinfo=UTC) + SKEW
+        latest = datetime.strptime(now, TIMESTAMP_FORMAT).replace(tzinfo=UTC) + CLOCK_SKEW
     except ValueError:
         when = latest = None
     if (

@@ -248,7 +248,7 @@ def mapping_rows(integration: Integration) -> list[MappingRow]:
     return rows
 
 
-def _iso(value: Any) -> str | None:
+def iso_or_none(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -270,9 +270,9 @@ def run_summary(
         state=str(run.state) if run.state is not None else None,
         run_type=str(run.run_type) if run.run_type is not None else None,
         dry_run=read.dry_run if read else bool(conf.get("dry_run")),
-        queued_at=_iso(run.queued_at),
-        started_at=_iso(run.start_date),
-        ended_at=_iso(run.end_date),
+        queued_at=iso_or_none(run.queued_at),
+        started_at=iso_or_none(run.start_date),
+        ended_at=iso_or_none(run.end_date),
         kandji_records=read.kandji_records if read else None,
         records_sent=read.records_sent if read else None,
         would_send=read.would_send if read else None,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from kandji_oomnitza import names
 from kandji_oomnitza.settings_files import SettingsFile, duration_words, scan
-from kandji_oomnitza.ui.page.overview import run_summaries
+from kandji_oomnitza.ui.page.overview import iso_or_none, run_summaries
 from kandji_oomnitza.workflows.config import WORKFLOWS
 from kandji_oomnitza.workflows.handover import WorkflowSummary
 
@@ -60,10 +60,6 @@ def read_workflow_files() -> list[SettingsFile]:
     return scan(WORKFLOWS)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _outcomes(value: Any) -> list[str] | None:
     summary = WorkflowSummary.read(value)
     if summary is None:
@@ -86,7 +82,7 @@ def _runs(session: Session, dag_id: str, show_outcomes: bool) -> list[WorkflowRu
         WorkflowRun(
             run_id=run.run_id,
             state=str(run.state) if run.state else None,
-            started_at=_iso(run.start_date or run.queued_at),
+            started_at=iso_or_none(run.start_date or run.queued_at),
             outcomes=_outcomes(summaries.get(run.run_id)),
             airflow_url=f"dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}",
         )
@@ -114,7 +110,7 @@ def _waiting(session: Session, dag_id: str) -> list[Approval]:
         Approval(
             run_id=ti.run_id,
             subject=detail.subject,
-            since=_iso(detail.created_at),
+            since=iso_or_none(detail.created_at),
             approvers=[a.get("name") or a.get("id") for a in detail.assignees or []],
             airflow_url=(
                 f"dags/{quote(dag_id)}/runs/{quote(ti.run_id, safe='')}/tasks/{quote(names.WORKFLOW_ACTION)}"
