@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from kandji_oomnitza.integrations.config import Integration  # noqa: E402
-from kandji_oomnitza.settings_files import Duration, duration_text  # noqa: E402
+from kandji_oomnitza.settings_files import Duration, Percent, duration_text  # noqa: E402
 from kandji_oomnitza.workflows.config import Workflow  # noqa: E402
 
 PAGE = ROOT / "docs" / "settings-reference.md"
@@ -71,6 +71,8 @@ def _type_words(annotation: Any) -> str:
         return f"`{annotation.__name__}` (below)"
     if annotation is timedelta:
         return "duration"
+    if annotation is Percent:
+        return "percentage (e.g. `5%`)"
     if annotation is typing.Any:
         return "any value"
     return getattr(annotation, "__name__", str(annotation))

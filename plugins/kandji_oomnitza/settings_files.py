@@ -105,6 +105,44 @@ def _airflow_user_ids(value: list[str]) -> list[str]:
 AirflowUserIds = Annotated[list[str], AfterValidator(_airflow_user_ids)]
 
 
+PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
+
+
+def is_field_name(name: str) -> bool:
+    """An Oomnitza field's external id (``FIELD_PATTERN``: lower snake_case, at most 100 characters)."""
+    return re.fullmatch(FIELD_PATTERN, name) is not None
+
+
+class Percent(float):
+    """A share of something, written ``5%`` (more than 0, at most 100): parsed once from the file's text,
+    shown and dumped as written (``str`` and ``format`` give ``5%``)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> Percent:
+        if isinstance(value, Percent):
+            return value
+        match = PERCENT.fullmatch(value) if isinstance(value, str) else None
+        if not match or not 0 < float(match[1]) <= 100:
+            raise ValueError(
+                f"{shorten(repr(value), 40)} is not a percentage like '5%' (more than 0, at most 100)"
+            )
+        return cls(float(match[1]))
+
+    def __str__(self) -> str:
+        return f"{float(self):g}%"
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if not spec else float.__format__(self, spec)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+
 @dataclass(frozen=True)
 class Duration:
     """A setting's duration, as ``Annotated[timedelta, Duration(...)]``: text such as ``30s``, ``5m``,

@@ -32,8 +32,10 @@ from kandji_oomnitza.settings_files import (
     AirflowUserIds,
     Duration,
     Kind,
+    Percent,
     Strict,
     days_words,
+    is_field_name,
     main,
     validated_file,
 )
@@ -249,15 +251,7 @@ class Delta(Strict):
     )
 
 
-PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 MAX_FLAGGED_FLOOR = 10  # a percentage limit never stops fewer records than this (a small fleet's churn)
-
-
-def percent_of(value: str) -> float:
-    match = PERCENT.fullmatch(str(value))
-    if not match or not 0 < float(match[1]) <= 100:
-        raise ValueError(f"{value!r} is not a percentage like '5%' (more than 0, at most 100)")
-    return float(match[1])
 
 
 def assignments_words(values: dict[str, Any]) -> str:
@@ -292,36 +286,32 @@ class WhenMissing(Strict):
     clear_when_seen: dict[str, FieldValue] = Field(
         default_factory=dict, description="Oomnitza field -> value, sent when a flagged record is back"
     )
-    max_flagged: int | str = Field(
-        "5%",
+    max_flagged: Annotated[Percent | int, Field(union_mode="left_to_right")] = Field(
+        Percent(5),
         description="at most this many records flagged in one run: a number, or a percentage of the records "
         f"Oomnitza holds with a Kandji id (never fewer than {MAX_FLAGGED_FLOOR})",
     )
-    max_listing_shrink: str = Field(
-        "20%",
+    max_listing_shrink: Percent = Field(
+        Percent(20),
         description="flag nothing when Kandji lists this much fewer records than at the last run that flagged",
     )
 
-    @field_validator("max_flagged")
+    @field_validator("max_flagged", mode="before")
     @classmethod
-    def _max_flagged(cls, value: int | str) -> int | str:
-        if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+    def _max_flagged(cls, value: Any) -> Any:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or (isinstance(value, int) and value < 0)
+        ):
             raise ValueError(f"{value!r}: a number of records (0 or more) or a percentage like '5%'")
-        if isinstance(value, str):
-            percent_of(value)
-        return value
-
-    @field_validator("max_listing_shrink")
-    @classmethod
-    def _max_listing_shrink(cls, value: str) -> str:
-        percent_of(value)
-        return value
+        return Percent.parse(value) if isinstance(value, str) else value
 
     def flagging_limit(self, held: int) -> int:
         """The most records one run may flag, out of ``held`` Oomnitza records with a Kandji id."""
-        if isinstance(self.max_flagged, int):
+        if not isinstance(self.max_flagged, Percent):
             return self.max_flagged
-        return max(MAX_FLAGGED_FLOOR, math.ceil(held * percent_of(self.max_flagged) / 100))
+        return max(MAX_FLAGGED_FLOOR, math.ceil(held * self.max_flagged / 100))
 
     @property
     def fields(self) -> list[str]:
@@ -431,7 +421,7 @@ class Integration(Strict):
     def _consistent(self) -> Integration:
         standard = STANDARD_FIELDS[self.type]
         for target, mapping in self.mappings.items():
-            if not re.fullmatch(r"[a-z][a-z0-9_]*|APPLICATIONS|SAAS", target):
+            if not is_field_name(target) and target not in ("APPLICATIONS", "SAAS"):
                 raise ValueError(
                     f"mappings.{target}: Oomnitza fields are named by their external id in lower snake_case "
                     "(Assets > Customization shows it), e.g. serial_number"
@@ -499,7 +489,7 @@ class Integration(Strict):
             )
         for option_name, values in (("set", option.set), ("clear_when_seen", option.clear_when_seen)):
             for name in values:
-                if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                if not is_field_name(name):
                     raise ValueError(
                         f"when_missing.{option_name}.{name}: Oomnitza fields are named by their external id "
                         "in lower snake_case, e.g. status"

@@ -29,6 +29,7 @@ from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import MissingSettings, WhenMissing
 from kandji_oomnitza.integrations.handover import Listing, MissingResult
 from kandji_oomnitza.integrations.safeguard import PreviousListing, Stop, listing_shrank, too_many
+from kandji_oomnitza.settings_files import Percent
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # candidates per Oomnitza read: few fields each, so a large page is cheap
@@ -209,7 +210,7 @@ def decide(
     plan = plan_missing(settings, oomnitza, seen_ids, read_at)
     stop = listing_shrank(settings, listing, previous)
     if stop is None and len(plan.to_flag) > option.flagging_limit(0):
-        held = None if isinstance(option.max_flagged, int) else count_held(settings, oomnitza)
+        held = count_held(settings, oomnitza) if isinstance(option.max_flagged, Percent) else None
         stop = too_many(settings, listing.listed, len(plan.to_flag), held)
     plan.calls = oomnitza.calls
     if stop is not None:

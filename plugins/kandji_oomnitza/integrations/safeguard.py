@@ -26,7 +26,7 @@ from typing import Any
 
 from kandji_oomnitza.common.kandji_values import CLOCK_SKEW, TIMESTAMP_FORMAT
 from kandji_oomnitza.common.redaction import shorten
-from kandji_oomnitza.integrations.config import MissingSettings, percent_of
+from kandji_oomnitza.integrations.config import MissingSettings
 from kandji_oomnitza.integrations.handover import Listing
 
 RETIRED_PARAM = "confirm_mass_flag"  # once a conf flag anyone who could trigger the DAG could set
@@ -66,7 +66,7 @@ def listing_shrank(
         return None
     limit = settings.when_missing.max_listing_shrink
     drop = (previous.listed - listing.listed) / previous.listed * 100
-    if drop <= percent_of(limit):
+    if drop <= limit:
         return None
     return Stop(
         LISTING_SHRANK,

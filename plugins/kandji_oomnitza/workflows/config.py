@@ -28,6 +28,7 @@ from kandji_oomnitza.settings_files import (
     Duration,
     Kind,
     Strict,
+    is_field_name,
     main,
     validated_file,
 )
@@ -363,7 +364,7 @@ class Workflow(Strict):
     @classmethod
     def _write_back(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name, text in value.items():
-            if not re.fullmatch(FIELD_PATTERN, name):
+            if not is_field_name(name):
                 raise ValueError(
                     f"{name!r}: use the field's external id in Oomnitza (lower case, like kandji_last_action)"
                 )

@@ -306,7 +306,8 @@ def test_the_shipped_commented_notify_and_safeguard_blocks_are_valid_when_uncomm
 
 def test_max_flagged_is_a_number_or_a_percentage_with_a_floor(tmp_path):
     percent = load_integration(write(tmp_path, changed(when_missing=WHEN_MISSING))).when_missing
-    assert percent.max_flagged == "5%" and percent.max_listing_shrink == "20%"
+    assert str(percent.max_flagged) == "5%" and str(percent.max_listing_shrink) == "20%"  # parsed once
+    assert percent.model_dump(mode="json")["max_flagged"] == "5%"  # dumped as written
     assert percent.flagging_limit(640) == 32  # 5% of 640
     assert percent.flagging_limit(50) == 10  # the floor
     number = load_integration(write(tmp_path, changed(when_missing={**WHEN_MISSING, "max_flagged": 3})))
