@@ -2,8 +2,9 @@
 
 Airflow 3 computes a link on the worker when the task finishes, from the operator that just ran, and
 stores it in XCom; the UI shows it as a button on the task. So a link reads what the run set on its
-operator (never an XCom that a failed run may not have pushed). Each link is registered by
-``plugins/kandji_oomnitza_plugin.py``.
+operator (never an XCom that a failed run may not have pushed). Each link is registered by the UI
+plugin (``ui/plugin.py``: the package's ``airflow.plugins`` entry point, or ``plugins/kandji_oomnitza_plugin.py``
+where only the files were copied).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Workflow files: ``include/workflows/<name>.yaml`` → DAG ``kandji_workflow_<name>``.
 
 A workflow is Oomnitza's Begin block run by Airflow: when an Oomnitza record starts matching the
-trigger's conditions, the action (a preset from ``presets.py``) runs on the device whose serial number
+trigger's conditions, the action (a preset from ``presets/registry.py``) runs on the device whose serial number
 the record holds, after a person approves it where the file (or the preset's default) asks for that.
 
 Everything here runs at parse time and does no I/O beyond reading the file.

@@ -345,7 +345,7 @@ class OomnitzaRecordsTrigger(BaseEventTrigger):
             gone=gone,
         )
         if new_state != state or self._rewrite:
-            # Written before the events are handed over: see workflow_state.py for why this is safe.
+            # Written before the events are handed over: see state.py for why this is safe.
             new_state = {**new_state, "seq": _write_number(state or {}) + 1}
             await self.store.aset(STATE_KEY, seal(sealed_under(self.workflow, STATE_KEY), new_state))
             self._written, self._rewrite = copy.deepcopy(new_state), False
