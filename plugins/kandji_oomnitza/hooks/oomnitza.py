@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -330,11 +330,14 @@ def _json_or_none(response: requests.Response) -> Any:
 SENT, UNCONFIRMED, REFUSED, UNSENT = "sent", "sent, unconfirmed", "refused by Oomnitza", "never sent"
 
 
+BatchKind = Literal["records", "rejects"]  # records to load, or records sent with their reason to reject
+
+
 @dataclass
 class Batch:
     """One bulk request: which records (positions in the order they were added) and how it ended."""
 
-    kind: str  # "records" or "rejects"
+    kind: BatchKind
     positions: list[int]
     error: str | None = None  # the reason sent with rejected records
     state: str = ""

@@ -12,7 +12,8 @@ XCom holds their JSON; text made from an API's answer is redacted before it gets
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Literal
 
 from kandji_oomnitza.common.handover import Handover
 
@@ -50,7 +51,7 @@ class ExtractStats(Handover):
 class BatchProblem(Handover):
     """A batch that did not arrive cleanly: which records (positions in the run), and how it ended."""
 
-    kind: str  # "records" or "rejects"
+    kind: Literal["records", "rejects"]
     positions: list[int]
     state: str
     detail: str = ""
@@ -116,8 +117,20 @@ class MissingEntry(Handover):
     reason: str = ""
 
 
+class MissingStatus(enum.StrEnum):
+    """What flagging records gone from Kandji did (its words are the summary's)."""
+
+    SKIPPED = "skipped"  # the listing cannot be trusted to say what is gone: ``why`` says why
+    DRY_RUN = "dry run"
+    NOTHING = "nothing to flag"
+    STOPPED = "stopped by the safeguard"
+    SENT = "sent"
+    UNCONFIRMED = "sent, unconfirmed"
+
+
 class MissingResult(Handover):
-    status: str
+    status: MissingStatus
+    why: str | None = None  # a skipped run: why nothing was considered
     after_days: float
     dry_run: bool = False
     safeguard: str | None = None  # the sentence of the safeguard that stopped the flagging (safeguard.py)

@@ -27,7 +27,7 @@ from kandji_oomnitza.common.redaction import shorten
 from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
 from kandji_oomnitza.hooks.oomnitza_protocol import Preference, named_records
 from kandji_oomnitza.integrations.config import MissingSettings, WhenMissing
-from kandji_oomnitza.integrations.handover import Listing, MissingResult
+from kandji_oomnitza.integrations.handover import Listing, MissingResult, MissingStatus
 from kandji_oomnitza.integrations.safeguard import PreviousListing, Stop, listing_shrank, too_many
 from kandji_oomnitza.settings_files import Percent
 
@@ -206,7 +206,7 @@ def decide(
     if not listing.complete:
         why = listing.why or "the listing was not complete"
         log.warning("Nothing flagged as missing: %s", why)
-        return MissingResult(**_base(option), status=f"skipped: {why}")
+        return MissingResult(**_base(option), status=MissingStatus.SKIPPED, why=why)
     plan = plan_missing(settings, oomnitza, seen_ids, read_at)
     stop = listing_shrank(settings, listing, previous)
     if stop is None and len(plan.to_flag) > option.flagging_limit(0):
@@ -252,7 +252,7 @@ def dry_run_result(settings: MissingSettings, decision: FlagDecision) -> Missing
         len(plan.to_flag),
         len(plan.to_clear),
     )
-    result = {**_planned(settings.when_missing, plan, True), "status": "dry run"}
+    result = {**_planned(settings.when_missing, plan, True), "status": MissingStatus.DRY_RUN}
     result |= {"flagged": plan.to_flag, "cleared": plan.to_clear}
     if decision.stop is not None:
         result |= {"safeguard": decision.stop.message, "safeguard_kind": decision.stop.kind}
@@ -261,10 +261,10 @@ def dry_run_result(settings: MissingSettings, decision: FlagDecision) -> Missing
 
 def flag_nothing(settings: MissingSettings, plan: MissingPlan, stop: Stop | None) -> MissingResult:
     """A plan that sends nothing: no record to flag (the listing shrank, so there is nothing to ask)."""
-    result = {**_planned(settings.when_missing, plan, False), "status": "nothing to flag"}
+    result = {**_planned(settings.when_missing, plan, False), "status": MissingStatus.NOTHING}
     if stop is not None:
         result |= {
-            "status": "stopped by the safeguard",
+            "status": MissingStatus.STOPPED,
             "safeguard": stop.message,
             "safeguard_kind": stop.kind,
         }
@@ -277,7 +277,7 @@ def stopped_result(settings: MissingSettings, plan: MissingPlan, stop: Stop, why
     held_back = [
         {**e, "reason": f"the {stop.kind} safeguard stopped this run's flagging; {why}"} for e in plan.to_flag
     ]
-    result = {**_planned(settings.when_missing, plan, False), "status": "stopped by the safeguard"}
+    result = {**_planned(settings.when_missing, plan, False), "status": MissingStatus.STOPPED}
     result |= {"safeguard": f"{stop.message} {why[0].upper()}{why[1:]}.", "safeguard_kind": stop.kind}
     return MissingResult.model_validate({**result, "held_back": held_back})
 
@@ -296,7 +296,7 @@ def flag(
     option = settings.when_missing
     result = _planned(option, plan, False) | {"confirmed_by": confirmation}
     if not plan.to_flag and not plan.to_clear:
-        return MissingResult.model_validate({**result, "status": "nothing to flag"}), None
+        return MissingResult.model_validate({**result, "status": MissingStatus.NOTHING}), None
     run = oomnitza.start_run(
         data_type=settings.type,
         sync_field=settings.sync_key,
@@ -312,7 +312,7 @@ def flag(
         finished = run.finish(timeout_seconds=settings.outcome_timeout_seconds)
     flagged, cleared, not_flagged = _account(sent, finished)
     result.update(
-        status="sent" if finished.outcome is not None else "sent, unconfirmed",
+        status=MissingStatus.SENT if finished.outcome is not None else MissingStatus.UNCONFIRMED,
         portion=portion,
         flagged=flagged,
         cleared=cleared,

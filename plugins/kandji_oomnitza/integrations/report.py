@@ -37,6 +37,7 @@ from kandji_oomnitza.integrations.handover import (
     FieldCheck,
     LoadResult,
     MissingResult,
+    MissingStatus,
     Retries,
     RunSummary,
 )
@@ -130,8 +131,8 @@ def _missing_status(integration: Integration, missing: MissingResult | None) -> 
         return "off"
     if missing is None:
         return "did not run"
-    if missing.status.startswith("skipped"):
-        return missing.status
+    if missing.status is MissingStatus.SKIPPED:
+        return f"skipped: {missing.why}"
     if missing.safeguard is not None:
         return f"{missing.status}{' (dry run)' if missing.dry_run else ''}: {missing.safeguard}"
     confirmed = (
@@ -260,8 +261,8 @@ def _missing_warnings(missing: MissingResult | None) -> list[str]:
     if missing is None:
         return []
     warnings = list(missing.warnings)
-    if missing.status.startswith("skipped"):
-        warnings.append(f"when_missing: nothing flagged as missing, {missing.status}")
+    if missing.status is MissingStatus.SKIPPED:
+        warnings.append(f"when_missing: nothing flagged as missing, skipped: {missing.why}")
     if missing.safeguard is not None:
         warnings.append(f"when_missing: {missing.safeguard}")
     if missing.confirmed_by is not None:
