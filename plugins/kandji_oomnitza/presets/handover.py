@@ -13,8 +13,10 @@ ALREADY_DONE: Final = "already done"  # Kandji said the device is already in the
 
 
 class ActionResult(Handover):
-    preset: str
-    serial_number: str
+    # Defaults everywhere: a workflow's summary reads whatever XCom a run_action left (it may have been
+    # written by hand), and says what it claims; it decides on the sealed sent: mark, never on this.
+    preset: str = ""
+    serial_number: str = ""
     device_id: str | None = None
     device_name: str | None = None
     platform: str | None = None

@@ -173,3 +173,14 @@ def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_n
     assert summary.failure is not None and "possibly sent" in summary.failure
     clean = summarize(lock, "d", items[1:], [], [], actions=[None], stopped=[None], marks=[None])
     assert clean.possibly_sent == 0 and "possibly" not in counts_line(clean.counts())
+
+
+def test_a_run_action_result_written_by_hand_is_read_for_what_it_claims_and_sends_nothing():
+    from kandji_oomnitza.workflows.steps import outcome
+
+    lock = workflow()
+    request = {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}
+    claimed = ActionResult.read({"result": "sent", "approved_by": "bob"})  # no preset, no serial: still read
+    line, bad = outcome(lock, request, claimed, None, None)
+    assert bad and "reports 'sent', but no send was recorded" in line.outcome and line.approved_by is None
+    assert ActionResult.read({"result": "exploded"}) is None  # not a result this product writes
