@@ -3,6 +3,7 @@
     prepare ─Item (one per record)─► per_device[i].run_action  (Airflow maps over them: plain dicts, typed)
             ─Problem, Duplicate────► summary                   (XCom problems, duplicates)
     run_action ─NotSent────────────► summary                   (XCom not_sent)
+               ─SentMark───────────► summary, every later run  (the asset state store, sealed)
     summary ──WorkflowSummary──────► the Integrations page, the failure notification
 
 Whoever may edit a DAG's XComs can write these: the summary decides on the ``sent:`` marks in the asset
@@ -62,6 +63,15 @@ class NotSent(TypedDict):
 
     outcome: str
     failure: bool
+
+
+class SentMark(Handover):
+    """An entry's ``sent:`` mark in the asset state store (sealed, see state.py): this run's action is about
+    to call Kandji. Written once, right before the call, so a re-run never sends the entry again."""
+
+    run_id: str
+    at: str  # when the action recorded the send (ISO 8601)
+    approved_by: str | None = None  # Airflow's record of who approved, when the workflow asks
 
 
 class OutcomeLine(Handover):

@@ -89,6 +89,7 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
         from kandji_oomnitza.common.seal import seal, unseal
         from kandji_oomnitza.hooks.errors import ApiError
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.workflows.handover import SentMark
 
         request, store = self.request, context["asset_state_store"][self.asset]
         key = request["key"]
@@ -104,12 +105,12 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
                         "failure": True,
                     },
                 )
-            mark = sent if isinstance(sent, dict) else {}
+            earlier = SentMark.read(sent)
+            by = f" (by run {earlier.run_id} at {earlier.at})" if earlier is not None else ""
             raise self.not_sent(
                 context,
                 {
-                    "outcome": f"entry {key} was already sent (by run {mark.get('run_id')} at {mark.get('at')}); "
-                    "it is not sent twice",
+                    "outcome": f"entry {key} was already sent{by}; it is not sent twice",
                     "failure": False,
                 },
             )
@@ -150,17 +151,12 @@ class WorkflowActionOperator(KandjiDeviceActionOperator):
                     "nothing was sent. Clear the task to ask again."
                 )
             self.log.info("Approved by %s (Airflow's record of the answer)", self.approved_by)
-        store.set(
-            SENT_PREFIX + key,
-            seal(
-                where,
-                {
-                    "run_id": context["run_id"],
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "approved_by": self.approved_by,
-                },
-            ),
+        mark = SentMark(
+            run_id=context["run_id"],
+            at=datetime.now(UTC).isoformat(timespec="seconds"),
+            approved_by=self.approved_by,
         )
+        store.set(SENT_PREFIX + key, seal(where, mark.to_xcom()))
 
 
 class ApprovedWorkflowActionOperator(HITLOperator, WorkflowActionOperator):

@@ -28,6 +28,7 @@ from kandji_oomnitza.workflows.handover import (
     OutcomeLine,
     Problem,
     Request,
+    SentMark,
     WorkflowSummary,
 )
 from kandji_oomnitza.workflows.state import authentic, entries_of, first_sent_before
@@ -243,7 +244,7 @@ def outcome(
     request: Request,
     action: ActionResult | None,
     stopped: NotSent | None,
-    sent: dict[str, Any] | None,
+    sent: SentMark | None,
 ) -> tuple[OutcomeLine, bool]:
     """What happened to one record, and whether that is a failure of the run. ``sent`` is the entry's
     ``sent:`` mark, written by this run's action just before the call to Kandji: a result that claims a
@@ -261,7 +262,7 @@ def outcome(
             return line, True
         line.outcome = f"{action.result} ({title})"
         line.delivery = action.delivery
-        line.approved_by = sent.get("approved_by")  # as the action read it from Airflow's record
+        line.approved_by = sent.approved_by  # as the action read it from Airflow's record
         if workflow.write_back:
             wrote = action.write_back
             line.write_back = wrote or f"failed ({action.write_back_error or 'see per_device.run_action'})"
@@ -272,7 +273,7 @@ def outcome(
         return line, bool(stopped.get("failure"))
     if sent:  # the mark is written right before the call: the action may have reached Kandji
         line.outcome = (
-            f"{POSSIBLY_SENT}: this run recorded the send at {sent.get('at')}, but per_device.run_action did not "
+            f"{POSSIBLY_SENT}: this run recorded the send at {sent.at}, but per_device.run_action did not "
             f"finish (see its log), so whether Kandji received the {title} is not known: check the device's "
             "commands in Kandji; it is never sent again for this entry"
         )
@@ -294,7 +295,7 @@ def summarize(
     *,
     actions: list[ActionResult | None],
     stopped: list[NotSent | None],
-    marks: list[dict[str, Any] | None],
+    marks: list[SentMark | None],
 ) -> WorkflowSummary:
     """One line per record (sent, rejected, timed out, or why not) and, when a record could not be acted
     on, why the run fails (``failure``). ``actions``, ``stopped`` and ``marks`` are per item: what its

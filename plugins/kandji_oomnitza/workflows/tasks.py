@@ -13,6 +13,7 @@ from kandji_oomnitza import names
 from kandji_oomnitza.common.seal import unseal
 from kandji_oomnitza.workflows import steps
 from kandji_oomnitza.workflows.config import Workflow
+from kandji_oomnitza.workflows.handover import SentMark
 from kandji_oomnitza.workflows.state import CLAIM_PREFIX, SENT_PREFIX, STATE_KEY, sealed_under
 
 DUPLICATE_WINDOW = timedelta(days=7)  # how far back a repeated event's first sending is looked for
@@ -102,7 +103,7 @@ def summary_task(workflow: Workflow, asset: Asset, items: list[steps.Item] | Non
 
     store = context["asset_state_store"][asset]
     marks = [
-        unseal(sealed_under(asset.name, SENT_PREFIX + key), store.get(SENT_PREFIX + key))[0]
+        SentMark.read(unseal(sealed_under(asset.name, SENT_PREFIX + key), store.get(SENT_PREFIX + key))[0])
         for key in (item["request"]["key"] for item in items)
     ]
     summary = steps.summarize(
@@ -113,7 +114,7 @@ def summary_task(workflow: Workflow, asset: Asset, items: list[steps.Item] | Non
         ti.xcom_pull(task_ids=names.PREPARE, key=names.DUPLICATES) or [],
         actions=[ActionResult.read(value) for value in pulled(names.RETURN_VALUE)],
         stopped=pulled(names.NOT_SENT),
-        marks=[m if isinstance(m, dict) and m.get("run_id") == context["run_id"] else None for m in marks],
+        marks=[m if m is not None and m.run_id == context["run_id"] else None for m in marks],
     )
     ti.xcom_push(key=names.SUMMARY, value=summary.to_xcom())
     if summary.failure:

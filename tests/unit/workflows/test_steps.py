@@ -10,7 +10,7 @@ from kandji_oomnitza.presets.handover import ActionResult
 from kandji_oomnitza.workflows.config import (
     render,
 )
-from kandji_oomnitza.workflows.handover import WorkflowSummary
+from kandji_oomnitza.workflows.handover import SentMark, WorkflowSummary
 from kandji_oomnitza.workflows.steps import render_inputs
 
 
@@ -37,7 +37,7 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
         delivery="completed",
         write_back={"kandji_last_action": "x"},
     )
-    mark = {"run_id": "r1", "approved_by": "bob"}
+    mark = SentMark(run_id="r1", at="2026-12-08T01:00:00+00:00", approved_by="bob")
     cases = [
         (None, None, None, "the action did not finish (see per_device.run_action's log)", True),
         (None, {"outcome": "rejected by admin: nothing sent", "failure": False}, None,
@@ -51,7 +51,7 @@ def test_each_record_outcome_says_what_was_sent_and_fails_the_run_only_when_it_s
         (sent, None, None, "per_device.run_action reports 'sent', but no send was recorded", True),
         # Marked by this run right before the call, then the task never finished (killed, or failed by
         # Airflow's scheduler): it may have reached Kandji, and the line says so rather than "not sent".
-        (None, None, {**mark, "at": "2026-12-08T01:00:00+00:00"},
+        (None, None, mark,
          "possibly sent: this run recorded the send at 2026-12-08T01:00:00+00:00", True),
     ]  # fmt: skip
     for action, stopped, marked, outcome, failed in cases:
@@ -146,7 +146,7 @@ def test_the_summary_fails_the_run_only_for_what_could_not_be_acted_on():
 
     lock = workflow(write_back={})
     item = {"request": {"record_id": "e1", "serial_number": "C02ABC123XYZ", "key": "e1#1"}}
-    mark = {"run_id": "r", "approved_by": "bob"}
+    mark = SentMark(run_id="r", at="2026-12-08T01:00:00+00:00", approved_by="bob")
     sent = ActionResult(preset="Kandji Lock Device", serial_number="C02ABC123XYZ", result="sent")
     summary = summarize(lock, "d", [item], [], [], actions=[sent], stopped=[None], marks=[mark])
     assert summary.failure is None and summary.sent == 1 and summary.records[0].approved_by == "bob"
@@ -167,7 +167,7 @@ def test_a_send_recorded_without_a_result_is_counted_as_possibly_sent_never_as_n
         {"request": {"record_id": f"e{n}", "serial_number": f"C02ABC12300{n}", "key": f"e{n}#1"}}
         for n in (1, 2)
     ]
-    marks = [{"run_id": "r1", "at": "2026-12-08T01:00:00+00:00"}, None]
+    marks = [SentMark(run_id="r1", at="2026-12-08T01:00:00+00:00"), None]
     summary = summarize(lock, "d", items, [], [], actions=[None, None], stopped=[None, None], marks=marks)
     assert (summary.sent, summary.possibly_sent, summary.not_sent) == (0, 1, 1)
     assert summary.failure is not None and "possibly sent" in summary.failure
