@@ -114,7 +114,7 @@ def test_create_only_and_update_only(oomnitza_emulator):
     _, create_only = load([asset("S1", model="X"), asset("S2")], preference=Preference.CREATE_ONLY)
     assert create_only.counts["added"] == 1 and create_only.counts["skipped"] == 1
     assert "create only" in create_only.messages["skipped"][0]
-    _, update_only = load([asset("S1", model="Y"), asset("S9")], preference="update_only")
+    _, update_only = load([asset("S1", model="Y"), asset("S9")], preference=Preference.UPDATE_ONLY)
     assert update_only.counts["updated"] == 1 and update_only.counts["skipped"] == 1
     assert "update only" in update_only.messages["skipped"][0]
     body = oomnitza_emulator.requests("^/api/v3/bulk$", "POST")[-1]["body"]

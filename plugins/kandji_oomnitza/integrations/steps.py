@@ -238,7 +238,7 @@ def load(
     run = oomnitza.start_run(
         data_type=integration.type,
         sync_field=integration.sync_key,
-        preference=integration.preference.value,
+        preference=integration.preference,
         batch_size=integration.load.batch_size,
         portion=portion,
         concurrency=integration.load.concurrency,

@@ -203,6 +203,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         """Get Asset Details: the device and its /details, mapped as the assets integration maps them,
         sent to Oomnitza as an update of the asset with this serial number."""
         from kandji_oomnitza.hooks.oomnitza import OomnitzaHook
+        from kandji_oomnitza.hooks.oomnitza_protocol import Preference
 
         device["details"] = kandji.get_device_details(device["device_id"])
         if self.asset_record is None:  # __init__ refuses a preset without an action and without it
@@ -215,7 +216,7 @@ class KandjiDeviceActionOperator(BaseOperator):
         run = oomnitza.start_run(
             data_type="assets",
             sync_field=["serial_number"],
-            preference="update_only",
+            preference=Preference.UPDATE_ONLY,
             connector_name="kandji-oomnitza-airflow-presets",
         )
         run.add(record)
