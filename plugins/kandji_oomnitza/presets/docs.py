@@ -13,11 +13,7 @@ def dag_doc(preset: Preset) -> str:
     inputs = (
         "\n".join(f"- `{name}`: {spec['description']}" for name, spec in preset.params.items()) or "- none"
     )
-    extra = "".join(
-        f', "{name}": ...'
-        for name, spec in preset.params.items()
-        if spec.get("default") is None and "null" not in spec["type"]
-    )
+    extra = "".join(f', "{name}": ...' for name in preset.params if preset.required(name))
     target = (
         f"Kandji action `{preset.action}`"
         if preset.action

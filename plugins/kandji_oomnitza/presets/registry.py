@@ -72,6 +72,11 @@ class Preset:
         """The APIs a run calls: Kandji always; Oomnitza too for Get Asset Details (no action)."""
         return ("kandji",) if self.action else ("kandji", "oomnitza")
 
+    def required(self, name: str) -> bool:
+        """Whether input ``name`` must be given: it has no default and may not be null."""
+        spec = self.params[name]
+        return spec.get("default") is None and "null" not in spec["type"]
+
     def param(self, name: str, default: Any) -> Any:
         """Input ``name`` as the typed Airflow Param its trigger form shows (and checks values with)."""
         from airflow.sdk import Param

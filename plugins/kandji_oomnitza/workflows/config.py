@@ -297,8 +297,7 @@ class Action(Strict):
                 check_template(value)
             _check_input(preset, name, value)
         for name, spec in preset.params.items():
-            needed = spec.get("default") is None and "null" not in spec["type"]
-            if needed and name not in self.inputs:
+            if preset.required(name) and name not in self.inputs:
                 raise ValueError(f"inputs.{name} is required by {preset.key}: {spec['description']}")
         return self
 
