@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 
-def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
-    from types import SimpleNamespace
 
-    from kandji_oomnitza.ui.page.overview import run_summary
-
-    run = SimpleNamespace(
-        run_id="manual__1",
+def finished_run(run_id: str) -> SimpleNamespace:
+    """A finished manual run, as the page reads one from the metadata DB."""
+    return SimpleNamespace(
+        run_id=run_id,
         state="success",
         run_type="manual",
         conf={},
@@ -17,6 +16,12 @@ def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
         start_date=None,
         end_date=None,
     )
+
+
+def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
+    from kandji_oomnitza.ui.page.overview import run_summary
+
+    run = finished_run("manual__1")
     base = {"kandji_records": 10, "not_loaded": 0, "back_in_kandji": 1, "when_missing": "sent: ..."}
     real = run_summary("d", run, {**base, "flagged_as_missing": 3, "would_flag_as_missing": 0}, True)
     assert (real.flagged_as_missing, real.back_in_kandji, real.not_loaded) == (3, 1, 0)
@@ -27,14 +32,9 @@ def test_the_page_counts_flagged_records_apart_and_a_dry_run_as_would_flag():
 
 
 def test_a_tripped_safeguard_and_who_lifted_it_reach_the_page():
-    from types import SimpleNamespace
-
     from kandji_oomnitza.ui.page.overview import run_summary
 
-    run = SimpleNamespace(
-        run_id="scheduled__1", state="failed", run_type="scheduled", conf={}, queued_at=None,
-        start_date=None, end_date=None,
-    )  # fmt: skip
+    run = finished_run("scheduled__1", state="failed", run_type="scheduled")
     sentence = "Kandji listed 64 devices, and 576 were not in it: flagging them was stopped by the safeguard"
     stopped = run_summary("d", run, {"kandji_records": 64, "safeguard": sentence}, True)
     assert stopped.safeguard == sentence and stopped.safeguard_confirmed_by is None
@@ -44,14 +44,9 @@ def test_a_tripped_safeguard_and_who_lifted_it_reach_the_page():
 
 
 def test_a_skipped_run_says_why_and_a_dry_run_carries_its_preview():
-    from types import SimpleNamespace
-
     from kandji_oomnitza.ui.page.overview import run_summary
 
-    run = SimpleNamespace(
-        run_id="backfill__1", state="success", run_type="backfill", conf={}, queued_at=None,
-        start_date=None, end_date=None,
-    )  # fmt: skip
+    run = finished_run("backfill__1", run_type="backfill")
     skipped = run_summary(
         "d", run, None, False, skipped_reason="Skipped: a newer run of this integration exists"
     )
@@ -86,19 +81,9 @@ def test_the_error_log_is_offered_only_when_it_lists_a_record():
 
 def test_a_summary_that_is_not_one_shows_as_none_never_as_an_error():
     """A summary XCom edited through the REST API (role user may) is not read as a run summary."""
-    from types import SimpleNamespace
-
     from kandji_oomnitza.ui.page.overview import run_summary
 
-    run = SimpleNamespace(
-        run_id="r",
-        state="success",
-        run_type="manual",
-        conf={},
-        queued_at=None,
-        start_date=None,
-        end_date=None,
-    )
+    run = finished_run("r")
     row = run_summary("d", run, {"kandji_records": "lots", "added": [1]}, False)
     assert row.has_summary is False and row.kandji_records is None and row.counts is None
     row = run_summary("d", run, {"kandji_records": 3, "added": 2}, False)
