@@ -5,12 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 
-def finished_run(run_id: str) -> SimpleNamespace:
-    """A finished manual run, as the page reads one from the metadata DB."""
+def finished_run(run_id: str, state: str = "success", run_type: str = "manual") -> SimpleNamespace:
+    """A finished run, as the page reads one from the metadata DB."""
     return SimpleNamespace(
         run_id=run_id,
-        state="success",
-        run_type="manual",
+        state=state,
+        run_type=run_type,
         conf={},
         queued_at=None,
         start_date=None,
